@@ -1,0 +1,176 @@
+"""Covenants: the agreements that make a match disclosable without consent.
+
+A covenant file is TOML::
+
+    id = "samen-sterk-noord"
+    name = "Convenant Samen Sterk Noord"
+    legal_basis = "AVG art. 6 lid 1 sub e; Jeugdwet art. 7.1.1.1; Wmo 2015 art. 5.2.1"
+    valid_from = 2026-01-01
+    valid_until = 2027-12-31          # inclusive
+    coordinator = "regie-noord"
+    parties = ["jeugdzorg-noord", "woonstad-noord", "schuldhulp-noord"]
+    purposes = ["care_coordination"]
+    regions = ["GM0014"]
+
+    [categories]                      # per category: what the basis is
+    youth_care = "covenant"           # the covenant itself is the basis
+    housing = "covenant"
+    mental_health = "consent"         # only with the household's consent
+
+A category not listed, or listed as "consent", is disclosed only with consent.
+Dates without a time are whole UTC days. Errors name the line and the reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from exchange import vocab
+from exchange.errors import InvalidInput
+
+CARE_COORDINATION = "care_coordination"
+_BASES = ("covenant", "consent")
+_KEYS = {
+    "id", "name", "legal_basis", "valid_from", "valid_until", "coordinator",
+    "parties", "purposes", "regions", "categories",
+}
+_MAX_SOURCE = 64 * 1024
+
+
+class CovenantError(InvalidInput):
+    """A covenant file is invalid; the message names the line and the reason."""
+
+
+@dataclass(frozen=True)
+class Covenant:
+    id: str
+    name: str
+    legal_basis: str
+    valid_from: datetime
+    valid_until: datetime  # exclusive
+    coordinator_id: str
+    parties: frozenset[str]
+    purposes: frozenset[str]
+    regions: frozenset[str]
+    categories: dict[str, str]  # category -> "covenant" | "consent"
+    source: str
+    version: int = 0  # assigned by the hub when registered
+
+    @property
+    def source_sha256(self) -> bytes:
+        return hashlib.sha256(self.source.encode()).digest()
+
+    @property
+    def covered_categories(self) -> frozenset[str]:
+        """Categories for which the covenant itself is a basis."""
+        return frozenset(c for c, basis in self.categories.items() if basis == "covenant")
+
+    def in_force(self, at: datetime) -> bool:
+        return self.valid_from <= at < self.valid_until
+
+    @property
+    def ref(self) -> str:
+        return f"covenant:{self.id}@v{self.version}"
+
+
+def _line_of(source: str, key: str) -> int | None:
+    pattern = re.compile(rf"^\s*{re.escape(key)}\s*=", re.MULTILINE)
+    found = pattern.search(source)
+    return source.count("\n", 0, found.start()) + 1 if found else None
+
+
+def _fail(source: str, key: str | None, reason: str) -> CovenantError:
+    line = _line_of(source, key) if key else None
+    where = f"line {line}: " if line else ""
+    return CovenantError(f"invalid covenant: {where}{reason}")
+
+
+def _moment(value: Any, key: str, source: str, *, end: bool) -> datetime:
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise _fail(source, key, f"{key} needs a UTC offset, or give a date")
+        return value.astimezone(UTC)
+    if isinstance(value, date):
+        start = datetime(value.year, value.month, value.day, tzinfo=UTC)
+        return start + timedelta(days=1) if end else start
+    raise _fail(source, key, f"{key} must be a date like 2026-01-01")
+
+
+def _str_list(data: dict[str, Any], key: str, source: str, check: Any) -> frozenset[str]:
+    value = data.get(key)
+    if not isinstance(value, list) or not value:
+        raise _fail(source, key, f"{key} must be a non-empty list of strings")
+    items = []
+    for item in value:
+        if not isinstance(item, str):
+            raise _fail(source, key, f"{key} must be a non-empty list of strings")
+        try:
+            items.append(check(item, key))
+        except InvalidInput as exc:
+            raise _fail(source, key, f"{key}: '{item}': {exc}") from None
+    if len(set(items)) != len(items):
+        raise _fail(source, key, f"{key} lists an entry twice")
+    return frozenset(items)
+
+
+def parse_covenant(source: str) -> Covenant:
+    """Parse and validate a covenant file's text."""
+    if not isinstance(source, str) or not source.strip():
+        raise CovenantError("invalid covenant: the file is empty")
+    if len(source) > _MAX_SOURCE:
+        raise CovenantError(f"invalid covenant: larger than {_MAX_SOURCE} characters")
+    try:
+        data = tomllib.loads(source)
+    except tomllib.TOMLDecodeError as exc:
+        raise CovenantError(f"invalid covenant: {exc}") from None
+    for key in data:
+        if key not in _KEYS:
+            raise _fail(source, key, f"unknown key '{key}'")
+    for key in ("id", "name", "legal_basis", "coordinator"):
+        if not isinstance(data.get(key), str):
+            raise _fail(source, key if key in data else None, f"{key} is required (a string)")
+    checks: dict[str, Callable[[str], str]] = {
+        "id": lambda v: vocab.slug(v, "id"),
+        "coordinator": lambda v: vocab.slug(v, "coordinator"),
+        "name": lambda v: vocab.text(v, "name", max_len=200),
+        "legal_basis": lambda v: vocab.text(v, "legal_basis", max_len=1000),
+    }
+    for key, check in checks.items():
+        try:
+            check(data[key])
+        except InvalidInput as exc:
+            raise _fail(source, key, str(exc)) from None
+    for key in ("valid_from", "valid_until"):
+        if key not in data:
+            raise _fail(source, None, f"{key} is required")
+    valid_from = _moment(data["valid_from"], "valid_from", source, end=False)
+    valid_until = _moment(data["valid_until"], "valid_until", source, end=True)
+    if valid_until <= valid_from:
+        raise _fail(source, "valid_until", "valid_until must be after valid_from")
+    parties = _str_list(data, "parties", source, vocab.slug)
+    if len(parties) < 2:
+        raise _fail(source, "parties", "a covenant needs at least two parties")
+    purposes = _str_list(data, "purposes", source, vocab.code)
+    regions = _str_list(data, "regions", source, vocab.region)
+    table = data.get("categories")
+    if not isinstance(table, dict) or not table:
+        raise _fail(source, None, "a [categories] table with at least one category is required")
+    categories: dict[str, str] = {}
+    for cat, basis in table.items():
+        if cat not in vocab.CATEGORIES:
+            raise _fail(source, cat, f"unknown category '{cat}'")
+        if basis not in _BASES:
+            raise _fail(source, cat, f"category '{cat}' must be \"covenant\" or \"consent\"")
+        categories[cat] = basis
+    return Covenant(
+        id=data["id"], name=data["name"], legal_basis=data["legal_basis"],
+        valid_from=valid_from, valid_until=valid_until,
+        coordinator_id=data["coordinator"], parties=parties,
+        purposes=purposes, regions=regions, categories=categories, source=source,
+    )
