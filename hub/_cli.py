@@ -1,0 +1,114 @@
+"""``samenloop hub ...`` and ``samenloop keyservice ...``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from exchange import config
+
+
+def register(sub: Any) -> None:
+    hub = sub.add_parser("hub", help="run the matching hub (central service)",
+                         description="Run and maintain the matching hub.")
+    hub_sub = hub.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    serve = hub_sub.add_parser(
+        "serve", help="serve the signal, coordinator, audit and admin services",
+        description="Serve the hub's gRPC services until SIGINT or SIGTERM, then finish "
+        "in-flight requests and stop. Prints 'hub listening on HOST:PORT' when ready.")
+    serve.add_argument("--listen", metavar="HOST:PORT",
+                       help="address to listen on (default 127.0.0.1:50051; port 0 picks one)")
+    serve.add_argument("--database-url", metavar="URL",
+                       help="SQLAlchemy URL (default sqlite:///samenloop-hub.db)")
+    serve.add_argument("--checkpoint-key", type=Path, metavar="FILE",
+                       help="Ed25519 key signing log checkpoints; created when missing")
+    serve.add_argument("--migrate", action="store_true", default=None,
+                       help="upgrade the database schema before serving")
+    serve.set_defaults(func=_serve_hub)
+
+    mig = hub_sub.add_parser("migrate", help="create or upgrade the hub database schema",
+                             description="Apply every pending Alembic migration.")
+    mig.add_argument("--database-url", metavar="URL", help="SQLAlchemy URL")
+    mig.set_defaults(func=_migrate)
+
+    ks = sub.add_parser("keyservice", help="run the OPRF key service",
+                        description="Run the key service that holds the OPRF key.")
+    ks_sub = ks.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    keygen = ks_sub.add_parser("keygen", help="create a new OPRF private key file",
+                               description="Create a new OPRF key (never overwrites a file).")
+    keygen.add_argument("--key-file", type=Path, metavar="FILE",
+                        help="where to write the key (default oprf.key)")
+    keygen.set_defaults(func=_keygen)
+    ks_serve = ks_sub.add_parser(
+        "serve", help="serve OPRF evaluations",
+        description="Serve the key service until SIGINT or SIGTERM. Prints "
+        "'key service listening on HOST:PORT' when ready.")
+    ks_serve.add_argument("--listen", metavar="HOST:PORT",
+                          help="address to listen on (default 127.0.0.1:50052)")
+    ks_serve.add_argument("--key-file", type=Path, metavar="FILE",
+                          help="the OPRF private key (default oprf.key)")
+    ks_serve.set_defaults(func=_serve_keyservice)
+
+
+def _hub_settings(args: argparse.Namespace) -> Any:
+    from hub import HubSettings
+
+    return config.load(HubSettings, path=args.config, overrides={
+        "listen": getattr(args, "listen", None),
+        "database_url": args.database_url,
+        "checkpoint_key": getattr(args, "checkpoint_key", None),
+        "migrate": getattr(args, "migrate", None),
+    })
+
+
+def _serve_hub(args: argparse.Namespace) -> int:
+    from hub import start_hub
+
+    running = start_hub(_hub_settings(args))
+    print(f"hub listening on {running.address}", flush=True)
+    running.wait()
+    return 0
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from exchange.db import redact_url
+    from hub import migrate_database
+
+    settings = _hub_settings(args)
+    migrate_database(settings.database_url)
+    print(f"database {redact_url(settings.database_url)} is at the newest schema")
+    return 0
+
+
+def _ks_settings(args: argparse.Namespace) -> Any:
+    from hub import KeyServiceSettings
+
+    return config.load(KeyServiceSettings, path=args.config, overrides={
+        "listen": getattr(args, "listen", None), "key_file": args.key_file})
+
+
+def _keygen(args: argparse.Namespace) -> int:
+    from exchange import crypto
+    from exchange.errors import AlreadyExists
+
+    path = _ks_settings(args).key_file
+    key = crypto.OprfKey.generate()
+    try:
+        key.save(path)
+    except FileExistsError:
+        raise AlreadyExists(f"{path} exists; a key is never overwritten") from None
+    print(f"wrote OPRF key {key.key_id} to {path}")
+    return 0
+
+
+def _serve_keyservice(args: argparse.Namespace) -> int:
+    from hub import start_keyservice
+
+    running = start_keyservice(_ks_settings(args))
+    print(f"key service listening on {running.address}", flush=True)
+    sys.stdout.flush()
+    running.wait()
+    return 0

@@ -1,0 +1,698 @@
+"""The hub's operations, independent of gRPC.
+
+Every method runs in one database transaction and appends its access-log events in
+that same transaction: a change is never stored without its log entry, and a
+rejected request (an exception) leaves the database as it was. The gRPC edge
+(hub._service) logs rejections in a transaction of their own.
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import Engine, func, select, tuple_
+from sqlalchemy.orm import Session
+
+import consent
+from exchange import checkpoint, crypto, vocab
+from exchange.db import session_factory
+from exchange.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidInput,
+    NotFound,
+    PermissionDenied,
+)
+from hub import _audit, _inputs, _matching
+from hub._models import (
+    Alert,
+    AlertFeed,
+    AlertSignal,
+    AuditCheckpoint,
+    AuditEvent,
+    Consent,
+    ConsentKey,
+    Coordinator,
+    CovenantVersion,
+    Envelope,
+    Match,
+    Organisation,
+    Signal,
+    SignalKey,
+)
+
+CLOCK_SKEW = timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_signal_age: timedelta = timedelta(days=730)
+    max_consent_period: timedelta = timedelta(days=5 * 366)
+
+
+@dataclass(frozen=True)
+class Involvement:
+    signal_id: str
+    organisation_id: str
+    organisation_name: str
+    professional: _inputs.Contact
+    signalled_at: datetime
+
+
+@dataclass(frozen=True)
+class AlertView:
+    alert_id: str
+    household_ref: str
+    state: str
+    created_at: datetime
+    updated_at: datetime
+    covenant_id: str
+    closed_reason: str
+    involved: tuple[Involvement, ...]
+
+
+@dataclass(frozen=True)
+class Recipient:
+    coordinator_id: str
+    covenant_id: str
+    covenant_version: int
+    public_key: bytes
+    key_fingerprint: bytes
+    regions: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class AuditFilter:
+    subject_ref: str = ""
+    organisation_id: str = ""
+    actor_user_id: str = ""
+    event_type: str = ""
+    action: str = ""
+    outcome: str = ""
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+class Hub:
+    """The matching hub: registry, signals, households, gate, alerts and access log."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        signer: checkpoint.CheckpointSigner,
+        clock: Callable[[], datetime] | None = None,
+        limits: Limits | None = None,
+    ) -> None:
+        self._engine = engine
+        self._sessions = session_factory(engine)
+        self._signer = signer
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self.limits = limits or Limits()
+        self._feed_cond = threading.Condition()
+        self._feed_version = 0
+        self._parsed: dict[tuple[str, int], consent.Covenant] = {}
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    @property
+    def checkpoint_public_key(self) -> bytes:
+        return self._signer.public_key
+
+    @property
+    def origin(self) -> str:
+        return self._signer.name
+
+    def now(self) -> datetime:
+        return self._clock()
+
+    # -- plumbing -------------------------------------------------------------------
+
+    @contextmanager
+    def _tx(self) -> Iterator[tuple[Session, _matching.Changes]]:
+        changes = _matching.Changes()
+        with self._sessions() as session, session.begin():
+            yield session, changes
+        if changes.feed:
+            with self._feed_cond:
+                self._feed_version += 1
+                self._feed_cond.notify_all()
+
+    def feed_version(self) -> int:
+        with self._feed_cond:
+            return self._feed_version
+
+    def wait_for_feed(self, seen: int, timeout: float) -> None:
+        """Block until the alert feed changes after version ``seen``, or timeout."""
+        with self._feed_cond:
+            self._feed_cond.wait_for(lambda: self._feed_version != seen, timeout=timeout)
+
+    def log_rejection(self, access: _audit.Access, event_type: str, action: str,
+                      outcome: str, reason: str, detail: dict[str, object] | None = None) -> None:
+        """Record a refused request (denied, invalid or failed) in its own transaction."""
+        with self._tx() as (s, _):
+            _audit.append(s, access, _audit.Event(
+                event_type, "deny" if outcome == "denied" else action, outcome=outcome,
+                reason=reason, detail=detail or {}), self.now())
+
+    def _covenants(self, s: Session) -> list[consent.Covenant]:
+        """The latest version of every covenant."""
+        latest = (
+            select(CovenantVersion.id, func.max(CovenantVersion.version).label("v"))
+            .group_by(CovenantVersion.id).subquery()
+        )
+        rows = s.scalars(select(CovenantVersion).join(
+            latest, (CovenantVersion.id == latest.c.id) & (CovenantVersion.version == latest.c.v)
+        ).order_by(CovenantVersion.id)).all()
+        return [self._parse(r) for r in rows]
+
+    def _parse(self, row: CovenantVersion) -> consent.Covenant:
+        key = (row.id, row.version)
+        if key not in self._parsed:
+            parsed = consent.parse_covenant(row.source)
+            self._parsed[key] = consent.Covenant(**{**parsed.__dict__, "version": row.version})
+        return self._parsed[key]
+
+    def _latest_covenant(self, s: Session, covenant_id: str) -> consent.Covenant | None:
+        row = s.scalar(select(CovenantVersion).where(CovenantVersion.id == covenant_id)
+                       .order_by(CovenantVersion.version.desc()).limit(1))
+        return None if row is None else self._parse(row)
+
+    def _evaluate(self, s: Session, households: set[str], access: _audit.Access,
+                  changes: _matching.Changes, now: datetime) -> None:
+        covenants = self._covenants(s)
+        for household in sorted(households):
+            _matching.evaluate(s, household, covenants, now, access, changes)
+
+    @staticmethod
+    def _require_org(s: Session, access: _audit.Access) -> Organisation:
+        org = s.get(Organisation, access.organisation_id)
+        if org is None:
+            raise PermissionDenied(f"organisation {access.organisation_id} is not registered")
+        return org
+
+    @staticmethod
+    def _require_coordinator(s: Session, access: _audit.Access) -> Coordinator:
+        coord = s.get(Coordinator, access.user_id)
+        if coord is None or coord.organisation_id != access.organisation_id:
+            raise PermissionDenied("the caller is not a registered coordinator")
+        return coord
+
+    def _recipients(self, s: Session, organisation_id: str, now: datetime) -> list[Recipient]:
+        out = []
+        for cov in self._covenants(s):
+            if organisation_id not in cov.parties or not cov.in_force(now):
+                continue
+            coord = s.get(Coordinator, cov.coordinator_id)
+            if coord is None:  # pragma: no cover - registration checks this
+                continue
+            out.append(Recipient(coord.id, cov.id, cov.version, coord.public_key,
+                                 coord.key_fingerprint, tuple(sorted(cov.regions))))
+        return out
+
+    # -- partners -------------------------------------------------------------------
+
+    def recipients(self, access: _audit.Access) -> list[Recipient]:
+        with self._tx() as (s, _):
+            self._require_org(s, access)
+            now = self.now()
+            found = self._recipients(s, access.organisation_id, now)
+            _audit.append(s, access, _audit.Event(
+                "recipients.read", "read", detail={"recipients": [r.coordinator_id for r in found]}
+            ), now)
+            return found
+
+    def submit(self, access: _audit.Access, item: _inputs.SignalInput) -> tuple[Signal, bool]:
+        """Store one signal; returns it and whether it was a duplicate of a stored one."""
+        with self._tx() as (s, changes):
+            self._require_org(s, access)
+            now = self.now()
+            existing = s.get(Signal, item.signal_id)
+            if existing is not None:
+                if (existing.organisation_id != access.organisation_id
+                        or existing.content_sha256 != item.content_sha256):
+                    raise AlreadyExists(f"signal {item.signal_id} exists with other content")
+                _audit.append(s, access, _audit.Event(
+                    "signal.submit", "create", subject_ref=existing.household_id,
+                    detail={"signal": existing.id, "duplicate": True}), now)
+                return existing, True
+            observed = item.observed_at or now
+            if observed > now + CLOCK_SKEW:
+                raise InvalidInput("observed_at is in the future")
+            if observed < now - self.limits.max_signal_age:
+                raise InvalidInput("observed_at is older than the maximum signal age")
+            latest = now + self.limits.max_signal_age
+            expires = item.expires_at or latest
+            if not now < expires <= latest + CLOCK_SKEW:
+                raise InvalidInput(
+                    f"expires_at must be in the future and at most "
+                    f"{self.limits.max_signal_age.days} days ahead")
+            self._check_envelopes(s, access.organisation_id, item, now)
+            household = _matching.household_for(s, item.keys, now, access, changes)
+            signal = Signal(
+                id=item.signal_id, organisation_id=access.organisation_id,
+                household_id=household, category=item.category, region=item.region,
+                professional_name=item.professional.name,
+                professional_phone=item.professional.phone,
+                professional_email=item.professional.email,
+                observed_at=observed, received_at=now, expires_at=min(expires, latest),
+                state="active", withdrawn_at=None, withdrawal_reason=None,
+                content_sha256=item.content_sha256,
+            )
+            signal.keys = [SignalKey(kind=k, value=v) for k, v in sorted(item.keys)]
+            signal.envelopes = [
+                Envelope(recipient_id=e.recipient_id, key_fingerprint=e.key_fingerprint,
+                         scheme=e.scheme, ciphertext=e.ciphertext)
+                for e in item.envelopes
+            ]
+            s.add(signal)
+            s.flush()
+            _audit.append(s, access, _audit.Event(
+                "signal.submit", "create", subject_ref=household,
+                detail={"signal": signal.id, "keys": len(item.keys),
+                        "envelopes": len(item.envelopes)}), now)
+            self._evaluate(s, changes.households, access, changes, now)
+            return signal, False
+
+    def _check_envelopes(self, s: Session, org: str, item: _inputs.SignalInput,
+                         now: datetime) -> None:
+        recipients = {r.coordinator_id: r for r in self._recipients(s, org, now)}
+        for i, env in enumerate(item.envelopes):
+            r = recipients.get(env.recipient_id)
+            if r is None:
+                raise InvalidInput(
+                    f"envelopes[{i}] is addressed to {env.recipient_id}, "
+                    "which is not a recipient for this organisation")
+            if env.key_fingerprint != r.key_fingerprint:
+                raise FailedPrecondition(
+                    f"envelopes[{i}] is sealed to an outdated key of {env.recipient_id}: "
+                    "fetch the recipients again")
+        missing = sorted(set(recipients) - {e.recipient_id for e in item.envelopes})
+        if missing:
+            raise FailedPrecondition(
+                f"the signal has no envelope for coordinator {missing[0]}: "
+                "fetch the recipients again")
+
+    def withdraw(self, access: _audit.Access, signal_id: str, reason: str) -> datetime:
+        with self._tx() as (s, changes):
+            self._require_org(s, access)
+            now = self.now()
+            signal = s.get(Signal, signal_id)
+            if signal is None or signal.organisation_id != access.organisation_id:
+                raise NotFound(f"signal {signal_id} not found for this organisation")
+            if signal.state == "withdrawn":
+                _audit.append(s, access, _audit.Event(
+                    "signal.withdraw", "update", subject_ref=signal.household_id,
+                    reason=signal.withdrawal_reason or "",
+                    detail={"signal": signal.id, "duplicate": True}), now)
+                assert signal.withdrawn_at is not None
+                return signal.withdrawn_at
+            household = signal.household_id
+            signal.state, signal.withdrawn_at, signal.withdrawal_reason = "withdrawn", now, reason
+            s.flush()
+            _matching.split(s, household, now, access, changes)
+            self._evaluate(s, changes.households, access, changes, now)
+            if reason == "unjustified":
+                # Unjustified signals are deleted, not archived; the log keeps the event.
+                s.delete(signal)
+                s.flush()
+            _audit.append(s, access, _audit.Event(
+                "signal.withdraw", "delete" if reason == "unjustified" else "update",
+                subject_ref=household, reason=reason, detail={"signal": signal_id}), now)
+            return now
+
+    def record_consent(self, access: _audit.Access,
+                       item: _inputs.ConsentInput) -> tuple[Consent, bool]:
+        with self._tx() as (s, changes):
+            self._require_org(s, access)
+            now = self.now()
+            existing = s.get(Consent, item.consent_id)
+            if existing is not None:
+                if (existing.organisation_id != access.organisation_id
+                        or existing.content_sha256 != item.content_sha256):
+                    raise AlreadyExists(f"consent {item.consent_id} exists with other content")
+                return existing, True
+            cov = self._latest_covenant(s, item.covenant_id)
+            if cov is None:
+                raise NotFound(f"covenant {item.covenant_id} is not registered")
+            if access.organisation_id not in cov.parties:
+                raise PermissionDenied(
+                    f"organisation {access.organisation_id} is not a party to {cov.id}")
+            unknown = sorted(set(item.purposes) - cov.purposes)
+            if unknown:
+                raise InvalidInput(f"purposes: '{unknown[0]}' is not a purpose of {cov.id}")
+            valid_from = item.valid_from or now
+            if item.valid_until > valid_from + self.limits.max_consent_period:
+                raise InvalidInput(
+                    f"valid_until is more than {self.limits.max_consent_period.days} days "
+                    "after valid_from")
+            if item.valid_until <= now:
+                raise InvalidInput("valid_until is in the past")
+            row = Consent(
+                id=item.consent_id, organisation_id=access.organisation_id,
+                covenant_id=cov.id, purposes=list(item.purposes),
+                evidence_reference=item.evidence_reference, valid_from=valid_from,
+                valid_until=item.valid_until, recorded_at=now, recorded_by=access.user_id,
+                revoked_at=None, revoked_by=None, content_sha256=item.content_sha256,
+            )
+            row.keys = [ConsentKey(kind=k, value=v) for k, v in sorted(item.subject_keys)]
+            s.add(row)
+            s.flush()
+            households = _matching.households_with_keys(s, item.subject_keys, now)
+            self._log_consent(s, access, "consent.grant", "create", row, households, now)
+            self._evaluate(s, households, access, changes, now)
+            return row, False
+
+    @staticmethod
+    def _log_consent(s: Session, access: _audit.Access, event_type: str, action: str,
+                     row: Consent, households: set[str], now: datetime) -> None:
+        for household in sorted(households) or [""]:
+            _audit.append(s, access, _audit.Event(
+                event_type, action, subject_ref=household, basis=f"consent:{row.id}",
+                purpose=",".join(row.purposes),
+                detail={"consent": row.id, "covenant": row.covenant_id,
+                        "evidence": row.evidence_reference}), now)
+
+    def revoke_consent(self, access: _audit.Access, consent_id: str) -> Consent:
+        with self._tx() as (s, changes):
+            self._require_org(s, access)
+            now = self.now()
+            row = s.get(Consent, consent_id)
+            if row is None or row.organisation_id != access.organisation_id:
+                raise NotFound(f"consent {consent_id} not found for this organisation")
+            if row.revoked_at is not None:
+                return row
+            row.revoked_at, row.revoked_by = now, access.user_id
+            s.flush()
+            keys = {(k.kind, k.value) for k in row.keys}
+            households = _matching.households_with_keys(s, keys, now)
+            self._log_consent(s, access, "consent.revoke", "update", row, households, now)
+            self._evaluate(s, households, access, changes, now)
+            return row
+
+    # -- coordinators ---------------------------------------------------------------
+
+    def _view(self, s: Session, alert: Alert) -> AlertView:
+        rows = s.execute(
+            select(Signal, Organisation.name)
+            .join(AlertSignal, AlertSignal.signal_id == Signal.id)
+            .join(Organisation, Organisation.id == Signal.organisation_id)
+            .where(AlertSignal.alert_id == alert.id)
+            .order_by(Signal.observed_at, Signal.id)
+        ).all()
+        return AlertView(
+            alert_id=alert.id, household_ref=alert.household_id, state=alert.state,
+            created_at=alert.created_at, updated_at=alert.updated_at,
+            covenant_id=alert.covenant_id, closed_reason=alert.closed_reason or "",
+            involved=tuple(
+                Involvement(sig.id, sig.organisation_id, name,
+                            _inputs.Contact(sig.professional_name, sig.professional_phone,
+                                            sig.professional_email),
+                            sig.observed_at)
+                for sig, name in rows
+            ),
+        )
+
+    def _my_alert(self, s: Session, access: _audit.Access, alert_id: str) -> Alert:
+        coord = self._require_coordinator(s, access)
+        alert = s.get(Alert, vocab.uuid_str(alert_id, "alert_id"))
+        if alert is None or alert.coordinator_id != coord.id:
+            raise NotFound(f"alert {alert_id} not found")
+        return alert
+
+    def list_alerts(self, access: _audit.Access, states: tuple[str, ...], page_size: int,
+                    page_token: str) -> tuple[list[AlertView], str]:
+        with self._tx() as (s, _):
+            coord = self._require_coordinator(s, access)
+            now = self.now()
+            stmt = (select(Alert).where(Alert.coordinator_id == coord.id,
+                                        Alert.state.in_(states))
+                    .order_by(Alert.created_at, Alert.id).limit(page_size + 1))
+            if page_token:
+                after_time, after_id = _decode_token(page_token)
+                stmt = stmt.where(tuple_(Alert.created_at, Alert.id) > (after_time, after_id))
+            alerts = list(s.scalars(stmt))
+            more = len(alerts) > page_size
+            alerts = alerts[:page_size]
+            views = [self._view(s, a) for a in alerts]
+            for v in views:
+                _audit.append(s, access, _audit.Event(
+                    "alert.list", "read", subject_ref=v.household_ref,
+                    purpose=consent.CARE_COORDINATION, detail={"alert": v.alert_id}), now)
+            token = _encode_token(alerts[-1].created_at, alerts[-1].id) if more else ""
+            return views, token
+
+    def start_watch(self, access: _audit.Access, after: int) -> None:
+        with self._tx() as (s, _):
+            self._require_coordinator(s, access)
+            _audit.append(s, access, _audit.Event(
+                "alert.watch", "search", detail={"after": after}), self.now())
+
+    def alert_changes(self, access: _audit.Access, after: int,
+                      limit: int = 100) -> list[tuple[int, str, AlertView]]:
+        """Feed entries after a cursor, with each alert's current view."""
+        with self._tx() as (s, _):
+            coord = self._require_coordinator(s, access)
+            rows = s.scalars(
+                select(AlertFeed).where(AlertFeed.coordinator_id == coord.id,
+                                        AlertFeed.seq > after)
+                .order_by(AlertFeed.seq).limit(limit)).all()
+            if not rows:
+                return []
+            now = self.now()
+            out = []
+            for row in rows:
+                alert = s.get(Alert, row.alert_id)
+                assert alert is not None
+                view = self._view(s, alert)
+                _audit.append(s, access, _audit.Event(
+                    "alert.watch", "read", subject_ref=view.household_ref,
+                    purpose=consent.CARE_COORDINATION,
+                    detail={"alert": view.alert_id, "cursor": row.seq, "change": row.change}),
+                    now)
+                out.append((row.seq, row.change, view))
+            return out
+
+    def open_alert(self, access: _audit.Access,
+                   alert_id: str) -> tuple[AlertView, list[tuple[str, str, Envelope]]]:
+        """The alert and the envelopes sealed to the caller, after re-checking the basis."""
+        with self._tx() as (s, changes):
+            alert = self._my_alert(s, access, alert_id)
+            now = self.now()
+            if alert.state != "closed":
+                # Decisions depend on time (expiry) and may have changed: decide again.
+                self._evaluate(s, {alert.household_id}, access, changes, now)
+                s.refresh(alert)
+            closed_reason = alert.closed_reason or "closed"
+            if alert.state != "closed":
+                basis = s.scalar(select(Match.basis).where(
+                    Match.household_id == alert.household_id,
+                    Match.covenant_id == alert.covenant_id))
+                ids = [i.signal_id for i in self._view(s, alert).involved]
+                envelopes = [
+                    (sid, org, env) for sid, org, env in s.execute(
+                        select(Signal.id, Signal.organisation_id, Envelope)
+                        .join(Envelope, Envelope.signal_id == Signal.id)
+                        .where(Signal.id.in_(ids),
+                               Envelope.recipient_id == alert.coordinator_id)
+                        .order_by(Signal.observed_at, Signal.id)
+                    ).tuples()
+                ]
+                if alert.state == "new":
+                    alert.state = "seen"
+                    alert.updated_at = now
+                _audit.append(s, access, _audit.Event(
+                    "alert.open", "disclose", subject_ref=alert.household_id,
+                    basis=basis or "", purpose=consent.CARE_COORDINATION,
+                    detail={"alert": alert.id, "envelopes": [e[0] for e in envelopes]}), now)
+                return self._view(s, alert), envelopes
+        # Outside the transaction, so that closing the alert above is kept.
+        raise PermissionDenied(f"alert {alert_id} is closed ({closed_reason}): nothing to open")
+
+    def acknowledge(self, access: _audit.Access, alert_id: str) -> AlertView:
+        with self._tx() as (s, changes):
+            alert = self._my_alert(s, access, alert_id)
+            now = self.now()
+            if alert.state == "closed":
+                raise FailedPrecondition(f"alert {alert_id} is closed")
+            if alert.state != "acknowledged":
+                alert.state = "acknowledged"
+                alert.acknowledged_at, alert.acknowledged_by = now, access.user_id
+                alert.updated_at = now
+                s.flush()
+                _matching.add_feed(s, alert, "updated", now, changes)
+            _audit.append(s, access, _audit.Event(
+                "alert.acknowledge", "update", subject_ref=alert.household_id,
+                detail={"alert": alert.id}), now)
+            return self._view(s, alert)
+
+    # -- privacy officers -----------------------------------------------------------
+
+    def query_events(self, access: _audit.Access, flt: AuditFilter, page_size: int,
+                     page_token: str) -> tuple[list[AuditEvent], str]:
+        with self._tx() as (s, _):
+            now = self.now()
+            stmt = select(AuditEvent).order_by(AuditEvent.seq).limit(page_size + 1)
+            for column, value in (
+                (AuditEvent.subject_ref, flt.subject_ref),
+                (AuditEvent.actor_org, flt.organisation_id),
+                (AuditEvent.actor_user, flt.actor_user_id),
+                (AuditEvent.event_type, flt.event_type),
+                (AuditEvent.action, flt.action),
+                (AuditEvent.outcome, flt.outcome),
+            ):
+                if value:
+                    stmt = stmt.where(column == value)
+            if flt.since is not None:
+                stmt = stmt.where(AuditEvent.occurred_at >= flt.since)
+            if flt.until is not None:
+                stmt = stmt.where(AuditEvent.occurred_at < flt.until)
+            if page_token:
+                try:
+                    after = int(page_token)
+                except ValueError:
+                    raise InvalidInput("page_token is not valid") from None
+                stmt = stmt.where(AuditEvent.seq > after)
+            rows = list(s.scalars(stmt))
+            more = len(rows) > page_size
+            rows = rows[:page_size]
+            detail = {k: v.isoformat() if isinstance(v, datetime) else v
+                      for k, v in flt.__dict__.items() if v}
+            detail["returned"] = len(rows)
+            _audit.append(s, access, _audit.Event("audit.query", "search", detail=detail), now)
+            return rows, (str(rows[-1].seq) if more else "")
+
+    def checkpoint(self, access: _audit.Access) -> AuditCheckpoint:
+        with self._tx() as (s, _):
+            now = self.now()
+            _audit.append(s, access, _audit.Event("audit.checkpoint", "read"), now)
+            return _audit.sign_checkpoint(s, self._signer, now)
+
+    def verify(self, access: _audit.Access) -> tuple[_audit.VerifyResult, AuditCheckpoint]:
+        with self._sessions() as s:
+            result = _audit.verify(s, public_key=self._signer.public_key, origin=self.origin)
+        with self._tx() as (s, _):
+            now = self.now()
+            _audit.append(s, access, _audit.Event(
+                "audit.verify", "verify", outcome="success" if result.ok else "failed",
+                reason="" if result.ok else "log_inconsistent",
+                detail={"size": result.size}), now)
+            return result, _audit.sign_checkpoint(s, self._signer, now)
+
+    # -- administrators -------------------------------------------------------------
+
+    def register_organisation(self, access: _audit.Access, org_id: str,
+                              name: str) -> Organisation:
+        vocab.slug(org_id, "organisation_id")
+        name = vocab.text(name, "name", max_len=200).strip()
+        with self._tx() as (s, _):
+            now = self.now()
+            org = s.get(Organisation, org_id)
+            action = "create" if org is None else "update"
+            if org is None:
+                org = Organisation(id=org_id, name=name, registered_at=now)
+                s.add(org)
+            elif org.name == name:
+                return org
+            org.name = name
+            s.flush()
+            _audit.append(s, access, _audit.Event(
+                "admin.organisation", action, detail={"organisation": org_id}), now)
+            return org
+
+    def register_coordinator(self, access: _audit.Access, coordinator_id: str,
+                             organisation_id: str, contact: _inputs.Contact,
+                             public_key: bytes) -> Coordinator:
+        vocab.slug(coordinator_id, "coordinator_id")
+        vocab.slug(organisation_id, "organisation_id")
+        if len(public_key) != 32:
+            raise InvalidInput("public_key must be a raw 32-byte X25519 public key")
+        try:
+            crypto.seal(b"", public_key, b"samenloop/v1 key check")
+        except ValueError:
+            raise InvalidInput("public_key is not a usable X25519 public key") from None
+        with self._tx() as (s, _):
+            now = self.now()
+            if s.get(Organisation, organisation_id) is None:
+                raise NotFound(f"organisation {organisation_id} is not registered")
+            coord = s.get(Coordinator, coordinator_id)
+            values = {
+                "organisation_id": organisation_id, "name": contact.name,
+                "phone": contact.phone, "email": contact.email, "public_key": public_key,
+                "key_fingerprint": crypto.fingerprint(public_key),
+            }
+            if coord is not None and all(getattr(coord, k) == v for k, v in values.items()):
+                return coord
+            action = "create" if coord is None else "update"
+            if coord is None:
+                coord = Coordinator(id=coordinator_id, registered_at=now, **values)
+                s.add(coord)
+            else:
+                for k, v in values.items():
+                    setattr(coord, k, v)
+            s.flush()
+            _audit.append(s, access, _audit.Event(
+                "admin.coordinator", action,
+                detail={"coordinator": coordinator_id, "organisation": organisation_id,
+                        "key_fingerprint": crypto.fingerprint(public_key).hex()}), now)
+            return coord
+
+    def register_covenant(self, access: _audit.Access,
+                          source: str) -> tuple[CovenantVersion, consent.Covenant]:
+        parsed = consent.parse_covenant(source)
+        with self._tx() as (s, changes):
+            now = self.now()
+            if s.get(Coordinator, parsed.coordinator_id) is None:
+                raise NotFound(f"coordinator {parsed.coordinator_id} is not registered")
+            for party in sorted(parsed.parties):
+                if s.get(Organisation, party) is None:
+                    raise NotFound(f"party {party} is not a registered organisation")
+            latest = s.scalar(select(CovenantVersion).where(CovenantVersion.id == parsed.id)
+                              .order_by(CovenantVersion.version.desc()).limit(1))
+            if latest is not None and latest.source_sha256 == parsed.source_sha256:
+                return latest, self._parse(latest)
+            row = CovenantVersion(
+                id=parsed.id, version=(latest.version + 1) if latest else 1, name=parsed.name,
+                coordinator_id=parsed.coordinator_id, valid_from=parsed.valid_from,
+                valid_until=parsed.valid_until, source=source,
+                source_sha256=parsed.source_sha256, registered_at=now,
+                registered_by=access.user_id,
+            )
+            s.add(row)
+            s.flush()
+            cov = self._parse(row)
+            _audit.append(s, access, _audit.Event(
+                "admin.covenant", "create" if row.version == 1 else "update", basis=cov.ref,
+                detail={"covenant": cov.id, "version": cov.version,
+                        "sha256": parsed.source_sha256.hex()}), now)
+            households = _matching.households_for_covenant(s, cov, now)
+            self._evaluate(s, households, access, changes, now)
+            return row, cov
+
+    def list_registry(self, access: _audit.Access) -> tuple[
+            list[Organisation], list[Coordinator], list[tuple[CovenantVersion, consent.Covenant]]]:
+        with self._tx() as (s, _):
+            orgs = list(s.scalars(select(Organisation).order_by(Organisation.id)))
+            coords = list(s.scalars(select(Coordinator).order_by(Coordinator.id)))
+            covs = [(s.get_one(CovenantVersion, (c.id, c.version)), c) for c in self._covenants(s)]
+            _audit.append(s, access, _audit.Event("admin.list", "read"), self.now())
+            return orgs, coords, covs
+
+
+def _encode_token(created_at: datetime, alert_id: str) -> str:
+    raw = f"{created_at.isoformat()}|{alert_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode()
+
+
+def _decode_token(token: str) -> tuple[datetime, str]:
+    try:
+        stamp, alert_id = base64.urlsafe_b64decode(token.encode()).decode().split("|")
+        return datetime.fromisoformat(stamp), vocab.uuid_str(alert_id, "page_token")
+    except (ValueError, UnicodeDecodeError, InvalidInput):
+        raise InvalidInput("page_token is not valid") from None

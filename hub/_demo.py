@@ -1,0 +1,423 @@
+"""``samenloop demo``: the whole product, for real, on one machine.
+
+Starts the key service and the hub as gRPC servers on loopback, registers three
+partners, a municipality coordinator and a covenant, runs each partner's agent on a
+synthetic export, and tells what happens in plain language: an alert reaching the
+coordinator, who opens it; a match held because a category needs consent, released
+when consent is recorded; a withdrawal; and the access log verified.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import queue
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from exchange import crypto, log
+from exchange.errors import FailedPrecondition, InvalidInput, SamenloopError
+from exchange.v1 import coordinator_pb2
+
+if TYPE_CHECKING:
+    from agent import Agent, CoordinatorDesk
+    from hub import RunningHub
+
+REGION = "GM0014"  # Groningen
+COVENANT_ID = "samen-sterk-noord"
+COORDINATOR_ID = "regie-noord"
+MUNICIPALITY = "gemeente-noord"
+PARTNERS = {
+    "jeugdzorg-noord": "Jeugdzorg Noord",
+    "woonstad-noord": "Woonstad Noord (housing corporation)",
+    "schuldhulp-noord": "Schuldhulp Noord (debt counselling)",
+}
+COVENANT = f"""\
+id = "{COVENANT_ID}"
+name = "Convenant Samen Sterk Noord"
+legal_basis = "AVG art. 6(1)(e) en 9(2)(g); Jeugdwet art. 7.1.1.1; Wmo 2015 art. 5.2.1"
+valid_from = 2026-01-01
+valid_until = 2028-12-31
+coordinator = "{COORDINATOR_ID}"
+parties = ["jeugdzorg-noord", "woonstad-noord", "schuldhulp-noord"]
+purposes = ["care_coordination"]
+regions = ["{REGION}"]
+
+[categories]
+youth_care = "covenant"
+housing = "covenant"
+debt = "covenant"
+income = "covenant"
+mental_health = "consent"
+domestic_violence = "consent"
+"""
+
+
+def bsn_from(seed: int) -> str:
+    """A synthetic BSN that passes the elfproef (deterministic from a seed)."""
+    n = 10_000_000 + (seed * 7_919_311) % 89_999_999
+    while True:
+        digits = f"{n:08d}"
+        rest = sum(int(d) * w for d, w in zip(digits, range(9, 1, -1), strict=True)) % 11
+        if rest != 10:
+            return digits + str(rest)
+        n += 1
+
+
+FIELDS = ["case_ref", "bsn", "given_names", "surname_prefix", "surname", "date_of_birth",
+          "street", "house_number", "postcode", "city", "category", "region",
+          "professional_name", "professional_phone", "professional_email"]
+
+
+def _row(case: str, bsn: str, given: str, prefix: str, surname: str, dob: str, street: str,
+         number: str, postcode: str, category: str, prof: tuple[str, str, str]) -> dict[str, str]:
+    return dict(zip(FIELDS, [case, bsn, given, prefix, surname, dob, street, number, postcode,
+                             "Groningen" if postcode else "", category, REGION, *prof],
+                    strict=True))
+
+
+def partner_rows() -> dict[str, list[dict[str, str]]]:
+    """The synthetic exports. Spellings differ between partners on purpose."""
+    jz = ("Sanne Mulder", "050 367 1100", "s.mulder@jeugdzorg-noord.example")
+    ws = ("Ahmed Yilmaz", "050 365 2200", "a.yilmaz@woonstad-noord.example")
+    sh = ("Ingrid Bos", "050 367 3300", "i.bos@schuldhulp-noord.example")
+    return {
+        "jeugdzorg-noord": [
+            # Household A: the child; the mother is known at the housing corporation.
+            _row("JZ-2026-0412", bsn_from(1), "Sem", "de", "Vries", "2014-03-09",
+                 "Dorpsstraat", "12", "9711 AB", "youth_care", jz),
+            # Household B: a child in mental health care (needs consent under the covenant).
+            _row("JZ-2026-0588", bsn_from(4), "Yasmine", "el", "Amrani", "2011-07-21",
+                 "Oosterweg", "5-2", "9712 CD", "mental_health", jz),
+            # Known only here: no match.
+            _row("JZ-2026-0601", bsn_from(6), "Lotte", "", "Visser", "2016-11-02",
+                 "Kerkpad", "3", "9714 GH", "youth_care", jz),
+        ],
+        "woonstad-noord": [
+            _row("WS-88213", bsn_from(2), "Anna", "de", "Vries", "09-12-1986",
+                 "Dorpsstraat", "12", "9711ab", "housing", ws),
+            _row("WS-88240", bsn_from(5), "Peter", "", "Bakker", "1979-05-30",
+                 "Zuiderdiep", "88", "9713 EF", "housing", ws),
+            _row("WS-88255", bsn_from(7), "Kees", "", "Smit", "1962-01-15",
+                 "Molenstraat", "21 A", "9715 JK", "housing", ws),
+        ],
+        "schuldhulp-noord": [
+            _row("SH/0917", bsn_from(3), "Fatima", "El", "Amrani", "1984-02-17",
+                 "Oosterweg", "5 - 2", "9712CD", "debt", sh),
+            # Same person as WS-88240, recorded without an address.
+            _row("SH/0921", bsn_from(5), "P.", "", "Bakker", "30-05-1979", "", "", "",
+                 "debt", sh),
+            # A typo in the BSN: the agent reports the row and does not submit it.
+            _row("SH/0930", bsn_from(8)[:-1] + str((int(bsn_from(8)[-1]) + 1) % 10),
+                 "Henk", "", "Jansen", "1990-08-08", "Vismarkt", "1", "9712 AA", "debt", sh),
+        ],
+    }
+
+
+@dataclass
+class DemoResult:
+    data_dir: Path
+    alerts_opened: int = 0
+    identities_opened: list[str] = field(default_factory=list)
+    held_then_released: bool = False
+    withdrawn: bool = False
+    log_verified: bool = False
+    offline_verified: bool = False
+    events: int = 0
+
+
+class _Story:
+    def __init__(self, out: IO[str]) -> None:
+        self.out = out
+        self.step = 0
+
+    def section(self, title: str) -> None:
+        self.step += 1
+        print(f"\n{self.step}. {title}", file=self.out, flush=True)
+
+    def say(self, text: str) -> None:
+        print(f"   {text}", file=self.out, flush=True)
+
+
+def register(sub: Any) -> None:
+    demo = sub.add_parser(
+        "demo", help="run the whole product on this machine with synthetic data",
+        description="Start the key service and the hub on loopback, register three "
+        "partners, a coordinator and a covenant, run each partner's agent on synthetic "
+        "data and show the alert, the opened envelope, a held-then-released match, a "
+        "withdrawal and the verified access log. Needs no configuration.")
+    demo.add_argument("--data-dir", type=Path, metavar="DIR",
+                      help="new or empty directory for the database, keys, inputs and logs "
+                      "(default: a new temporary directory)")
+    demo.set_defaults(func=_main)
+
+
+def _main(args: argparse.Namespace) -> int:
+    data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="samenloop-demo-"))
+    result = run(data_dir, sys.stdout)
+    ok = (result.alerts_opened and result.held_then_released and result.withdrawn
+          and result.log_verified and result.offline_verified)
+    return 0 if ok else 1
+
+
+def _write_inputs(data_dir: Path) -> dict[str, Path]:
+    partners = data_dir / "partners"
+    partners.mkdir(parents=True)
+    paths = {}
+    for org, rows in partner_rows().items():
+        path = partners / f"{org}.csv"
+        with path.open("w", newline="", encoding="utf-8") as fh:
+            writer = csv.DictWriter(fh, fieldnames=FIELDS)
+            writer.writeheader()
+            writer.writerows(rows)
+        paths[org] = path
+    (data_dir / "covenant.toml").write_text(COVENANT, encoding="utf-8")
+    return paths
+
+
+def run(data_dir: Path, out: IO[str], *, configure_logging: bool = True) -> DemoResult:
+    """Run the demo scenario in data_dir (new or empty) and narrate it to ``out``."""
+    from hub import HubSettings, KeyServiceSettings, start_hub, start_keyservice
+
+    if data_dir.exists() and any(data_dir.iterdir()):
+        raise InvalidInput(f"{data_dir} is not empty: give a new or empty directory")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    logs = data_dir / "logs"
+    if configure_logging:
+        log.configure(level=logging.INFO, stream=sys.stderr, console_level=logging.ERROR,
+                      files={"hub": logs / "hub.log", "keyservice": logs / "keyservice.log",
+                             "agent": logs / "agent.log",
+                             "coordinator": logs / "coordinator.log"})
+    story = _Story(out)
+    print(f"Samenloop demo: everything below runs for real on this machine.\n"
+          f"Data, keys, inputs and logs: {data_dir}", file=out)
+    inputs = _write_inputs(data_dir)
+
+    story.section("Starting the central services")
+    oprf_key = crypto.OprfKey.generate()
+    oprf_key.save(data_dir / "oprf.key")
+    keyservice = start_keyservice(KeyServiceSettings(listen="127.0.0.1:0",
+                                                     key_file=data_dir / "oprf.key"))
+    database = f"sqlite:///{data_dir / 'hub.db'}"
+    try:
+        hub = start_hub(HubSettings(listen="127.0.0.1:0", database_url=database,
+                                    checkpoint_key=data_dir / "hub-checkpoint.key",
+                                    migrate=True))
+    except BaseException:
+        keyservice.stop(grace=0)
+        raise
+    demo = _Demo(story, data_dir, database, keyservice.address, hub)
+    try:
+        story.say(f"key service on {keyservice.address}: holds the OPRF key "
+                  f"{oprf_key.key_id}; nobody else ever sees it")
+        story.say(f"hub on {hub.address}: stores only pseudonyms and sealed envelopes "
+                  f"(database {data_dir / 'hub.db'})")
+        demo.register()
+        demo.submit(inputs)
+        demo.coordinator()
+        demo.audit()
+    finally:
+        demo.close()
+        hub.stop(grace=2)
+        keyservice.stop(grace=2)
+    story.section("Done")
+    story.say(f"the hub database, keys, partner inputs and service logs are in {data_dir}")
+    story.say(f"check it yourself: samenloop audit verify --database {database}")
+    return demo.result
+
+
+def _involved(alert: coordinator_pb2.Alert) -> str:
+    return "; ".join(f"{i.organisation_name}: {i.professional.name}, {i.professional.phone}"
+                     for i in alert.involved)
+
+
+class _Demo:
+    """The scenario's steps, sharing the clients they create."""
+
+    def __init__(self, story: _Story, data_dir: Path, database: str, keyservice: str,
+                 hub: RunningHub) -> None:
+        from agent import Auditor, AuditSettings, CoordinatorDesk, CoordinatorSettings
+
+        self.story = story
+        self.data_dir = data_dir
+        self.database = database
+        self.keyservice = keyservice
+        self.hub = hub
+        self.result = DemoResult(data_dir)
+        self.agents: dict[str, Agent] = {}
+        self.coord_key = crypto.EnvelopeKey.generate()
+        self.coord_key.save(data_dir / "coordinator.key")
+        self.desk = CoordinatorDesk(CoordinatorSettings(
+            coordinator_id=COORDINATOR_ID, organisation=MUNICIPALITY, hub=hub.address))
+        self.auditor = Auditor(AuditSettings(
+            organisation=MUNICIPALITY, user="privacy-officer", hub=hub.address,
+            hub_key=hub.hub.checkpoint_public_key.hex(), origin=hub.hub.origin))
+
+    def close(self) -> None:
+        self.desk.close()
+        self.auditor.close()
+        for agent in self.agents.values():
+            agent.close()
+
+    def register(self) -> None:
+        from agent import Admin, AdminSettings
+
+        say = self.story.say
+        self.story.section(
+            "The municipality registers the partners, its coordinator and the covenant")
+        with Admin(AdminSettings(organisation=MUNICIPALITY, user="beheerder",
+                                 hub=self.hub.address)) as adm:
+            adm.organisation(MUNICIPALITY, "Gemeente Noord")
+            for org, name in PARTNERS.items():
+                adm.organisation(org, name)
+                say(f"organisation {org}: {name}")
+            adm.coordinator(COORDINATOR_ID, MUNICIPALITY, "Marieke de Boer (procesregisseur)",
+                            "050 367 0000", "m.deboer@gemeente-noord.example",
+                            self.coord_key.public_key)
+            say(f"coordinator {COORDINATOR_ID}, public key fingerprint "
+                f"{crypto.fingerprint(self.coord_key.public_key).hex()} (the private key "
+                "stays on the coordinator's machine)")
+            cov = adm.covenant(self.data_dir / "covenant.toml")
+            say(f"covenant {cov.covenant_id} v{cov.version}: categories youth_care, housing, "
+                "debt and income are covered by the covenant; mental_health and "
+                "domestic_violence only with the household's consent")
+
+    def submit(self, inputs: dict[str, Path]) -> None:
+        from agent import Agent, AgentSettings
+
+        say = self.story.say
+        self.story.section("Each partner's agent pseudonymises its export and submits signals")
+        for org, path in inputs.items():
+            state = f"sqlite:///{self.data_dir / 'agents' / org}.db"
+            agent = Agent(AgentSettings(organisation=org, hub=self.hub.address,
+                                        keyservice=self.keyservice, state_database=state))
+            self.agents[org] = agent
+            summary = agent.submit_file(path)
+            say(f"{org}: {summary.describe()}")
+            for error in summary.invalid:
+                say(f"    not submitted: {error} (the value itself is never shown or logged)")
+        say("each identifier was blinded, evaluated by the key service with a DLEQ proof "
+            "the agent verified, and unblinded; identities went into envelopes sealed to "
+            "the coordinator")
+
+    def coordinator(self) -> None:
+        story, say, desk = self.story, self.story.say, self.desk
+        story.section("The coordinator's inbox: 'known elsewhere' alerts (who, never why)")
+        alerts = desk.alerts()
+        for alert in alerts:
+            say(f"alert {alert.alert_id[:8]}: household {alert.household_ref[:8]} is known at "
+                f"{len(alert.involved)} organisations -> {_involved(alert)}")
+        first = next((a for a in alerts
+                      if any(i.organisation_id == "jeugdzorg-noord" for i in a.involved)), None)
+        if first is None:
+            raise FailedPrecondition("the demo expected an alert involving Jeugdzorg Noord")
+
+        story.section("The coordinator opens an alert; envelopes are decrypted on their machine")
+        _, opened = desk.open(first.alert_id, self.coord_key)
+        for item in opened:
+            if item.identity is None:
+                raise FailedPrecondition("an envelope did not open")
+            ident = item.identity
+            say(f"{item.organisation_id} (their case {ident.case_reference}): "
+                f"{ident.display_name()}, born {ident.date_of_birth}, BSN {ident.bsn}, "
+                f"{ident.street} {ident.house_number}, {ident.postcode} {ident.city}")
+            self.result.identities_opened.append(ident.bsn)
+        self.result.alerts_opened += 1
+        desk.acknowledge(first.alert_id)
+        say("the hub logged the opening; the coordinator acknowledged the alert")
+
+        story.section("A match outside the covenant's categories is held")
+        held = list(self.auditor.query(limit=50, event_type="match.hold"))
+        if not held:
+            raise FailedPrecondition("the demo expected a held match")
+        for event in held:
+            orgs = " and ".join(json.loads(event.detail_json)["organisations"])
+            say(f"household {event.subject_ref[:8]}: a match between {orgs} is held "
+                f"({event.reason}: the covenant alone is no basis and there is no consent);"
+                " the coordinator sees nothing of it")
+        held_ref = held[0].subject_ref
+
+        events: queue.Queue[coordinator_pb2.AlertEvent] = queue.Queue()
+        threading.Thread(target=_watch, args=(desk, events), daemon=True).start()
+        _drain(events, quiet=0.5)  # the replay of the changes so far
+
+        story.section("Jeugdzorg Noord records the family's consent; the match is released")
+        started = time.monotonic()
+        record = self.agents["jeugdzorg-noord"].grant_consent(
+            covenant_id=COVENANT_ID, evidence="toestemmingsformulier TF-2026-031",
+            valid_until=datetime.now(UTC) + timedelta(days=365),
+            purposes=["care_coordination"], case_ref="JZ-2026-0588")
+        say(f"consent {record.consent_id[:8]} recorded (evidence reference kept at the partner)")
+        released = _wait_for(events, lambda e: e.alert.household_ref == held_ref)
+        say(f"the coordinator's watch stream received the new alert "
+            f"{(time.monotonic() - started) * 1000:.0f} ms after the agent started recording "
+            f"consent: {_involved(released.alert)}")
+        self.result.held_then_released = True
+
+        story.section("Schuldhulp Noord withdraws a signal: the debt problem is solved")
+        ids = self.agents["schuldhulp-noord"].withdraw(reason="risk_gone", case_ref="SH/0921")
+        closed = _wait_for(events, lambda e: e.change == coordinator_pb2.ALERT_CHANGE_CLOSED)
+        say(f"signal {ids[0][:8]} withdrawn (archived, not deleted); alert "
+            f"{closed.alert.alert_id[:8]} closed: {closed.alert.closed_reason} - only one "
+            "organisation is still involved")
+        self.result.withdrawn = True
+        say(f"the inbox now holds {len(desk.alerts())} open alert(s)")
+
+    def audit(self) -> None:
+        from hub import verify_database
+
+        say = self.story.say
+        self.story.section("The privacy officer checks the access log")
+        events = list(self.auditor.query(limit=10_000))
+        self.result.events = len(events)
+        kinds: dict[str, int] = {}
+        for e in events:
+            kinds[e.event_type] = kinds.get(e.event_type, 0) + 1
+        say(f"{len(events)} events: " + ", ".join(f"{k} x{v}" for k, v in sorted(kinds.items())))
+        response = self.auditor.verify()
+        say(f"hub verification: {'intact' if response.ok else 'FAILED'}; signed checkpoint "
+            f"at size {response.checkpoint.size}, signature checked against the pinned key")
+        self.result.log_verified = response.ok
+        offline = verify_database(self.database, public_key=self.hub.hub.checkpoint_public_key,
+                                  origin=self.hub.hub.origin)
+        say(f"offline, from the database file: {offline.describe()}")
+        self.result.offline_verified = offline.ok
+
+
+def _watch(desk: CoordinatorDesk, events: queue.Queue[coordinator_pb2.AlertEvent]) -> None:
+    try:
+        for event in desk.watch(0, reconnect=False):
+            events.put(event)
+    except SamenloopError:
+        return  # the stream ends when the demo stops the hub
+
+
+def _drain(events: queue.Queue[coordinator_pb2.AlertEvent], quiet: float) -> None:
+    while True:
+        try:
+            events.get(timeout=quiet)
+        except queue.Empty:
+            return
+
+
+def _wait_for(events: queue.Queue[coordinator_pb2.AlertEvent],
+              match: Callable[[coordinator_pb2.AlertEvent], bool],
+              timeout: float = 10.0) -> coordinator_pb2.AlertEvent:
+    deadline = time.monotonic() + timeout
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            event = events.get(timeout=left)
+        except queue.Empty:
+            break
+        if match(event):
+            return event
+    raise FailedPrecondition("the expected alert change did not arrive in time")

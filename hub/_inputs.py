@@ -1,0 +1,187 @@
+"""Validated inputs of the hub's RPCs.
+
+Every request is converted here into a frozen value before anything touches the
+database; a request that fails raises InvalidInput naming the field (never its
+value) and changes nothing. Checks that need the database live in hub._core.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+
+from exchange import crypto, vocab
+from exchange.errors import InvalidInput
+from exchange.rpc import from_timestamp
+from exchange.v1 import common_pb2, coordinator_pb2, signal_pb2
+
+MAX_KEYS = 64
+MAX_ENVELOPES = 16
+MAX_CIPHERTEXT = 16 * 1024
+MIN_CIPHERTEXT = 32 + 16  # HPKE encapsulated key + AEAD tag
+MAX_CONSENT_KEYS = 16
+MAX_PURPOSES = 16
+WITHDRAWAL_REASONS = {
+    signal_pb2.WITHDRAWAL_REASON_RISK_GONE: "risk_gone",
+    signal_pb2.WITHDRAWAL_REASON_UNJUSTIFIED: "unjustified",
+}
+ALERT_STATES: dict[coordinator_pb2.AlertState.ValueType, str] = {
+    coordinator_pb2.ALERT_STATE_NEW: "new",
+    coordinator_pb2.ALERT_STATE_SEEN: "seen",
+    coordinator_pb2.ALERT_STATE_ACKNOWLEDGED: "acknowledged",
+    coordinator_pb2.ALERT_STATE_CLOSED: "closed",
+}
+
+
+@dataclass(frozen=True)
+class Contact:
+    name: str
+    phone: str
+    email: str
+
+
+@dataclass(frozen=True)
+class EnvelopeInput:
+    recipient_id: str
+    key_fingerprint: bytes
+    scheme: str
+    ciphertext: bytes
+
+
+@dataclass(frozen=True)
+class SignalInput:
+    signal_id: str
+    keys: frozenset[tuple[int, bytes]]
+    category: str
+    region: str
+    professional: Contact
+    observed_at: datetime | None
+    expires_at: datetime | None
+    envelopes: tuple[EnvelopeInput, ...]
+    content_sha256: bytes
+
+
+@dataclass(frozen=True)
+class ConsentInput:
+    consent_id: str
+    subject_keys: frozenset[tuple[int, bytes]]
+    covenant_id: str
+    purposes: tuple[str, ...]
+    evidence_reference: str
+    valid_from: datetime | None
+    valid_until: datetime
+    content_sha256: bytes
+
+
+def _keys(
+    keys: list[common_pb2.PseudonymousKey], field: str, limit: int, kinds: set[int]
+) -> frozenset[tuple[int, bytes]]:
+    if not 1 <= len(keys) <= limit:
+        raise InvalidInput(f"{field} must hold 1 to {limit} keys")
+    out = set()
+    for i, key in enumerate(keys):
+        if key.kind not in kinds:
+            raise InvalidInput(f"{field}[{i}].kind is not an accepted key kind")
+        if len(key.value) != crypto.PSEUDONYM_SIZE:
+            raise InvalidInput(f"{field}[{i}].value must be {crypto.PSEUDONYM_SIZE} bytes")
+        out.add((int(key.kind), bytes(key.value)))
+    if len(out) != len(keys):
+        raise InvalidInput(f"{field} lists a key twice")
+    return frozenset(out)
+
+
+def contact(msg: common_pb2.Contact, field: str) -> Contact:
+    name = vocab.text(msg.name, f"{field}.name", max_len=200)
+    phone = vocab.phone(vocab.text(msg.phone, f"{field}.phone", max_len=32, required=False),
+                        f"{field}.phone")
+    email = vocab.email(vocab.text(msg.email, f"{field}.email", max_len=254, required=False),
+                        f"{field}.email")
+    if not phone and not email:
+        raise InvalidInput(f"{field} needs a phone number or an e-mail address")
+    return Contact(name.strip(), phone, email)
+
+
+def signal(req: signal_pb2.SubmitSignalRequest) -> SignalInput:
+    signal_id = vocab.uuid_str(req.signal_id, "signal_id")
+    keys = _keys(list(req.keys), "keys", MAX_KEYS, {int(k) for k in crypto.KeyKind})
+    category = vocab.category(req.category)
+    region = vocab.region(req.region)
+    if not req.HasField("professional"):
+        raise InvalidInput("professional is required")
+    professional = contact(req.professional, "professional")
+    observed_at = from_timestamp(req.observed_at, "observed_at")
+    expires_at = from_timestamp(req.expires_at, "expires_at")
+    if len(req.envelopes) > MAX_ENVELOPES:
+        raise InvalidInput(f"a signal carries at most {MAX_ENVELOPES} envelopes")
+    envelopes = []
+    for i, env in enumerate(req.envelopes):
+        where = f"envelopes[{i}]"
+        vocab.slug(env.recipient_id, f"{where}.recipient_id")
+        if len(env.key_fingerprint) != 16:
+            raise InvalidInput(f"{where}.key_fingerprint must be 16 bytes")
+        if env.scheme != crypto.ENVELOPE_SCHEME:
+            raise InvalidInput(f"{where}.scheme must be {crypto.ENVELOPE_SCHEME}")
+        if not MIN_CIPHERTEXT <= len(env.ciphertext) <= MAX_CIPHERTEXT:
+            raise InvalidInput(
+                f"{where}.ciphertext must be {MIN_CIPHERTEXT} to {MAX_CIPHERTEXT} bytes"
+            )
+        envelopes.append(EnvelopeInput(env.recipient_id, bytes(env.key_fingerprint),
+                                       env.scheme, bytes(env.ciphertext)))
+    if len({e.recipient_id for e in envelopes}) != len(envelopes):
+        raise InvalidInput("envelopes lists a recipient twice")
+    return SignalInput(
+        signal_id=signal_id, keys=keys, category=category, region=region,
+        professional=professional, observed_at=observed_at, expires_at=expires_at,
+        envelopes=tuple(envelopes),
+        content_sha256=hashlib.sha256(req.SerializeToString(deterministic=True)).digest(),
+    )
+
+
+def withdrawal(req: signal_pb2.WithdrawSignalRequest) -> tuple[str, str]:
+    signal_id = vocab.uuid_str(req.signal_id, "signal_id")
+    if req.reason not in WITHDRAWAL_REASONS:
+        raise InvalidInput("reason must be RISK_GONE or UNJUSTIFIED")
+    return signal_id, WITHDRAWAL_REASONS[req.reason]
+
+
+def consent(req: signal_pb2.RecordConsentRequest) -> ConsentInput:
+    consent_id = vocab.uuid_str(req.consent_id, "consent_id")
+    keys = _keys(list(req.subject_keys), "subject_keys", MAX_CONSENT_KEYS,
+                 {int(crypto.KeyKind.PERSON)})
+    covenant_id = vocab.slug(req.covenant_id, "covenant_id")
+    if not 1 <= len(req.purposes) <= MAX_PURPOSES:
+        raise InvalidInput(f"purposes must list 1 to {MAX_PURPOSES} purposes")
+    purposes = tuple(vocab.code(p, "purposes") for p in req.purposes)
+    if len(set(purposes)) != len(purposes):
+        raise InvalidInput("purposes lists a purpose twice")
+    evidence = vocab.text(req.evidence_reference, "evidence_reference", max_len=128)
+    valid_from = from_timestamp(req.valid_from, "valid_from")
+    valid_until = from_timestamp(req.valid_until, "valid_until")
+    if valid_until is None:
+        raise InvalidInput("valid_until is required")
+    if valid_from is not None and valid_until <= valid_from:
+        raise InvalidInput("valid_until must be after valid_from")
+    return ConsentInput(
+        consent_id=consent_id, subject_keys=keys, covenant_id=covenant_id,
+        purposes=tuple(sorted(purposes)), evidence_reference=evidence,
+        valid_from=valid_from, valid_until=valid_until,
+        content_sha256=hashlib.sha256(req.SerializeToString(deterministic=True)).digest(),
+    )
+
+
+def page_size(value: int, *, default: int, maximum: int) -> int:
+    if value == 0:
+        return default
+    if not 1 <= value <= maximum:
+        raise InvalidInput(f"page_size must be between 1 and {maximum}")
+    return value
+
+
+def alert_states(values: list[coordinator_pb2.AlertState.ValueType]) -> tuple[str, ...]:
+    if not values:
+        return ("new", "seen", "acknowledged")
+    try:
+        return tuple(sorted({ALERT_STATES[v] for v in values}))
+    except KeyError:
+        raise InvalidInput("states lists an unknown alert state") from None

@@ -1,0 +1,357 @@
+"""Households, matches and the disclosure gate.
+
+* A **household** is a connected component of active signals: two signals are
+  linked when they share a pseudonymous key (a person key or an address key).
+  A new signal joins the household of every signal it shares a key with, merging
+  them; a withdrawal may split one. The partition does not depend on arrival order.
+* A **match** exists, per covenant, when active signals of two or more of the
+  covenant's parties are in one household. Parties' signals only: an organisation
+  outside a covenant is never disclosed under it.
+* The **gate** decides each match with the consent package's policies: the covenant
+  itself, or the household's valid consent scoped to the covenant. Permitted matches
+  become (or update) one open alert per household per coordinator; others are held.
+  Every change of decision is written to the access log.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import ColumnElement, and_, delete, func, select, tuple_, update
+from sqlalchemy.orm import Session, selectinload
+
+import consent
+from hub import _audit
+from hub._models import (
+    Alert,
+    AlertFeed,
+    AlertSignal,
+    Consent,
+    ConsentKey,
+    Household,
+    Match,
+    Signal,
+    SignalKey,
+)
+
+Key = tuple[int, bytes]
+
+
+def active(now: datetime) -> ColumnElement[bool]:
+    return and_(Signal.state == "active", Signal.expires_at > now)
+
+
+def _households_sharing(
+    session: Session, keys: Iterable[Key], now: datetime, exclude: str | None = None
+) -> set[str]:
+    keys = list(keys)
+    if not keys:
+        return set()
+    stmt = (
+        select(Signal.household_id)
+        .join(SignalKey, SignalKey.signal_id == Signal.id)
+        .where(active(now), tuple_(SignalKey.kind, SignalKey.value).in_(keys))
+        .distinct()
+    )
+    if exclude is not None:
+        stmt = stmt.where(Signal.id != exclude)
+    return set(session.scalars(stmt))
+
+
+@dataclass
+class Changes:
+    """What one transaction changed that others must hear about."""
+
+    households: set[str] = field(default_factory=set)
+    feed: bool = False
+
+
+def household_for(
+    session: Session, keys: Iterable[Key], now: datetime, access: _audit.Access,
+    changes: Changes,
+) -> str:
+    """The household a new signal with these keys belongs to (merging when it bridges)."""
+    ids = _households_sharing(session, keys, now)
+    if not ids:
+        household = Household(id=uuid.uuid4().hex, created_at=now, merged_into=None)
+        session.add(household)
+        session.flush()
+        changes.households.add(household.id)
+        return household.id
+    found = session.scalars(select(Household).where(Household.id.in_(ids))).all()
+    survivor, *others = sorted(found, key=lambda h: (h.created_at, h.id))
+    for other in others:
+        _merge(session, other, survivor, now, access, changes)
+    changes.households.add(survivor.id)
+    return survivor.id
+
+
+def _merge(
+    session: Session, other: Household, survivor: Household, now: datetime,
+    access: _audit.Access, changes: Changes,
+) -> None:
+    session.execute(
+        update(Signal).where(Signal.household_id == other.id).values(household_id=survivor.id)
+    )
+    other.merged_into = survivor.id
+    for match in session.scalars(select(Match).where(Match.household_id == other.id)):
+        kept = session.scalar(select(Match).where(
+            Match.household_id == survivor.id, Match.covenant_id == match.covenant_id))
+        if kept is None:
+            match.household_id = survivor.id
+        else:
+            session.delete(match)
+    session.flush()
+    for alert in _open_alerts(session, other.id):
+        if _open_alert(session, survivor.id, alert.coordinator_id) is None:
+            alert.household_id = survivor.id
+            session.flush()
+        else:
+            close_alert(session, alert, "merged", now, changes)
+    _audit.append(session, _audit.Access.system(access), _audit.Event(
+        "household.merge", "update", subject_ref=survivor.id,
+        detail={"merged": other.id, "into": survivor.id},
+    ), now)
+    changes.households.discard(other.id)
+
+
+def split(session: Session, household_id: str, now: datetime, access: _audit.Access,
+          changes: Changes) -> None:
+    """Re-partition a household's active signals after one left it."""
+    signals = session.scalars(
+        select(Signal).where(Signal.household_id == household_id, active(now))
+        .options(selectinload(Signal.keys))
+        .order_by(Signal.received_at, Signal.id)
+    ).all()
+    changes.households.add(household_id)
+    parent = list(range(len(signals)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    owner: dict[Key, int] = {}
+    for i, sig in enumerate(signals):
+        for key in sig.keys:
+            k = (key.kind, key.value)
+            if k in owner:
+                parent[find(i)] = find(owner[k])
+            else:
+                owner[k] = i
+    groups: dict[int, list[Signal]] = defaultdict(list)
+    for i, sig in enumerate(signals):
+        groups[find(i)].append(sig)
+    if len(groups) <= 1:
+        return
+    # The component holding the oldest signal keeps the household id.
+    ordered = sorted(groups.values(), key=lambda g: (g[0].received_at, g[0].id))
+    for group in ordered[1:]:
+        household = Household(id=uuid.uuid4().hex, created_at=now, merged_into=None)
+        session.add(household)
+        session.flush()
+        for sig in group:
+            sig.household_id = household.id
+        changes.households.add(household.id)
+        _audit.append(session, _audit.Access.system(access), _audit.Event(
+            "household.split", "update", subject_ref=household.id,
+            detail={"from": household_id, "signals": sorted(s.id for s in group)},
+        ), now)
+    session.flush()
+
+
+def _open_alerts(session: Session, household_id: str) -> list[Alert]:
+    return list(session.scalars(
+        select(Alert).where(Alert.household_id == household_id, Alert.state != "closed")
+    ))
+
+
+def _open_alert(session: Session, household_id: str, coordinator_id: str) -> Alert | None:
+    return session.scalar(select(Alert).where(
+        Alert.household_id == household_id,
+        Alert.coordinator_id == coordinator_id,
+        Alert.state != "closed",
+    ))
+
+
+def add_feed(session: Session, alert: Alert, change: str, now: datetime, changes: Changes) -> None:
+    session.add(AlertFeed(coordinator_id=alert.coordinator_id, alert_id=alert.id,
+                          change=change, at=now))
+    changes.feed = True
+
+
+def close_alert(session: Session, alert: Alert, reason: str, now: datetime,
+                changes: Changes) -> None:
+    alert.state = "closed"
+    alert.closed_at = now
+    alert.closed_reason = reason
+    alert.updated_at = now
+    session.flush()
+    add_feed(session, alert, "closed", now, changes)
+
+
+def grants_for(
+    session: Session, keys: Iterable[Key], covenant_id: str
+) -> list[consent.ConsentGrant]:
+    keys = list(keys)
+    if not keys:
+        return []
+    rows = session.scalars(
+        select(Consent)
+        .join(ConsentKey, ConsentKey.consent_id == Consent.id)
+        .where(Consent.covenant_id == covenant_id,
+               tuple_(ConsentKey.kind, ConsentKey.value).in_(keys))
+        .distinct()
+        .order_by(Consent.recorded_at, Consent.id)
+    ).all()
+    return [
+        consent.ConsentGrant(
+            id=c.id, covenant_id=c.covenant_id, purposes=frozenset(c.purposes),
+            valid_from=c.valid_from, valid_until=c.valid_until, revoked_at=c.revoked_at,
+        )
+        for c in rows
+    ]
+
+
+def households_with_keys(session: Session, keys: Iterable[Key], now: datetime) -> set[str]:
+    return _households_sharing(session, keys, now)
+
+
+def households_for_covenant(
+    session: Session, covenant: consent.Covenant, now: datetime
+) -> set[str]:
+    """Households where the covenant's parties have a match, or had one."""
+    multi = select(Signal.household_id).where(
+        active(now), Signal.organisation_id.in_(covenant.parties)
+    ).group_by(Signal.household_id).having(func.count(Signal.organisation_id.distinct()) >= 2)
+    known = select(Match.household_id).where(Match.covenant_id == covenant.id)
+    return set(session.scalars(multi)) | set(session.scalars(known))
+
+
+def evaluate(
+    session: Session,
+    household_id: str,
+    covenants: list[consent.Covenant],
+    now: datetime,
+    access: _audit.Access,
+    changes: Changes,
+) -> None:
+    """Decide every covenant's match on a household and bring alerts in line."""
+    system = _audit.Access.system(access)
+    signals = session.scalars(
+        select(Signal).where(Signal.household_id == household_id, active(now))
+        .options(selectinload(Signal.keys))
+    ).all()
+    keys = {(k.kind, k.value) for s in signals for k in s.keys}
+    disclosed: dict[str, tuple[set[str], consent.Decision, str]] = {}
+    close_reasons: dict[str, str] = {}
+    for cov in covenants:
+        party = [s for s in signals if s.organisation_id in cov.parties]
+        orgs = frozenset(s.organisation_id for s in party)
+        match = session.scalar(select(Match).where(
+            Match.household_id == household_id, Match.covenant_id == cov.id))
+        if len(orgs) < 2:
+            if match is not None and match.status != "dissolved":
+                match.status, match.reason, match.basis, match.decided_at = (
+                    "dissolved", "fewer_than_two_parties", None, now)
+                _audit.append(session, system, _audit.Event(
+                    "match.dissolve", "update", subject_ref=household_id,
+                    reason="fewer_than_two_parties", detail={"covenant": cov.id},
+                ), now)
+            close_reasons.setdefault(cov.coordinator_id, "dissolved")
+            continue
+        facts = consent.MatchFacts(
+            organisations=orgs,
+            categories=frozenset(s.category for s in party),
+            regions=frozenset(s.region for s in party),
+        )
+        policy = consent.AnyOf(
+            consent.CovenantBasis(cov),
+            *(consent.ConsentBasis(g, cov) for g in grants_for(session, keys, cov.id)),
+        )
+        decision = policy.decide(facts, now)
+        status = "disclosed" if decision.permitted else "held"
+        reason = decision.reason.value
+        if match is None:
+            match = Match(household_id=household_id, covenant_id=cov.id, status="",
+                          reason="", basis=None, decided_at=now)
+            session.add(match)
+        if (match.status, match.reason, match.basis) != (status, reason, decision.basis):
+            match.status, match.reason, match.basis, match.decided_at = (
+                status, reason, decision.basis, now)
+            if not decision.permitted:
+                _audit.append(session, system, _audit.Event(
+                    "match.hold", "deny", outcome="denied", subject_ref=household_id,
+                    reason=reason, purpose=facts.purpose,
+                    detail={"covenant": cov.ref, "organisations": sorted(orgs),
+                            "reasons": [r.value for r in decision.details]},
+                ), now)
+        if not decision.permitted:
+            close_reasons[cov.coordinator_id] = "basis_lapsed"
+        else:
+            ids, _, _ = disclosed.setdefault(
+                cov.coordinator_id, (set(), decision, cov.id))
+            ids.update(s.id for s in party)
+    session.flush()
+    coordinators = set(disclosed) | {a.coordinator_id for a in _open_alerts(session, household_id)}
+    for coordinator_id in sorted(coordinators):
+        wanted: set[str] = set()
+        granted: consent.Decision | None = None
+        covenant_id = ""
+        if coordinator_id in disclosed:
+            wanted, granted, covenant_id = disclosed[coordinator_id]
+        _sync_alert(session, household_id, coordinator_id, covenant_id, wanted, granted,
+                    {s.id: s.organisation_id for s in signals}, now, system, changes,
+                    close_reasons.get(coordinator_id, "basis_lapsed"))
+
+
+def _sync_alert(
+    session: Session, household_id: str, coordinator_id: str, covenant_id: str,
+    wanted: set[str], decision: consent.Decision | None, orgs_of: dict[str, str],
+    now: datetime, system: _audit.Access, changes: Changes, close_reason: str,
+) -> None:
+    alert = _open_alert(session, household_id, coordinator_id)
+    if decision is None:
+        if alert is not None:
+            close_alert(session, alert, close_reason, now, changes)
+            _audit.append(session, system, _audit.Event(
+                "alert.close", "update", subject_ref=household_id, reason=close_reason,
+                detail={"alert": alert.id, "recipient": coordinator_id},
+            ), now)
+        return
+    if alert is None:
+        alert = Alert(id=str(uuid.uuid4()), household_id=household_id, covenant_id=covenant_id,
+                      coordinator_id=coordinator_id, state="new", created_at=now,
+                      updated_at=now, acknowledged_at=None, acknowledged_by=None,
+                      closed_at=None, closed_reason=None)
+        session.add(alert)
+        session.flush()
+        change = "created"
+    else:
+        current = set(session.scalars(
+            select(AlertSignal.signal_id).where(AlertSignal.alert_id == alert.id)))
+        if current == wanted:
+            return
+        session.execute(delete(AlertSignal).where(
+            AlertSignal.alert_id == alert.id, AlertSignal.signal_id.not_in(wanted)))
+        alert.updated_at = now
+        alert.covenant_id = covenant_id
+        wanted = wanted - current
+        change = "updated"
+    session.add_all(AlertSignal(alert_id=alert.id, signal_id=s) for s in sorted(wanted))
+    session.flush()
+    add_feed(session, alert, change, now, changes)
+    members = session.scalars(
+        select(AlertSignal.signal_id).where(AlertSignal.alert_id == alert.id)).all()
+    _audit.append(session, system, _audit.Event(
+        f"alert.{'create' if change == 'created' else 'update'}", "disclose",
+        subject_ref=household_id, basis=decision.basis or "", reason=decision.reason.value,
+        purpose=consent.CARE_COORDINATION,
+        detail={"alert": alert.id, "recipient": coordinator_id, "signals": sorted(members),
+                "organisations": sorted({orgs_of[s] for s in members if s in orgs_of})},
+    ), now)

@@ -1,0 +1,310 @@
+"""The hub's tables. Alembic migrations in hub/_migrations must match these exactly
+(tests/unit/hub/test_migrations.py compares them)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from exchange.db import NAMING, UTCDateTime
+
+# SQLite only auto-increments INTEGER PRIMARY KEY columns.
+AutoBigInt = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {datetime: UTCDateTime()}  # noqa: RUF012 - SQLAlchemy reads it
+
+
+class Organisation(Base):
+    __tablename__ = "organisations"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    registered_at: Mapped[datetime]
+
+
+class Coordinator(Base):
+    __tablename__ = "coordinators"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    organisation_id: Mapped[str] = mapped_column(ForeignKey("organisations.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    phone: Mapped[str] = mapped_column(String(32))
+    email: Mapped[str] = mapped_column(String(254))
+    public_key: Mapped[bytes] = mapped_column(LargeBinary(32))
+    key_fingerprint: Mapped[bytes] = mapped_column(LargeBinary(16))
+    registered_at: Mapped[datetime]
+
+
+class CovenantVersion(Base):
+    """Each registered version of a covenant; the TOML text is the source of truth."""
+
+    __tablename__ = "covenants"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    coordinator_id: Mapped[str] = mapped_column(ForeignKey("coordinators.id"))
+    valid_from: Mapped[datetime]
+    valid_until: Mapped[datetime]
+    source: Mapped[str] = mapped_column(Text)
+    source_sha256: Mapped[bytes] = mapped_column(LargeBinary(32))
+    registered_at: Mapped[datetime]
+    registered_by: Mapped[str] = mapped_column(String(128))
+
+    __table_args__ = (CheckConstraint("version >= 1", name="version_positive"),)
+
+
+class Household(Base):
+    __tablename__ = "households"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    created_at: Mapped[datetime]
+    # Set when merged into another household; references in the log stay valid.
+    merged_into: Mapped[str | None] = mapped_column(ForeignKey("households.id"))
+
+
+class Signal(Base):
+    __tablename__ = "signals"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    organisation_id: Mapped[str] = mapped_column(ForeignKey("organisations.id"))
+    household_id: Mapped[str] = mapped_column(ForeignKey("households.id"), index=True)
+    category: Mapped[str] = mapped_column(String(32))
+    region: Mapped[str] = mapped_column(String(6))
+    professional_name: Mapped[str] = mapped_column(String(200))
+    professional_phone: Mapped[str] = mapped_column(String(32))
+    professional_email: Mapped[str] = mapped_column(String(254))
+    observed_at: Mapped[datetime]
+    received_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    state: Mapped[str] = mapped_column(String(16))
+    withdrawn_at: Mapped[datetime | None]
+    withdrawal_reason: Mapped[str | None] = mapped_column(String(16))
+    content_sha256: Mapped[bytes] = mapped_column(LargeBinary(32))
+
+    keys: Mapped[list[SignalKey]] = relationship(
+        back_populates="signal", cascade="all, delete-orphan", passive_deletes=True
+    )
+    envelopes: Mapped[list[Envelope]] = relationship(
+        cascade="all, delete-orphan", passive_deletes=True
+    )
+
+    __table_args__ = (
+        CheckConstraint("state IN ('active', 'withdrawn')", name="state_known"),
+        Index(None, "organisation_id", "state"),
+    )
+
+
+class SignalKey(Base):
+    __tablename__ = "signal_keys"
+
+    id: Mapped[int] = mapped_column(AutoBigInt, primary_key=True, autoincrement=True)
+    signal_id: Mapped[str] = mapped_column(ForeignKey("signals.id", ondelete="CASCADE"))
+    kind: Mapped[int] = mapped_column(SmallInteger)
+    value: Mapped[bytes] = mapped_column(LargeBinary(32))
+
+    signal: Mapped[Signal] = relationship(back_populates="keys")
+
+    __table_args__ = (
+        UniqueConstraint("signal_id", "kind", "value"),
+        Index(None, "value", "kind"),
+    )
+
+
+class Envelope(Base):
+    __tablename__ = "envelopes"
+
+    id: Mapped[int] = mapped_column(AutoBigInt, primary_key=True, autoincrement=True)
+    signal_id: Mapped[str] = mapped_column(ForeignKey("signals.id", ondelete="CASCADE"))
+    recipient_id: Mapped[str] = mapped_column(ForeignKey("coordinators.id"))
+    key_fingerprint: Mapped[bytes] = mapped_column(LargeBinary(16))
+    scheme: Mapped[str] = mapped_column(String(64))
+    ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+
+    __table_args__ = (UniqueConstraint("signal_id", "recipient_id"),)
+
+
+class Consent(Base):
+    __tablename__ = "consents"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    organisation_id: Mapped[str] = mapped_column(ForeignKey("organisations.id"))
+    covenant_id: Mapped[str] = mapped_column(String(64))
+    purposes: Mapped[list[str]] = mapped_column(JSON)
+    evidence_reference: Mapped[str] = mapped_column(String(128))
+    valid_from: Mapped[datetime]
+    valid_until: Mapped[datetime]
+    recorded_at: Mapped[datetime]
+    recorded_by: Mapped[str] = mapped_column(String(128))
+    revoked_at: Mapped[datetime | None]
+    revoked_by: Mapped[str | None] = mapped_column(String(128))
+    content_sha256: Mapped[bytes] = mapped_column(LargeBinary(32))
+
+    keys: Mapped[list[ConsentKey]] = relationship(
+        cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class ConsentKey(Base):
+    __tablename__ = "consent_keys"
+
+    id: Mapped[int] = mapped_column(AutoBigInt, primary_key=True, autoincrement=True)
+    consent_id: Mapped[str] = mapped_column(ForeignKey("consents.id", ondelete="CASCADE"))
+    kind: Mapped[int] = mapped_column(SmallInteger)
+    value: Mapped[bytes] = mapped_column(LargeBinary(32))
+
+    __table_args__ = (
+        UniqueConstraint("consent_id", "kind", "value"),
+        Index(None, "value", "kind"),
+    )
+
+
+class Match(Base):
+    """Two or more parties of a covenant with active signals on one household."""
+
+    __tablename__ = "matches"
+
+    id: Mapped[int] = mapped_column(AutoBigInt, primary_key=True, autoincrement=True)
+    household_id: Mapped[str] = mapped_column(ForeignKey("households.id"))
+    covenant_id: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(String(64))
+    basis: Mapped[str | None] = mapped_column(String(128))
+    decided_at: Mapped[datetime]
+
+    __table_args__ = (
+        UniqueConstraint("household_id", "covenant_id"),
+        CheckConstraint("status IN ('held', 'disclosed', 'dissolved')", name="status_known"),
+    )
+
+
+class Alert(Base):
+    __tablename__ = "alerts"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    household_id: Mapped[str] = mapped_column(ForeignKey("households.id"))
+    covenant_id: Mapped[str] = mapped_column(String(64))
+    coordinator_id: Mapped[str] = mapped_column(ForeignKey("coordinators.id"))
+    state: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    acknowledged_at: Mapped[datetime | None]
+    acknowledged_by: Mapped[str | None] = mapped_column(String(128))
+    closed_at: Mapped[datetime | None]
+    closed_reason: Mapped[str | None] = mapped_column(String(32))
+
+    signals: Mapped[list[AlertSignal]] = relationship(
+        cascade="all, delete-orphan", passive_deletes=True
+    )
+
+    __table_args__ = (
+        CheckConstraint(
+            "state IN ('new', 'seen', 'acknowledged', 'closed')", name="state_known"
+        ),
+        Index(None, "coordinator_id", "created_at"),
+        # One open alert per household per coordinator.
+        Index(
+            "uq_alerts_open_household_coordinator",
+            "household_id",
+            "coordinator_id",
+            unique=True,
+            sqlite_where=text("state <> 'closed'"),
+            postgresql_where=text("state <> 'closed'"),
+        ),
+    )
+
+
+class AlertSignal(Base):
+    __tablename__ = "alert_signals"
+
+    alert_id: Mapped[str] = mapped_column(
+        ForeignKey("alerts.id", ondelete="CASCADE"), primary_key=True
+    )
+    signal_id: Mapped[str] = mapped_column(
+        ForeignKey("signals.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+
+
+class AlertFeed(Base):
+    """Every change of every alert, in order: the cursor of WatchAlerts."""
+
+    __tablename__ = "alert_feed"
+
+    seq: Mapped[int] = mapped_column(AutoBigInt, primary_key=True, autoincrement=True)
+    coordinator_id: Mapped[str] = mapped_column(String(64))
+    alert_id: Mapped[str] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"))
+    change: Mapped[str] = mapped_column(String(16))
+    at: Mapped[datetime]
+
+    __table_args__ = (Index(None, "coordinator_id", "seq"),)
+
+
+class AuditEvent(Base):
+    """One access-log entry. Every column is covered by leaf_hash (see hub._audit)."""
+
+    __tablename__ = "audit_events"
+
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    event_id: Mapped[str] = mapped_column(String(36), unique=True)
+    occurred_at: Mapped[datetime] = mapped_column(index=True)
+    event_type: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(16))
+    outcome: Mapped[str] = mapped_column(String(16))
+    actor_org: Mapped[str] = mapped_column(String(64), index=True)
+    actor_user: Mapped[str] = mapped_column(String(128))
+    actor_role: Mapped[str] = mapped_column(String(32))
+    on_behalf_of: Mapped[str] = mapped_column(String(128))
+    purpose: Mapped[str] = mapped_column(String(64))
+    subject_ref: Mapped[str] = mapped_column(String(64), index=True)
+    basis: Mapped[str] = mapped_column(String(128))
+    reason: Mapped[str] = mapped_column(String(64))
+    source_system: Mapped[str] = mapped_column(String(64))
+    network_address: Mapped[str] = mapped_column(String(128))
+    request_id: Mapped[str] = mapped_column(String(36))
+    detail: Mapped[str] = mapped_column(Text)
+    leaf_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    chain_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {c.name: getattr(self, c.key) for c in self.__table__.columns}
+
+
+class AuditHead(Base):
+    """The single row holding the log's size and latest chain hash."""
+
+    __tablename__ = "audit_head"
+
+    id: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
+    size: Mapped[int] = mapped_column(BigInteger)
+    chain_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+
+    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
+
+
+class AuditCheckpoint(Base):
+    __tablename__ = "audit_checkpoints"
+
+    size: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    root_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    signed_at: Mapped[datetime]
+    note: Mapped[str] = mapped_column(Text)

@@ -1,0 +1,162 @@
+"""Starting and stopping the hub and the key service as gRPC servers."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import grpc
+
+from exchange import checkpoint, config, crypto, log
+from exchange.db import check_current, make_engine, migrate, redact_url
+from exchange.errors import ConfigError
+from exchange.rpc import MAX_MESSAGE_BYTES
+from hub._core import Hub, Limits
+from hub._keyservice import KeyService
+from hub._service import IdentityResolver, add_services, metadata_identity
+
+MIGRATIONS = Path(__file__).parent / "_migrations"
+_log = log.get("hub")
+_LOOPBACK = ("127.", "localhost", "[::1]", "::1")
+
+
+@config.section("hub")
+@dataclass(frozen=True)
+class HubSettings:
+    listen: str = "127.0.0.1:50051"
+    database_url: str = "sqlite:///samenloop-hub.db"
+    checkpoint_key: Path = Path("hub-checkpoint.key")
+    origin: str = "samenloop.local/hub"
+    max_workers: int = 32
+    max_signal_age_days: int = 730
+    migrate: bool = False
+
+
+@config.section("keyservice")
+@dataclass(frozen=True)
+class KeyServiceSettings:
+    listen: str = "127.0.0.1:50052"
+    key_file: Path = Path("oprf.key")
+    max_workers: int = 8
+
+
+def _bind(server: grpc.Server, listen: str) -> int:
+    host = listen.rsplit(":", 1)[0]
+    if not host.startswith(_LOOPBACK):
+        raise ConfigError(
+            f"refusing to listen on {listen}: without TLS client certificates the "
+            "caller's identity cannot be trusted, so only loopback addresses are allowed")
+    try:
+        port = server.add_insecure_port(listen)
+    except RuntimeError as exc:
+        raise ConfigError(f"cannot listen on {listen}: {exc}") from exc
+    if port == 0:
+        raise ConfigError(f"cannot listen on {listen}")
+    return port
+
+
+def _new_server(max_workers: int) -> grpc.Server:
+    return grpc.server(
+        ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc"),
+        options=[("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)],
+    )
+
+
+@dataclass
+class Running:
+    """A started server; ``address`` is host:port with the port actually bound."""
+
+    server: grpc.Server
+    address: str
+    stopping: threading.Event
+
+    def stop(self, grace: float = 5.0) -> None:
+        """Refuse new calls, end watch streams, let in-flight calls finish."""
+        self.stopping.set()
+        self.server.stop(grace).wait()
+
+    def wait(self) -> None:
+        """Block until SIGINT or SIGTERM, then stop gracefully."""
+        done = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: done.set())
+        done.wait()
+        _log.info("shutting down", address=self.address)
+        self.stop()
+
+
+@dataclass
+class RunningHub(Running):
+    hub: Hub
+
+    def stop(self, grace: float = 5.0) -> None:
+        super().stop(grace)
+        self.hub.close()
+
+
+@dataclass
+class RunningKeyService(Running):
+    service: KeyService
+
+
+def open_hub(settings: HubSettings, *, clock: Callable[[], datetime] | None = None) -> Hub:
+    engine = make_engine(settings.database_url)
+    if settings.migrate:
+        migrate(engine, MIGRATIONS)
+    check_current(engine, MIGRATIONS)
+    signer = checkpoint.CheckpointSigner.load_or_create(settings.checkpoint_key, settings.origin)
+    limits = Limits(max_signal_age=timedelta(days=settings.max_signal_age_days))
+    return Hub(engine, signer=signer, clock=clock, limits=limits)
+
+
+def start_hub(
+    settings: HubSettings,
+    *,
+    clock: Callable[[], datetime] | None = None,
+    identity: IdentityResolver = metadata_identity,
+) -> RunningHub:
+    hub = open_hub(settings, clock=clock)
+    server = _new_server(settings.max_workers)
+    stopping = threading.Event()
+    add_services(server, hub, identity, stopping)
+    port = _bind(server, settings.listen)
+    server.start()
+    address = f"{settings.listen.rsplit(':', 1)[0]}:{port}"
+    _log.info("hub listening", address=address, database=redact_url(settings.database_url),
+              checkpoint_key=crypto.fingerprint(hub.checkpoint_public_key).hex())
+    return RunningHub(server, address, stopping, hub)
+
+
+def load_oprf_key(path: Path) -> crypto.OprfKey:
+    if not path.exists():
+        raise ConfigError(f"no OPRF key at {path}: create one with "
+                          "'samenloop keyservice keygen'")
+    try:
+        return crypto.OprfKey.load(path)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+
+
+def start_keyservice(
+    settings: KeyServiceSettings,
+    *,
+    key: crypto.OprfKey | None = None,
+    identity: IdentityResolver = metadata_identity,
+) -> RunningKeyService:
+    key = key or load_oprf_key(settings.key_file)
+    server = _new_server(settings.max_workers)
+    service = KeyService(key, identity)
+    from exchange.v1 import keyservice_pb2_grpc
+
+    keyservice_pb2_grpc.add_KeyServiceServicer_to_server(service, server)
+    port = _bind(server, settings.listen)
+    server.start()
+    address = f"{settings.listen.rsplit(':', 1)[0]}:{port}"
+    log.get("keyservice").info("key service listening", address=address, key_id=key.key_id)
+    return RunningKeyService(server, address, threading.Event(), service)
