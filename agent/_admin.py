@@ -1,0 +1,65 @@
+"""The covenant administrator's client: organisations, coordinators, covenants."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from agent._client import HubClient
+from exchange import config, rpc
+from exchange.errors import InvalidInput
+from exchange.v1 import admin_pb2, common_pb2
+
+
+@config.section("admin")
+@dataclass(frozen=True)
+class AdminSettings:
+    organisation: str
+    user: str = "administrator"
+    hub: str = "127.0.0.1:50051"
+
+
+class Admin:
+    def __init__(self, settings: AdminSettings) -> None:
+        self.hub = HubClient(settings.hub,
+                             rpc.Caller(settings.organisation, settings.user, "administrator"))
+
+    def close(self) -> None:
+        self.hub.close()
+
+    def __enter__(self) -> Admin:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def organisation(self, organisation_id: str, name: str) -> admin_pb2.Organisation:
+        return self.hub.call(self.hub.admin.RegisterOrganisation,
+                             admin_pb2.RegisterOrganisationRequest(
+                                 organisation_id=organisation_id, name=name))
+
+    def coordinator(self, coordinator_id: str, organisation_id: str, name: str, phone: str,
+                    email: str, public_key: bytes) -> admin_pb2.Coordinator:
+        return self.hub.call(self.hub.admin.RegisterCoordinator,
+                             admin_pb2.RegisterCoordinatorRequest(
+                                 coordinator_id=coordinator_id, organisation_id=organisation_id,
+                                 contact=common_pb2.Contact(name=name, phone=phone, email=email),
+                                 public_key=public_key))
+
+    def covenant(self, path: Path) -> admin_pb2.Covenant:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InvalidInput(f"cannot read covenant file {path}: {exc}") from None
+        return self.hub.call(self.hub.admin.RegisterCovenant,
+                             admin_pb2.RegisterCovenantRequest(toml=text))
+
+    def registry(self) -> tuple[list[admin_pb2.Organisation], list[admin_pb2.Coordinator],
+                                list[admin_pb2.Covenant]]:
+        orgs = self.hub.call(self.hub.admin.ListOrganisations,
+                             admin_pb2.ListOrganisationsRequest()).organisations
+        coords = self.hub.call(self.hub.admin.ListCoordinators,
+                               admin_pb2.ListCoordinatorsRequest()).coordinators
+        covs = self.hub.call(self.hub.admin.ListCovenants,
+                             admin_pb2.ListCovenantsRequest()).covenants
+        return list(orgs), list(coords), list(covs)

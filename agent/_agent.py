@@ -1,0 +1,353 @@
+"""The partner agent: from the partner's export to pseudonymous signals at the hub.
+
+For each batch of rows: normalise, pseudonymise through the key service (verifying
+its proof against the key this agent trusts), seal the identity to every recipient
+coordinator, store the exact request locally, then send. Re-running on the same file
+sends nothing twice; requests stored but not acknowledged are resent unchanged.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import select
+
+from agent import _normalise as norm
+from agent import _source
+from agent._client import HubClient, KeyServiceClient
+from agent._identity import envelope_context
+from agent._models import ConsentRecord, Submission, TrustedKey
+from exchange import config, crypto, log, rpc, vocab
+from exchange.db import make_engine, migrate, session_factory
+from exchange.errors import FailedPrecondition, InvalidInput, NotFound
+from exchange.v1 import common_pb2, signal_pb2
+
+MIGRATIONS = Path(__file__).parent / "_migrations"
+_log = log.get("agent")
+_REASONS = {
+    "risk_gone": signal_pb2.WITHDRAWAL_REASON_RISK_GONE,
+    "unjustified": signal_pb2.WITHDRAWAL_REASON_UNJUSTIFIED,
+}
+
+
+@config.section("agent")
+@dataclass(frozen=True)
+class AgentSettings:
+    organisation: str
+    user: str = "agent"
+    hub: str = "127.0.0.1:50051"
+    keyservice: str = "127.0.0.1:50052"
+    state_database: str = "sqlite:///samenloop-agent.db"
+    batch_size: int = 256
+
+
+@dataclass
+class SubmitSummary:
+    rows: int = 0
+    invalid: list[_source.RowError] = field(default_factory=list)
+    already_submitted: int = 0
+    submitted: int = 0
+    duplicates: int = 0
+    resent: int = 0
+    rejected: list[str] = field(default_factory=list)
+    pseudonyms: int = 0
+
+    def describe(self) -> str:
+        parts = [f"{self.rows} rows read", f"{self.submitted} signals submitted"]
+        if self.resent:
+            parts.append(f"{self.resent} pending resent")
+        if self.duplicates:
+            parts.append(f"{self.duplicates} already at the hub")
+        if self.already_submitted:
+            parts.append(f"{self.already_submitted} skipped (submitted earlier)")
+        if self.invalid:
+            parts.append(f"{len(self.invalid)} invalid rows not submitted")
+        if self.rejected:
+            parts.append(f"{len(self.rejected)} rejected by the hub")
+        return ", ".join(parts)
+
+
+def _ts(value: datetime | None) -> object:
+    return rpc.to_timestamp(value)
+
+
+class Agent:
+    def __init__(self, settings: AgentSettings,
+                 clock: Callable[[], datetime] | None = None) -> None:
+        vocab.slug(settings.organisation, "organisation")
+        if not 1 <= settings.batch_size <= crypto.MAX_BATCH // 2:
+            raise InvalidInput(f"batch_size must be between 1 and {crypto.MAX_BATCH // 2}")
+        self.settings = settings
+        self._clock = clock or (lambda: datetime.now(UTC))
+        caller = rpc.Caller(settings.organisation, settings.user, "partner")
+        self._keyservice = KeyServiceClient(settings.keyservice, caller)
+        self.hub = HubClient(settings.hub, caller)
+        engine = make_engine(settings.state_database)
+        migrate(engine, MIGRATIONS)
+        self._engine = engine
+        self._sessions = session_factory(engine)
+        self._key: tuple[bytes, str] | None = None
+
+    def close(self) -> None:
+        self._keyservice.close()
+        self.hub.close()
+        self._engine.dispose()
+
+    def __enter__(self) -> Agent:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- keys ---------------------------------------------------------------------
+
+    def oprf_key(self, *, trust_new: bool = False) -> tuple[bytes, str]:
+        """The key service's public key, pinned on first use (or on ``trust_new``)."""
+        if self._key is not None and not trust_new:
+            return self._key
+        response = self._keyservice.public_key()
+        if response.suite != crypto.OPRF_SUITE or len(response.public_key) != 32:
+            raise FailedPrecondition("the key service offers an unsupported OPRF suite")
+        public_key = bytes(response.public_key)
+        if crypto.key_id(public_key) != response.key_id:
+            raise FailedPrecondition("the key service's key id does not match its key")
+        with self._sessions.begin() as s:
+            pinned = s.get(TrustedKey, "oprf")
+            if pinned is None or trust_new:
+                if pinned is None:
+                    s.add(TrustedKey(name="oprf", value=public_key, first_seen=self._clock()))
+                else:
+                    pinned.value, pinned.first_seen = public_key, self._clock()
+                _log.info("trusting OPRF key", key_id=response.key_id)
+            elif pinned.value != public_key:
+                raise FailedPrecondition(
+                    f"the key service now presents OPRF key {response.key_id}, not the key "
+                    f"{crypto.key_id(pinned.value)} this agent trusts; if the key was rotated "
+                    "on purpose, run 'samenloop agent trust-key'")
+        self._key = (public_key, response.key_id)
+        return self._key
+
+    def pseudonymise(self, items: list[tuple[crypto.KeyKind, bytes]]) -> list[bytes]:
+        public_key, key_id = self.oprf_key()
+        return crypto.pseudonymise(items, public_key=public_key,
+                                   evaluate=self._keyservice.evaluator(key_id),
+                                   batch_size=crypto.MAX_BATCH // 2)
+
+    # -- submitting ---------------------------------------------------------------
+
+    def submit_file(self, path: Path, progress: Callable[[int], None] | None = None,
+                    ) -> SubmitSummary:
+        return self.submit_records(_source.read_csv(path), progress)
+
+    def submit_records(self, records: Iterable[_source.Record | _source.RowError],
+                       progress: Callable[[int], None] | None = None) -> SubmitSummary:
+        summary = SubmitSummary()
+        recipients = list(self.hub.call(self.hub.signals.GetRecipients,
+                                        signal_pb2.GetRecipientsRequest()).recipients)
+        seen: set[str] = set()
+        batch: list[_source.Record] = []
+        pending: list[Submission] = []
+        for item in records:
+            summary.rows += 1
+            if isinstance(item, _source.RowError):
+                summary.invalid.append(item)
+                _log.warning("row not submitted", row=item.row, field=item.field,
+                             problem=item.problem)
+                if progress:
+                    progress(1)
+                continue
+            if item.case_ref in seen:
+                error = _source.RowError(item.row, "case_ref", "appears twice in this input")
+                summary.invalid.append(error)
+                _log.warning("row not submitted", row=item.row, field="case_ref",
+                             problem=error.problem)
+                continue
+            seen.add(item.case_ref)
+            earlier = self._active_submission(item.case_ref)
+            if earlier is not None and earlier.state == "pending":
+                pending.append(earlier)
+            elif earlier is not None:
+                summary.already_submitted += 1
+                if progress:
+                    progress(1)
+            else:
+                batch.append(item)
+            if len(batch) >= self.settings.batch_size:
+                self._send_batch(batch, recipients, summary, progress)
+                batch = []
+        if batch:
+            self._send_batch(batch, recipients, summary, progress)
+        if pending:
+            summary.resent = len(pending)
+            self._send([p.signal_id for p in pending],
+                       [signal_pb2.SubmitSignalRequest.FromString(p.request) for p in pending],
+                       [0] * len(pending), summary, progress)
+        _log.info("submission run done", rows=summary.rows, submitted=summary.submitted,
+                  invalid=len(summary.invalid), rejected=len(summary.rejected),
+                  duplicates=summary.duplicates)
+        return summary
+
+    def _active_submission(self, case_ref: str) -> Submission | None:
+        with self._sessions() as s:
+            return s.scalar(select(Submission).where(
+                Submission.case_ref == case_ref,
+                Submission.state.in_(("pending", "submitted"))).limit(1))
+
+    def _build(self, records: list[_source.Record],
+               recipients: list[signal_pb2.Recipient]) -> list[Submission]:
+        items = [key for rec in records for key in rec.keys]
+        pseudonyms = iter(self.pseudonymise(items))
+        org = self.settings.organisation
+        now = self._clock()
+        out = []
+        for rec in records:
+            signal_id = str(uuid.uuid4())
+            keys = [(kind, next(pseudonyms)) for kind, _ in rec.keys]
+            plaintext = rec.identity.to_bytes(signal_id, org)
+            request = signal_pb2.SubmitSignalRequest(
+                signal_id=signal_id,
+                keys=[common_pb2.PseudonymousKey(kind=int(kind), value=value)  # type: ignore[arg-type]
+                      for kind, value in keys],
+                category=rec.category, region=rec.region,
+                professional=common_pb2.Contact(name=rec.professional[0],
+                                                phone=rec.professional[1],
+                                                email=rec.professional[2]),
+                observed_at=_ts(rec.observed_at),  # type: ignore[arg-type]
+                expires_at=_ts(rec.expires_at),  # type: ignore[arg-type]
+                envelopes=[
+                    common_pb2.SealedEnvelope(
+                        recipient_id=r.coordinator_id, key_fingerprint=r.key_fingerprint,
+                        scheme=crypto.ENVELOPE_SCHEME,
+                        ciphertext=crypto.seal(plaintext, bytes(r.public_key),
+                                               envelope_context(signal_id, org,
+                                                                r.coordinator_id)))
+                    for r in recipients
+                ],
+            )
+            person = next((v for k, v in keys if k is crypto.KeyKind.PERSON), None)
+            out.append(Submission(
+                signal_id=signal_id, case_ref=rec.case_ref, person_key=person,
+                request=request.SerializeToString(deterministic=True), state="pending",
+                created_at=now, sent_at=None, withdrawn_at=None, error=None))
+        return out
+
+    def _send_batch(self, records: list[_source.Record], recipients: list[signal_pb2.Recipient],
+                    summary: SubmitSummary, progress: Callable[[int], None] | None) -> None:
+        submissions = self._build(records, recipients)
+        summary.pseudonyms += sum(len(r.keys) for r in records)
+        with self._sessions.begin() as s:
+            s.add_all(submissions)
+        self._send([x.signal_id for x in submissions],
+                   [signal_pb2.SubmitSignalRequest.FromString(x.request) for x in submissions],
+                   [r.row for r in records], summary, progress)
+
+    def _send(self, ids: list[str], requests: list[signal_pb2.SubmitSignalRequest],
+              rows: list[int], summary: SubmitSummary,
+              progress: Callable[[int], None] | None) -> None:
+        response = self.hub.submit_many(requests)
+        rejected = {e.index: e for e in response.rejected}
+        now = self._clock()
+        with self._sessions.begin() as s:
+            for index, signal_id in enumerate(ids):
+                sub = s.get_one(Submission, signal_id)
+                if index in rejected:
+                    sub.state, sub.error = "rejected", rejected[index].message[:300]
+                    where = f"row {rows[index]}" if rows[index] else f"signal {signal_id}"
+                    summary.rejected.append(f"{where}: {rejected[index].message}")
+                    _log.warning("signal rejected by the hub", row=rows[index],
+                                 signal_id=signal_id, code=rejected[index].code)
+                else:
+                    sub.state, sub.sent_at = "submitted", now
+        summary.duplicates += response.duplicates
+        summary.submitted += response.accepted
+        if progress:
+            progress(len(ids))
+
+    # -- withdrawing --------------------------------------------------------------
+
+    def withdraw(self, *, reason: str, case_ref: str | None = None,
+                 signal_id: str | None = None) -> list[str]:
+        """Withdraw this partner's signal(s) for a case, or one signal by id."""
+        if reason not in _REASONS:
+            raise InvalidInput(f"reason must be one of {', '.join(_REASONS)}")
+        with self._sessions() as s:
+            stmt = select(Submission).where(Submission.state == "submitted")
+            if signal_id:
+                stmt = stmt.where(Submission.signal_id == vocab.uuid_str(signal_id, "signal id"))
+            elif case_ref:
+                stmt = stmt.where(Submission.case_ref == case_ref)
+            else:
+                raise InvalidInput("give a case reference or a signal id")
+            ids = list(s.scalars(stmt.with_only_columns(Submission.signal_id)))
+        if not ids:
+            raise NotFound("no submitted signal for that case reference or id")
+        for sid in ids:
+            response = self.hub.call(self.hub.signals.WithdrawSignal,
+                                     signal_pb2.WithdrawSignalRequest(signal_id=sid,
+                                                                      reason=_REASONS[reason]))
+            with self._sessions.begin() as s:
+                sub = s.get_one(Submission, sid)
+                sub.state = "withdrawn"
+                sub.withdrawn_at = rpc.from_timestamp(response.withdrawn_at, "withdrawn_at")
+            _log.info("signal withdrawn", signal_id=sid, reason=reason)
+        return ids
+
+    # -- consent ------------------------------------------------------------------
+
+    def _person_keys(self, case_ref: str | None, bsn: str | None) -> list[bytes]:
+        if bsn:
+            try:
+                value = norm.bsn(bsn)
+            except norm.FieldError as exc:
+                raise InvalidInput(f"the BSN {exc}") from None
+            return self.pseudonymise([(crypto.KeyKind.PERSON, value.encode())])
+        if not case_ref:
+            raise InvalidInput("give a case reference or a BSN")
+        with self._sessions() as s:
+            keys = set(s.scalars(select(Submission.person_key).where(
+                Submission.case_ref == case_ref, Submission.person_key.is_not(None))))
+        if not keys:
+            raise NotFound(f"case {case_ref} has no signal with a BSN: give the person's BSN")
+        return sorted(k for k in keys if k is not None)
+
+    def grant_consent(self, *, covenant_id: str, evidence: str, valid_until: datetime,
+                      purposes: list[str], case_ref: str | None = None,
+                      bsn: str | None = None,
+                      valid_from: datetime | None = None) -> signal_pb2.ConsentRecord:
+        keys = self._person_keys(case_ref, bsn)
+        consent_id = str(uuid.uuid4())
+        record = self.hub.call(self.hub.signals.RecordConsent, signal_pb2.RecordConsentRequest(
+            consent_id=consent_id,
+            subject_keys=[common_pb2.PseudonymousKey(kind=common_pb2.KEY_KIND_PERSON, value=k)
+                          for k in keys],
+            covenant_id=covenant_id, purposes=purposes, evidence_reference=evidence,
+            valid_from=_ts(valid_from),  # type: ignore[arg-type]
+            valid_until=_ts(valid_until),  # type: ignore[arg-type]
+        ))
+        with self._sessions.begin() as s:
+            s.add(ConsentRecord(consent_id=consent_id, case_ref=case_ref or "",
+                                covenant_id=covenant_id, recorded_at=self._clock(),
+                                revoked_at=None))
+        _log.info("consent recorded", consent_id=consent_id, covenant=covenant_id)
+        return record
+
+    def revoke_consent(self, consent_id: str) -> signal_pb2.ConsentRecord:
+        record = self.hub.call(self.hub.signals.RevokeConsent,
+                               signal_pb2.RevokeConsentRequest(consent_id=consent_id))
+        with self._sessions.begin() as s:
+            row = s.get(ConsentRecord, consent_id)
+            if row is not None:
+                row.revoked_at = self._clock()
+        _log.info("consent revoked", consent_id=consent_id)
+        return record
+
+    def consents(self, case_ref: str | None = None) -> Iterator[ConsentRecord]:
+        with self._sessions() as s:
+            stmt = select(ConsentRecord).order_by(ConsentRecord.recorded_at)
+            if case_ref:
+                stmt = stmt.where(ConsentRecord.case_ref == case_ref)
+            yield from s.scalars(stmt).all()

@@ -1,0 +1,591 @@
+"""``samenloop agent|coordinator|audit|admin ...``: the partner-side and client commands."""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import binascii
+import json
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from google.protobuf.json_format import MessageToDict
+
+from exchange import config
+from exchange.errors import InvalidInput
+from exchange.v1 import coordinator_pb2
+
+_STATE_NAMES: dict[coordinator_pb2.AlertState.ValueType, str] = {
+    coordinator_pb2.ALERT_STATE_NEW: "new",
+    coordinator_pb2.ALERT_STATE_SEEN: "seen",
+    coordinator_pb2.ALERT_STATE_ACKNOWLEDGED: "acknowledged",
+    coordinator_pb2.ALERT_STATE_CLOSED: "closed",
+}
+_NEXT_ACTION = {
+    "new": "open it and contact the professionals",
+    "seen": "contact the professionals, then ack",
+    "acknowledged": "none",
+    "closed": "none",
+}
+
+
+def _date(value: str, *, end: bool = False) -> datetime:
+    """A YYYY-MM-DD date as a UTC moment (the end of that day when ``end``)."""
+    try:
+        day = datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=UTC)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{value}' is not a date like 2027-12-31") from None
+    return day + timedelta(days=1) if end else day
+
+
+def _end_date(value: str) -> datetime:
+    return _date(value, end=True)
+
+
+def _hub_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--hub", metavar="HOST:PORT", help="the hub's address")
+
+
+def register(sub: Any) -> None:
+    _register_agent(sub)
+    _register_coordinator(sub)
+    _register_audit(sub)
+    _register_admin(sub)
+
+
+# -- agent --------------------------------------------------------------------------
+
+
+def _register_agent(sub: Any) -> None:
+    agent = sub.add_parser(
+        "agent", help="partner agent: pseudonymise and submit signals, withdraw, consent",
+        description="The partner's agent. Identifiers never leave it in the clear: it "
+        "pseudonymises them through the key service and seals identities to coordinators.")
+    a_sub = agent.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--organisation", metavar="ID", help="this partner's organisation id")
+        _hub_flag(p)
+        p.add_argument("--keyservice", metavar="HOST:PORT", help="the key service's address")
+        p.add_argument("--state-database", metavar="URL",
+                       help="the agent's local state (default sqlite:///samenloop-agent.db)")
+
+    submit = a_sub.add_parser(
+        "submit", help="submit the signals in a CSV export",
+        description="Read a CSV export (columns: see docs/agent.md), pseudonymise and "
+        "submit every valid row. Invalid rows are reported by row number and field and "
+        "not submitted. Re-running on the same file submits nothing twice.")
+    submit.add_argument("--input", type=Path, required=True, metavar="FILE.csv",
+                        help="the CSV export to submit")
+    submit.add_argument("--batch-size", type=int, metavar="N",
+                        help="rows per key-service batch (default 256)")
+    common(submit)
+    submit.set_defaults(func=_agent_submit)
+
+    withdraw = a_sub.add_parser(
+        "withdraw", help="withdraw a signal",
+        description="Withdraw this partner's signal for a case (or by signal id). "
+        "risk_gone archives it; unjustified deletes it.")
+    target = withdraw.add_mutually_exclusive_group(required=True)
+    target.add_argument("--case-ref", metavar="REF", help="the case reference in the export")
+    target.add_argument("--signal-id", metavar="UUID", help="the signal id")
+    withdraw.add_argument("--reason", choices=("risk_gone", "unjustified"), required=True,
+                          help="why the signal is withdrawn")
+    common(withdraw)
+    withdraw.set_defaults(func=_agent_withdraw)
+
+    consent = a_sub.add_parser("consent", help="record or revoke a household's consent",
+                               description="Record or revoke consent for disclosure.")
+    c_sub = consent.add_subparsers(dest="consent_command", metavar="ACTION", required=True)
+    grant = c_sub.add_parser(
+        "grant", help="record consent",
+        description="Record that the person consented to disclosure of matches about "
+        "their household to the covenant's coordinator.")
+    who = grant.add_mutually_exclusive_group(required=True)
+    who.add_argument("--case-ref", metavar="REF", help="a case this agent submitted (with BSN)")
+    who.add_argument("--bsn", metavar="BSN", help="the person's BSN (pseudonymised here)")
+    grant.add_argument("--covenant", required=True, metavar="ID", help="the covenant id")
+    grant.add_argument("--purpose", action="append", metavar="CODE",
+                       help="a purpose consented to (repeatable; default care_coordination)")
+    grant.add_argument("--evidence", required=True, metavar="REF",
+                       help="your reference to the evidence, e.g. the signed form's id")
+    grant.add_argument("--valid-from", type=_date, metavar="YYYY-MM-DD",
+                       help="first day of validity (default now)")
+    grant.add_argument("--valid-until", type=_end_date, required=True, metavar="YYYY-MM-DD",
+                       help="last day of validity (inclusive)")
+    common(grant)
+    grant.set_defaults(func=_consent_grant)
+    revoke = c_sub.add_parser("revoke", help="revoke consent",
+                              description="Revoke consent; disclosure stops at once.")
+    revoke.add_argument("--consent-id", required=True, metavar="UUID", help="the consent id")
+    common(revoke)
+    revoke.set_defaults(func=_consent_revoke)
+
+    trust = a_sub.add_parser(
+        "trust-key", help="trust the key service's current OPRF key",
+        description="Pin the key service's current public key. The agent refuses a key "
+        "other than the pinned one; run this only after a planned key rotation.")
+    common(trust)
+    trust.set_defaults(func=_agent_trust)
+
+
+def _agent(args: argparse.Namespace) -> Any:
+    from agent import Agent, AgentSettings
+
+    settings = config.load(AgentSettings, path=args.config, overrides={
+        "organisation": args.organisation, "hub": args.hub, "keyservice": args.keyservice,
+        "state_database": args.state_database,
+        "batch_size": getattr(args, "batch_size", None)})
+    return Agent(settings)
+
+
+def _agent_submit(args: argparse.Namespace) -> int:
+    from exchange.cli import Progress
+
+    rows = _count_rows(args.input)
+    with _agent(args) as agent, Progress(rows, "submitting") as bar:
+        summary = agent.submit_file(args.input, progress=bar.advance)
+    for error in summary.invalid:
+        print(f"  not submitted: {error}", file=sys.stderr)
+    for message in summary.rejected:
+        print(f"  rejected: {message}", file=sys.stderr)
+    print(summary.describe())
+    return 0 if not summary.rejected else 1
+
+
+def _count_rows(path: Path) -> int:
+    try:
+        with path.open("rb") as fh:
+            return max(sum(1 for _ in fh) - 1, 0)
+    except OSError as exc:
+        raise InvalidInput(f"cannot read {path}: {exc.strerror}") from None
+
+
+def _agent_withdraw(args: argparse.Namespace) -> int:
+    with _agent(args) as agent:
+        ids = agent.withdraw(reason=args.reason, case_ref=args.case_ref,
+                             signal_id=args.signal_id)
+    for sid in ids:
+        print(f"withdrew signal {sid} ({args.reason})")
+    return 0
+
+
+def _consent_grant(args: argparse.Namespace) -> int:
+    with _agent(args) as agent:
+        record = agent.grant_consent(
+            covenant_id=args.covenant, evidence=args.evidence, valid_from=args.valid_from,
+            valid_until=args.valid_until, purposes=args.purpose or ["care_coordination"],
+            case_ref=args.case_ref, bsn=args.bsn)
+    print(f"recorded consent {record.consent_id} under {record.covenant_id}")
+    return 0
+
+
+def _consent_revoke(args: argparse.Namespace) -> int:
+    with _agent(args) as agent:
+        record = agent.revoke_consent(args.consent_id)
+    print(f"revoked consent {record.consent_id}")
+    return 0
+
+
+def _agent_trust(args: argparse.Namespace) -> int:
+    with _agent(args) as agent:
+        _, key_id = agent.oprf_key(trust_new=True)
+    print(f"trusting OPRF key {key_id}")
+    return 0
+
+
+# -- coordinator ----------------------------------------------------------------------
+
+
+def _register_coordinator(sub: Any) -> None:
+    coord = sub.add_parser(
+        "coordinator", help="coordinator desk: alert inbox, open envelopes, acknowledge",
+        description="The coordinator's desk. Alerts say which organisations and "
+        "professionals are involved, never why. Envelopes are opened on this machine.")
+    c_sub = coord.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--coordinator-id", metavar="ID", help="your coordinator id")
+        p.add_argument("--organisation", metavar="ID", help="your organisation id")
+        _hub_flag(p)
+
+    keygen = c_sub.add_parser(
+        "keygen", help="create your envelope key pair",
+        description="Create an X25519 key pair for opening envelopes; prints the public "
+        "key to give to the covenant administrator. Never overwrites a key file.")
+    keygen.add_argument("--key-file", type=Path, metavar="FILE",
+                        help="where to write the private key (default coordinator.key)")
+    keygen.set_defaults(func=_coord_keygen)
+
+    alerts = c_sub.add_parser(
+        "alerts", help="show your alert inbox",
+        description="List your alerts as a table (or JSON lines with --json). With "
+        "--watch, keep streaming changes, resuming from the last one after a reconnect.")
+    alerts.add_argument("--state", action="append",
+                        choices=("new", "seen", "acknowledged", "closed"),
+                        help="only alerts in this state (repeatable; default all open)")
+    alerts.add_argument("--watch", action="store_true", help="stream changes until Ctrl-C")
+    alerts.add_argument("--after", type=int, default=0, metavar="CURSOR",
+                        help="with --watch: start after this cursor")
+    alerts.add_argument("--json", action="store_true", help="JSON lines for scripts")
+    common(alerts)
+    alerts.set_defaults(func=_coord_alerts)
+
+    open_ = c_sub.add_parser(
+        "open", help="open an alert's envelopes with your private key",
+        description="Fetch the alert's envelopes and open them locally. The hub records "
+        "the opening in the access log.")
+    open_.add_argument("alert_id", metavar="ALERT_ID")
+    open_.add_argument("--key-file", type=Path, metavar="FILE",
+                       help="your private key (default coordinator.key)")
+    open_.add_argument("--json", action="store_true", help="JSON for scripts")
+    common(open_)
+    open_.set_defaults(func=_coord_open)
+
+    ack = c_sub.add_parser("ack", help="acknowledge an alert",
+                           description="Mark an alert acknowledged.")
+    ack.add_argument("alert_id", metavar="ALERT_ID")
+    common(ack)
+    ack.set_defaults(func=_coord_ack)
+
+
+def _desk(args: argparse.Namespace) -> Any:
+    from agent import CoordinatorDesk, CoordinatorSettings
+
+    settings = config.load(CoordinatorSettings, path=args.config, overrides={
+        "coordinator_id": args.coordinator_id, "organisation": args.organisation,
+        "hub": args.hub, "key_file": getattr(args, "key_file", None)})
+    return CoordinatorDesk(settings)
+
+
+def _coord_keygen(args: argparse.Namespace) -> int:
+    from exchange import crypto
+    from exchange.errors import AlreadyExists
+
+    path = args.key_file or Path("coordinator.key")
+    key = crypto.EnvelopeKey.generate()
+    try:
+        key.save(path)
+    except FileExistsError:
+        raise AlreadyExists(f"{path} exists; a key is never overwritten") from None
+    print(f"wrote private key to {path}")
+    print(f"public key: {base64.b64encode(key.public_key).decode()}")
+    return 0
+
+
+def alert_row(alert: coordinator_pb2.Alert, now: datetime) -> list[str]:
+    state = _STATE_NAMES.get(alert.state, "?")
+    age = now - alert.created_at.ToDatetime(tzinfo=UTC)
+    days = age.days
+    age_text = f"{days}d" if days else f"{int(age.total_seconds() // 3600)}h"
+    orgs = ", ".join(sorted({i.organisation_name for i in alert.involved}))
+    return [alert.alert_id[:8], state, age_text, orgs, _NEXT_ACTION[state]]
+
+
+def print_table(rows: list[list[str]], header: list[str]) -> None:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+def _coord_alerts(args: argparse.Namespace) -> int:
+    states = [k for k, v in _STATE_NAMES.items() if v in (args.state or [])]
+    with _desk(args) as desk:
+        if args.watch:
+            try:
+                for event in desk.watch(args.after):
+                    if args.json:
+                        print(json.dumps(MessageToDict(event)), flush=True)
+                    else:
+                        change = coordinator_pb2.AlertChange.Name(event.change).split("_")[-1]
+                        row = alert_row(event.alert, datetime.now(UTC))
+                        print(f"[{event.cursor}] {change.lower():8} {'  '.join(row)}",
+                              flush=True)
+            except KeyboardInterrupt:
+                return 0
+            return 0
+        alerts = desk.alerts(states)
+    if args.json:
+        for alert in alerts:
+            print(json.dumps(MessageToDict(alert)))
+        return 0
+    if not alerts:
+        print("no alerts")
+        return 0
+    now = datetime.now(UTC)
+    print_table([alert_row(a, now) for a in alerts],
+                ["ALERT", "STATE", "AGE", "ORGANISATIONS", "NEXT ACTION"])
+    return 0
+
+
+def _resolve_alert(desk: Any, alert_id: str) -> str:
+    """Accept a full alert id or the 8-character prefix the inbox shows."""
+    if len(alert_id) == 36:
+        return alert_id
+    matches = [a.alert_id for a in desk.alerts(list(_STATE_NAMES))
+               if a.alert_id.startswith(alert_id)]
+    if len(matches) != 1:
+        raise InvalidInput(f"'{alert_id}' does not name exactly one of your alerts")
+    return str(matches[0])
+
+
+def _coord_open(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from exchange import crypto
+
+    with _desk(args) as desk:
+        key_file = desk.settings.key_file
+        try:
+            key = crypto.EnvelopeKey.load(key_file)
+        except (OSError, ValueError) as exc:
+            raise InvalidInput(f"cannot load your private key from {key_file}: {exc}") from None
+        alert, opened = desk.open(_resolve_alert(desk, args.alert_id), key)
+    if args.json:
+        print(json.dumps({"alert": MessageToDict(alert), "signals": [
+            {"signal_id": o.signal_id, "organisation_id": o.organisation_id,
+             "identity": asdict(o.identity) if o.identity else None} for o in opened]}))
+        return 0
+    names = {i.signal_id: i for i in alert.involved}
+    print(f"alert {alert.alert_id} - household {alert.household_ref}")
+    for item in opened:
+        who = names.get(item.signal_id)
+        prof = who.professional if who else None
+        print(f"- {who.organisation_name if who else item.organisation_id}"
+              + (f": {prof.name}, {prof.phone or prof.email}" if prof else ""))
+        if item.identity is None:
+            print("    envelope could not be opened (wrong key or tampered)")
+            continue
+        ident = item.identity
+        print(f"    {ident.display_name()}, born {ident.date_of_birth or '?'}, "
+              f"BSN {ident.bsn or '-'}")
+        print(f"    {ident.street} {ident.house_number}, {ident.postcode} {ident.city}"
+              f"  (their case ref {ident.case_reference})")
+    return 0 if all(o.identity for o in opened) else 1
+
+
+def _coord_ack(args: argparse.Namespace) -> int:
+    with _desk(args) as desk:
+        alert = desk.acknowledge(_resolve_alert(desk, args.alert_id))
+    print(f"alert {alert.alert_id} is {_STATE_NAMES[alert.state]}")
+    return 0
+
+
+# -- audit ----------------------------------------------------------------------------
+
+
+def _register_audit(sub: Any) -> None:
+    audit = sub.add_parser(
+        "audit", help="privacy officer: query and verify the access log",
+        description="Query and verify the hub's access log.")
+    a_sub = audit.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--organisation", metavar="ID", help="your organisation id")
+        p.add_argument("--user", metavar="ID", help="your user id")
+        _hub_flag(p)
+
+    verify = a_sub.add_parser(
+        "verify", help="verify the access log (offline with --database)",
+        description="With --database, recompute every event's hash and the chain from "
+        "the database itself and name the first bad event (exit 1). Without it, ask "
+        "the running hub to verify and check its signed checkpoint.")
+    verify.add_argument("--database", metavar="URL",
+                        help="SQLAlchemy URL of a hub database to verify offline")
+    verify.add_argument("--hub-key", metavar="HEX",
+                        help="the hub's checkpoint public key, to check signatures")
+    verify.add_argument("--origin", metavar="NAME", help="the hub's checkpoint origin")
+    common(verify)
+    verify.set_defaults(func=_audit_verify)
+
+    query = a_sub.add_parser(
+        "query", help="search the access log",
+        description="Search events by household reference, organisation, actor, type, "
+        "action, outcome and period. The query itself is logged.")
+    query.add_argument("--subject", metavar="REF", help="pseudonymous household reference")
+    query.add_argument("--actor-organisation", metavar="ID", help="acting organisation")
+    query.add_argument("--actor", metavar="ID", help="acting user id")
+    query.add_argument("--type", metavar="TYPE", help="event type, e.g. alert.open")
+    query.add_argument("--action", help="create, read, update, delete, disclose, search, "
+                       "deny or verify")
+    query.add_argument("--outcome", help="success, denied, invalid or failed")
+    query.add_argument("--since", type=_date, metavar="YYYY-MM-DD")
+    query.add_argument("--until", type=_end_date, metavar="YYYY-MM-DD")
+    query.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
+    query.add_argument("--json", action="store_true", help="JSON lines for scripts")
+    common(query)
+    query.set_defaults(func=_audit_query)
+
+    cp = a_sub.add_parser("checkpoint", help="fetch and verify the hub's signed checkpoint",
+                          description="Print the hub's latest signed checkpoint.")
+    common(cp)
+    cp.set_defaults(func=_audit_checkpoint)
+
+
+def _auditor(args: argparse.Namespace) -> Any:
+    from agent import Auditor, AuditSettings
+
+    settings = config.load(AuditSettings, path=args.config, overrides={
+        "organisation": args.organisation, "user": args.user, "hub": args.hub,
+        "hub_key": getattr(args, "hub_key", None), "origin": getattr(args, "origin", None)})
+    return Auditor(settings)
+
+
+def _audit_verify(args: argparse.Namespace) -> int:
+    if args.database:
+        from hub import verify_database
+
+        key = None
+        if args.hub_key:
+            try:
+                key = bytes.fromhex(args.hub_key)
+            except ValueError:
+                raise InvalidInput("--hub-key must be hex") from None
+        result = verify_database(args.database, public_key=key,
+                                 origin=args.origin or "samenloop.local/hub")
+        print(result.describe())
+        return 0 if result.ok else 1
+    with _auditor(args) as auditor:
+        response = auditor.verify()
+    if response.ok:
+        print(f"access log verified by the hub: {response.size} events; checkpoint at "
+              f"size {response.checkpoint.size} has a valid signature")
+        return 0
+    print(f"access log verification FAILED at event #{response.first_bad_index}"
+          f" (id {response.first_bad_event_id or '?'}): {response.problem}")
+    return 1
+
+
+def _audit_query(args: argparse.Namespace) -> int:
+    if not 1 <= args.limit <= 100_000:
+        raise InvalidInput("--limit must be between 1 and 100000")
+    filters = {k: v for k, v in {
+        "subject_ref": args.subject, "organisation_id": args.actor_organisation,
+        "actor_user_id": args.actor, "event_type": args.type, "action": args.action,
+        "outcome": args.outcome}.items() if v}
+    with _auditor(args) as auditor:
+        events = list(auditor.query(limit=args.limit, since=args.since, until=args.until,
+                                    **filters))
+    if args.json:
+        for event in events:
+            print(json.dumps(MessageToDict(event, preserving_proto_field_name=True)))
+        return 0
+    rows = [[str(e.index), e.occurred_at.ToDatetime().strftime("%Y-%m-%d %H:%M:%S"),
+             e.event_type, e.outcome,
+             f"{e.actor.organisation_id}/{e.actor.user_id}", e.subject_ref[:12] or "-",
+             e.basis or e.reason or "-"] for e in events]
+    if not rows:
+        print("no events")
+        return 0
+    print_table(rows, ["#", "TIME (UTC)", "EVENT", "OUTCOME", "ACTOR", "SUBJECT", "BASIS"])
+    return 0
+
+
+def _audit_checkpoint(args: argparse.Namespace) -> int:
+    with _auditor(args) as auditor:
+        cp, signed = auditor.checkpoint()
+    print(cp.note, end="")
+    print(f"signature valid; hub key {cp.public_key.hex()}; size {signed.size}")
+    return 0
+
+
+# -- admin ----------------------------------------------------------------------------
+
+
+def _register_admin(sub: Any) -> None:
+    admin = sub.add_parser(
+        "admin", help="covenant administrator: organisations, coordinators, covenants",
+        description="Register organisations, coordinators and covenants at the hub.")
+    a_sub = admin.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--organisation", metavar="ID", help="your organisation id")
+        p.add_argument("--user", metavar="ID", help="your user id")
+        _hub_flag(p)
+
+    org = a_sub.add_parser("add-organisation", help="register or rename an organisation",
+                           description="Register an organisation (or change its name).")
+    org.add_argument("organisation_id", metavar="ID", help="lowercase id, e.g. woonstad-noord")
+    org.add_argument("--name", required=True, help="display name")
+    common(org)
+    org.set_defaults(func=_admin_org)
+
+    coord = a_sub.add_parser(
+        "add-coordinator", help="register a coordinator and their public key",
+        description="Register a coordinator (or update their contact details or key).")
+    coord.add_argument("coordinator_id", metavar="ID")
+    coord.add_argument("--of", dest="coordinator_org", required=True, metavar="ORG",
+                       help="the coordinator's organisation")
+    coord.add_argument("--name", required=True)
+    coord.add_argument("--phone", default="")
+    coord.add_argument("--email", default="")
+    coord.add_argument("--public-key", required=True, metavar="BASE64",
+                       help="the public key printed by 'samenloop coordinator keygen'")
+    common(coord)
+    coord.set_defaults(func=_admin_coord)
+
+    cov = a_sub.add_parser(
+        "add-covenant", help="register a covenant from its TOML file",
+        description="Register a covenant (docs/covenants.md). Changed text registers "
+        "a new version; unchanged text changes nothing.")
+    cov.add_argument("file", type=Path, metavar="COVENANT.toml")
+    common(cov)
+    cov.set_defaults(func=_admin_cov)
+
+    show = a_sub.add_parser("list", help="show organisations, coordinators and covenants",
+                            description="Show the registry.")
+    common(show)
+    show.set_defaults(func=_admin_list)
+
+
+def _admin(args: argparse.Namespace) -> Any:
+    from agent import Admin, AdminSettings
+
+    return Admin(config.load(AdminSettings, path=args.config, overrides={
+        "organisation": args.organisation, "user": args.user, "hub": args.hub}))
+
+
+def _admin_org(args: argparse.Namespace) -> int:
+    with _admin(args) as admin:
+        org = admin.organisation(args.organisation_id, args.name)
+    print(f"organisation {org.organisation_id} ({org.name}) registered")
+    return 0
+
+
+def _admin_coord(args: argparse.Namespace) -> int:
+    try:
+        key = base64.b64decode(args.public_key, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidInput("--public-key must be base64") from None
+    with _admin(args) as admin:
+        coord = admin.coordinator(args.coordinator_id, args.coordinator_org, args.name,
+                                  args.phone, args.email, key)
+    print(f"coordinator {coord.coordinator_id} registered "
+          f"(key fingerprint {coord.key_fingerprint.hex()})")
+    return 0
+
+
+def _admin_cov(args: argparse.Namespace) -> int:
+    with _admin(args) as admin:
+        cov = admin.covenant(args.file)
+    print(f"covenant {cov.covenant_id} version {cov.version} registered "
+          f"({len(cov.parties)} parties, coordinator {cov.coordinator_id})")
+    return 0
+
+
+def _admin_list(args: argparse.Namespace) -> int:
+    with _admin(args) as admin:
+        orgs, coords, covs = admin.registry()
+    print("organisations:")
+    for o in orgs:
+        print(f"  {o.organisation_id:24} {o.name}")
+    print("coordinators:")
+    for c in coords:
+        print(f"  {c.coordinator_id:24} {c.contact.name} ({c.organisation_id})")
+    print("covenants:")
+    for v in covs:
+        until = v.valid_until.ToDatetime().date()
+        print(f"  {v.covenant_id:24} v{v.version}, until {until}, parties: {', '.join(v.parties)}")
+    return 0

@@ -1,0 +1,105 @@
+"""The coordinator's desk: the alert inbox, watching it, opening envelopes locally."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from agent._client import HubClient
+from agent._identity import Identity, envelope_context
+from exchange import config, crypto, log, rpc
+from exchange.errors import Unavailable, VerificationError
+from exchange.v1 import coordinator_pb2
+
+_log = log.get("coordinator")
+
+
+@config.section("coordinator")
+@dataclass(frozen=True)
+class CoordinatorSettings:
+    coordinator_id: str
+    organisation: str
+    hub: str = "127.0.0.1:50051"
+    key_file: Path = Path("coordinator.key")
+
+
+@dataclass(frozen=True)
+class OpenedSignal:
+    signal_id: str
+    organisation_id: str
+    identity: Identity | None  # None when the envelope did not open
+
+
+class CoordinatorDesk:
+    def __init__(self, settings: CoordinatorSettings) -> None:
+        self.settings = settings
+        caller = rpc.Caller(settings.organisation, settings.coordinator_id, "coordinator")
+        self.hub = HubClient(settings.hub, caller)
+
+    def close(self) -> None:
+        self.hub.close()
+
+    def __enter__(self) -> CoordinatorDesk:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def alerts(
+        self, states: list[coordinator_pb2.AlertState.ValueType] | None = None
+    ) -> list[coordinator_pb2.Alert]:
+        out: list[coordinator_pb2.Alert] = []
+        token = ""
+        while True:
+            page = self.hub.call(self.hub.coordinator.ListAlerts, coordinator_pb2.ListAlertsRequest(
+                states=states or [], page_size=200, page_token=token))
+            out.extend(page.alerts)
+            token = page.next_page_token
+            if not token:
+                return out
+
+    def watch(self, after: int = 0, *, reconnect: bool = True,
+              max_backoff: float = 30.0) -> Iterator[coordinator_pb2.AlertEvent]:
+        """Every alert change after the cursor; reconnects from the last cursor seen."""
+        cursor, backoff = after, 0.5
+        while True:
+            try:
+                for event in self.hub.watch(cursor):
+                    cursor, backoff = event.cursor, 0.5
+                    yield event
+                return
+            except Unavailable:
+                if not reconnect:
+                    raise
+                _log.warning("hub unavailable; reconnecting", cursor=cursor, backoff=backoff)
+                time.sleep(backoff)
+                backoff = min(backoff * 2, max_backoff)
+
+    def open(self, alert_id: str,
+             key: crypto.EnvelopeKey) -> tuple[coordinator_pb2.Alert, list[OpenedSignal]]:
+        """Fetch an alert's envelopes and open each locally with the coordinator's key."""
+        response = self.hub.call(self.hub.coordinator.OpenAlert,
+                                 coordinator_pb2.OpenAlertRequest(alert_id=alert_id))
+        me = self.settings.coordinator_id
+        opened = []
+        for item in response.envelopes:
+            env = item.envelope
+            identity = None
+            try:
+                if env.recipient_id != me or env.key_fingerprint != crypto.fingerprint(
+                        key.public_key):
+                    raise VerificationError()
+                plaintext = crypto.open(env.ciphertext, key,
+                                        envelope_context(item.signal_id, item.organisation_id, me))
+                identity = Identity.from_bytes(plaintext, item.signal_id, item.organisation_id)
+            except VerificationError:
+                _log.warning("envelope did not open", signal_id=item.signal_id,
+                             alert_id=alert_id)
+            opened.append(OpenedSignal(item.signal_id, item.organisation_id, identity))
+        return response.alert, opened
+
+    def acknowledge(self, alert_id: str) -> coordinator_pb2.Alert:
+        return self.hub.call(self.hub.coordinator.AcknowledgeAlert,
+                             coordinator_pb2.AcknowledgeAlertRequest(alert_id=alert_id))

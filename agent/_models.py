@@ -1,0 +1,59 @@
+"""The agent's local state: what it submitted and the key it trusts.
+
+Every signal is written here before it is sent, with the exact request, so a re-run
+sends nothing twice and a pending request can be resent unchanged.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import CheckConstraint, Index, LargeBinary, MetaData, String
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from exchange.db import NAMING, UTCDateTime
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {datetime: UTCDateTime()}  # noqa: RUF012 - SQLAlchemy reads it
+
+
+class Submission(Base):
+    __tablename__ = "submissions"
+
+    signal_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    case_ref: Mapped[str] = mapped_column(String(128))
+    person_key: Mapped[bytes | None] = mapped_column(LargeBinary(32))
+    request: Mapped[bytes] = mapped_column(LargeBinary)
+    state: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]
+    withdrawn_at: Mapped[datetime | None]
+    error: Mapped[str | None] = mapped_column(String(300))
+
+    __table_args__ = (
+        CheckConstraint("state IN ('pending', 'submitted', 'rejected', 'withdrawn')",
+                        name="state_known"),
+        Index(None, "case_ref", "state"),
+    )
+
+
+class ConsentRecord(Base):
+    __tablename__ = "consents"
+
+    consent_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    case_ref: Mapped[str] = mapped_column(String(128), index=True)
+    covenant_id: Mapped[str] = mapped_column(String(64))
+    recorded_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+
+
+class TrustedKey(Base):
+    """Keys first seen and then pinned (trust on first use): the key service's OPRF key."""
+
+    __tablename__ = "trusted_keys"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    value: Mapped[bytes] = mapped_column(LargeBinary)
+    first_seen: Mapped[datetime]
