@@ -79,8 +79,12 @@ class HubClient(_Client):
         return self.call(self.signals.SubmitSignals, iter(requests), timeout=timeout)
 
     def watch(self, after: int) -> Iterator[coordinator_pb2.AlertEvent]:
-        stream = self.coordinator.WatchAlerts(
-            coordinator_pb2.WatchAlertsRequest(after_cursor=after))
+        """Stream alert changes after a cursor; ends quietly when this client is closed."""
+        try:
+            stream = self.coordinator.WatchAlerts(
+                coordinator_pb2.WatchAlertsRequest(after_cursor=after))
+        except ValueError:  # the channel was closed
+            return
         try:
             yield from stream
         except grpc.RpcError as exc:

@@ -37,8 +37,10 @@ class CoordinatorDesk:
         self.settings = settings
         caller = rpc.Caller(settings.organisation, settings.coordinator_id, "coordinator")
         self.hub = HubClient(settings.hub, caller)
+        self._closed = False
 
     def close(self) -> None:
+        self._closed = True
         self.hub.close()
 
     def __enter__(self) -> CoordinatorDesk:
@@ -62,20 +64,27 @@ class CoordinatorDesk:
 
     def watch(self, after: int = 0, *, reconnect: bool = True,
               max_backoff: float = 30.0) -> Iterator[coordinator_pb2.AlertEvent]:
-        """Every alert change after the cursor; reconnects from the last cursor seen."""
+        """Every alert change after the cursor, in order, each once.
+
+        With ``reconnect`` the stream never ends: when the hub goes away it reconnects
+        with backoff and resumes after the last cursor it yielded.
+        """
         cursor, backoff = after, 0.5
-        while True:
+        while not self._closed:
             try:
                 for event in self.hub.watch(cursor):
                     cursor, backoff = event.cursor, 0.5
                     yield event
-                return
-            except Unavailable:
                 if not reconnect:
+                    return
+            except Unavailable:
+                if not reconnect or self._closed:
                     raise
-                _log.warning("hub unavailable; reconnecting", cursor=cursor, backoff=backoff)
-                time.sleep(backoff)
-                backoff = min(backoff * 2, max_backoff)
+            if self._closed:
+                return
+            _log.warning("alert stream ended; reconnecting", cursor=cursor, backoff=backoff)
+            time.sleep(backoff)
+            backoff = min(backoff * 2, max_backoff)
 
     def open(self, alert_id: str,
              key: crypto.EnvelopeKey) -> tuple[coordinator_pb2.Alert, list[OpenedSignal]]:

@@ -18,7 +18,14 @@ class FieldError(ValueError):
 
 _SPACES = re.compile(r"\s+")
 _POSTCODE = re.compile(r"^([1-9][0-9]{3})\s*([A-Z]{2})$")
-_HOUSE = re.compile(r"^([0-9]{1,5})\s*[-/]?\s*([A-Z0-9]{0,6}(?:[ -]?[A-Z0-9]{1,6})?)$")
+# A number, then optionally: a separator and any addition ("12-2", "12 / 3"), a letter-led
+# addition ("12A", "12 bis", "12A 3"), or a space and digits ("12 2"). "1234567" is no address.
+_HOUSE = re.compile(
+    r"^([0-9]{1,5})(?:"
+    r"\s*[-/]\s*([A-Z0-9]{1,6}(?:[ -]?[A-Z0-9]{1,6})?)"
+    r"|\s*([A-Z][A-Z0-9]{0,5}(?:[ -]?[A-Z0-9]{1,6})?)"
+    r"|\s+([0-9]{1,6})"
+    r")?$")
 _DATE_FORMATS = ("%Y-%m-%d", "%d-%m-%Y", "%d/%m/%Y", "%d.%m.%Y", "%Y%m%d")
 
 
@@ -53,7 +60,7 @@ def house_number(value: str) -> tuple[str, str]:
     match = _HOUSE.match(text(value).upper())
     if not match or int(match.group(1)) == 0:
         raise FieldError("must be a house number with an optional letter or addition")
-    addition = re.sub(r"[\s-]", "", match.group(2))
+    addition = re.sub(r"[\s-]", "", next((g for g in match.groups()[1:] if g), ""))
     return str(int(match.group(1))), addition
 
 

@@ -82,7 +82,8 @@ def _record(row: int, data: dict[str, str]) -> Record:
         field = "professional_email"
         email = vocab.email(norm.text(data.get(field, "")), field)
         if not phone and not email:
-            raise norm.FieldError("or professional_phone is required")
+            field = "professional_phone"
+            raise norm.FieldError("or professional_email is required")
         keys: list[tuple[crypto.KeyKind, bytes]] = []
         bsn = ""
         field = "bsn"

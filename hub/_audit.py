@@ -165,10 +165,29 @@ class VerifyResult:
         )
 
 
-def _rows(session: Session) -> Iterator[AuditEvent]:
-    yield from session.execute(
-        select(AuditEvent).order_by(AuditEvent.seq).execution_options(yield_per=2000)
-    ).scalars()
+def _walk(rows: Iterator[AuditEvent], wanted: set[int]
+          ) -> tuple[VerifyResult | None, int, bytes, dict[int, bytes]]:
+    """Check rows in order; return the first failure (or None), the count and chain."""
+    chain_at: dict[int, bytes] = {0: ZERO}
+    previous, expected = ZERO, 0
+    for row in rows:
+        if row.seq != expected:
+            return VerifyResult(False, expected, expected, None,
+                                f"event #{expected} is missing (the next stored event is "
+                                f"#{row.seq}, id {row.event_id})"), expected, previous, chain_at
+        if leaf_hash(row.as_dict()) != row.leaf_hash:
+            return VerifyResult(False, expected, row.seq, row.event_id,
+                                "its contents do not match its leaf hash (edited)"
+                                ), expected, previous, chain_at
+        if chain(previous, row.leaf_hash) != row.chain_hash:
+            return VerifyResult(False, expected, row.seq, row.event_id,
+                                "the hash chain is broken here (edited, removed or reordered)"
+                                ), expected, previous, chain_at
+        previous = row.chain_hash
+        expected += 1
+        if expected in wanted:
+            chain_at[expected] = previous
+    return None, expected, previous, chain_at
 
 
 def verify(
@@ -179,33 +198,22 @@ def verify(
     Also checks the head row and every stored checkpoint against the recomputed chain
     (and, given the hub's public key, each checkpoint's signature).
     """
-    chain_at: dict[int, bytes] = {0: ZERO}
-    wanted = {c.size for c in session.execute(select(AuditCheckpoint)).scalars()}
-    previous = ZERO
-    expected = 0
-    for row in _rows(session):
-        data = row.as_dict()
-        if row.seq != expected:
-            return VerifyResult(False, expected, expected, None,
-                                f"event #{expected} is missing (the next stored event is "
-                                f"#{row.seq}, id {row.event_id})")
-        if leaf_hash(data) != row.leaf_hash:
-            return VerifyResult(False, expected, row.seq, row.event_id,
-                                "its contents do not match its leaf hash (edited)")
-        if chain(previous, row.leaf_hash) != row.chain_hash:
-            return VerifyResult(False, expected, row.seq, row.event_id,
-                                "the hash chain is broken here (edited, removed or reordered)")
-        previous = row.chain_hash
-        expected += 1
-        if expected in wanted:
-            chain_at[expected] = previous
+    checkpoints = list(session.scalars(select(AuditCheckpoint).order_by(AuditCheckpoint.size)))
+    result = session.execute(
+        select(AuditEvent).order_by(AuditEvent.seq).execution_options(yield_per=2000))
+    try:
+        failure, expected, previous, chain_at = _walk(
+            iter(result.scalars()), {c.size for c in checkpoints})
+    finally:
+        result.close()
+    if failure is not None:
+        return failure
     size, stored = head(session)
     if size != expected or stored != previous:
         return VerifyResult(False, expected, min(size, expected), None,
                             f"the log head says {size} events but {expected} verify "
                             "(events removed from the end, or the head was edited)")
-    checked = 0
-    for cp in session.execute(select(AuditCheckpoint).order_by(AuditCheckpoint.size)).scalars():
+    for cp in checkpoints:
         if cp.size > expected or chain_at.get(cp.size) != cp.root_hash:
             return VerifyResult(False, expected, min(cp.size, expected), None,
                                 f"the signed checkpoint at size {cp.size} does not match "
@@ -218,8 +226,7 @@ def verify(
             if signed is None or signed.size != cp.size or signed.root_hash != cp.root_hash:
                 return VerifyResult(False, expected, min(cp.size, expected), None,
                                     f"the checkpoint at size {cp.size} has no valid signature")
-        checked += 1
-    return VerifyResult(True, expected, checkpoints_checked=checked)
+    return VerifyResult(True, expected, checkpoints_checked=len(checkpoints))
 
 
 def sign_checkpoint(

@@ -502,7 +502,7 @@ class Hub:
                         .where(Signal.id.in_(ids),
                                Envelope.recipient_id == alert.coordinator_id)
                         .order_by(Signal.observed_at, Signal.id)
-                    ).tuples()
+                    )
                 ]
                 if alert.state == "new":
                     alert.state = "seen"

@@ -201,12 +201,11 @@ def grants_for(
     keys = list(keys)
     if not keys:
         return []
+    matching = select(ConsentKey.consent_id).where(
+        tuple_(ConsentKey.kind, ConsentKey.value).in_(keys))
     rows = session.scalars(
         select(Consent)
-        .join(ConsentKey, ConsentKey.consent_id == Consent.id)
-        .where(Consent.covenant_id == covenant_id,
-               tuple_(ConsentKey.kind, ConsentKey.value).in_(keys))
-        .distinct()
+        .where(Consent.covenant_id == covenant_id, Consent.id.in_(matching))
         .order_by(Consent.recorded_at, Consent.id)
     ).all()
     return [

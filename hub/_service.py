@@ -24,6 +24,7 @@ from exchange.errors import (
     PermissionDenied,
     SamenloopError,
     Unauthenticated,
+    Unavailable,
 )
 from exchange.rpc import (
     Caller,
@@ -97,6 +98,8 @@ class _Edge:
 
     def refuse(self, access: _audit.Access, event_type: str, action: str,
                exc: BaseException, context: grpc.ServicerContext) -> None:
+        if isinstance(exc, Unavailable):  # the hub itself is going away: not a refusal
+            context.abort(status_for(exc), str(exc))
         outcome = _outcome(exc)
         try:
             self.hub.log_rejection(access, event_type, action, outcome, _reason(exc))
@@ -364,6 +367,8 @@ class CoordinatorService(coordinator_pb2_grpc.CoordinatorServiceServicer):
                 cursor = seq
             if not batch:
                 self._hub.wait_for_feed(seen, self.POLL_SECONDS)
+        if self._edge.stopping.is_set():
+            raise Unavailable("the hub is shutting down: reconnect with the last cursor")
 
     @rpc("alert.open", "disclose", COORDINATOR)
     def OpenAlert(self, access: _audit.Access, request: coordinator_pb2.OpenAlertRequest,
