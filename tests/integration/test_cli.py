@@ -1,0 +1,165 @@
+"""The `samenloop` command as users run it: servers as subprocesses, each role's commands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from exchange.cli import build_parser, main
+from tests.integration.conftest import person, samenloop, write_csv
+from tests.support import COVENANT
+
+
+def _subcommands() -> list[list[str]]:
+    found: list[list[str]] = []
+
+    def walk(parser: argparse.ArgumentParser, prefix: list[str]) -> None:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    found.append([*prefix, name])
+                    walk(sub, [*prefix, name])
+
+    walk(build_parser(), [])
+    return found
+
+
+@pytest.mark.parametrize("command", _subcommands(), ids=" ".join)
+def test_every_subcommand_has_help(command: list[str], capsys: pytest.CaptureFixture[str]
+                                   ) -> None:
+    with pytest.raises(SystemExit) as info:
+        main([*command, "--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert f"samenloop {' '.join(command)}" in out
+    assert len(out.splitlines()) >= 3
+
+
+def test_the_roles_are_all_there() -> None:
+    roles = {c[0] for c in _subcommands()}
+    assert roles == {"hub", "keyservice", "agent", "coordinator", "audit", "admin", "demo"}
+
+
+def test_errors_are_one_line_and_tracebacks_need_verbose(tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]
+                                                         ) -> None:
+    config = tmp_path / "samenloop.toml"
+    config.write_text('[agent]\norganisation = "org-a"\nhubb = "x"\n')
+    assert main(["--config", str(config), "agent", "trust-key"]) == 1
+    err = capsys.readouterr().err
+    assert err == f"samenloop: error: config file {config}: unknown key 'hubb' in [agent]\n"
+    assert main(["-v", "--config", str(config), "agent", "trust-key"]) == 1
+    assert "Traceback" in capsys.readouterr().err
+
+
+def test_an_unreachable_service_is_a_clear_error(tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["agent", "trust-key", "--organisation", "org-a", "--keyservice",
+                 "127.0.0.1:9", "--state-database", f"sqlite:///{tmp_path / 'state.db'}"])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert err.startswith("samenloop: error: the key service at 127.0.0.1:9 is unavailable")
+    assert len(err.splitlines()) == 1
+
+
+class Server:
+    def __init__(self, *args: str, cwd: Path) -> None:
+        script = Path(sys.executable).parent / "samenloop"
+        self.proc = subprocess.Popen([str(script), *args], cwd=cwd, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        match = re.search(r"listening on (127\.0\.0\.1:\d+)", line)
+        if not match:
+            self.proc.kill()
+            raise AssertionError(f"no address in {line!r}")
+        self.address = match.group(1)
+
+    def stop(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(timeout=30)
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream:
+                stream.close()
+        return code
+
+
+@pytest.fixture
+def servers(tmp_path: Path) -> Iterator[tuple[Server, Server]]:
+    assert samenloop("keyservice", "keygen", "--key-file", "oprf.key", cwd=tmp_path
+                     ).returncode == 0
+    ks = Server("keyservice", "serve", "--listen", "127.0.0.1:0", "--key-file", "oprf.key",
+                cwd=tmp_path)
+    assert samenloop("hub", "migrate", "--database-url", "sqlite:///hub.db",
+                     cwd=tmp_path).returncode == 0
+    hub = Server("hub", "serve", "--listen", "127.0.0.1:0", "--database-url", "sqlite:///hub.db",
+                 cwd=tmp_path)
+    yield ks, hub
+    assert hub.stop() == 0
+    assert ks.stop() == 0
+
+
+def test_each_role_from_the_command_line(servers: tuple[Server, Server], tmp_path: Path) -> None:
+    ks, hub = servers
+
+    def run(*args: str) -> str:
+        result = samenloop(*args, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    admin = ["--organisation", "gemeente", "--hub", hub.address]
+    out = run("coordinator", "keygen", "--key-file", "coordinator.key")
+    public_key = out.split("public key: ")[1].strip()
+    run("admin", "add-organisation", "gemeente", "--name", "Gemeente", *admin)
+    for org in ("org-a", "org-b", "org-c"):
+        run("admin", "add-organisation", org, "--name", org.upper(), *admin)
+    run("admin", "add-coordinator", "coord-a", "--of", "gemeente", "--name", "Coordinator A",
+        "--phone", "050 1234567", "--public-key", public_key, *admin)
+    (tmp_path / "covenant.toml").write_text(COVENANT)
+    assert "version 1 registered" in run("admin", "add-covenant", "covenant.toml", *admin)
+    assert "test-covenant" in run("admin", "list", *admin)
+
+    write_csv(tmp_path / "a.csv", [person("A-1", "111222333", postcode="9711AB", house="12"),
+                                   person("A-2", "111222334")])
+    write_csv(tmp_path / "b.csv", [person("B-1", "123456782", category="housing",
+                                          postcode="9711 ab", house="12")])
+    for org, name in (("org-a", "a.csv"), ("org-b", "b.csv")):
+        result = samenloop("agent", "submit", "--input", name, "--organisation", org,
+                           "--hub", hub.address, "--keyservice", ks.address,
+                           "--state-database", f"sqlite:///{org}.db", cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        if org == "org-a":
+            assert "1 signals submitted" in result.stdout
+            assert "1 invalid rows not submitted" in result.stdout
+            assert "row 2: bsn fails the elfproef" in result.stderr
+            assert "111222334" not in result.stdout + result.stderr
+
+    desk = ["--coordinator-id", "coord-a", "--organisation", "gemeente", "--hub", hub.address]
+    table = run("coordinator", "alerts", *desk)
+    assert table.splitlines()[0].split() == ["ALERT", "STATE", "AGE", "ORGANISATIONS", "NEXT",
+                                             "ACTION"]
+    short_id = table.splitlines()[1].split()[0]
+    (line,) = run("coordinator", "alerts", "--json", *desk).splitlines()
+    alert = json.loads(line)
+    assert alert["alertId"].startswith(short_id) and "category" not in line
+    opened = run("coordinator", "open", short_id, "--key-file", "coordinator.key", *desk)
+    assert "BSN 111222333" in opened and "9711AB" in opened
+    assert "acknowledged" in run("coordinator", "ack", short_id, *desk)
+
+    agent_a = ["--organisation", "org-a", "--hub", hub.address, "--keyservice", ks.address,
+               "--state-database", "sqlite:///org-a.db"]
+    assert "withdrew signal" in run("agent", "withdraw", "--case-ref", "A-1",
+                                    "--reason", "risk_gone", *agent_a)
+    officer = ["--organisation", "gemeente", "--hub", hub.address]
+    events = run("audit", "query", "--type", "alert.open", *officer)
+    assert "alert.open" in events and "covenant:test-covenant@v1" in events
+    assert "signature valid" in run("audit", "checkpoint", *officer)
+    assert "verified by the hub" in run("audit", "verify", *officer)

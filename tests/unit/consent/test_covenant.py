@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from consent import CovenantError, parse_covenant
+from tests.support import COVENANT
+
+
+def test_a_valid_covenant() -> None:
+    cov = parse_covenant(COVENANT)
+    assert cov.id == "test-covenant"
+    assert cov.parties == {"org-a", "org-b", "org-c"}
+    assert cov.covered_categories == {"youth_care", "housing", "debt"}
+    assert cov.categories["mental_health"] == "consent"
+    assert cov.valid_from == datetime(2026, 1, 1, tzinfo=UTC)
+    # valid_until is inclusive: the covenant ends at the start of the next day
+    assert cov.valid_until == datetime(2027, 1, 1, tzinfo=UTC)
+    assert cov.in_force(datetime(2026, 12, 31, 23, 59, tzinfo=UTC))
+    assert not cov.in_force(datetime(2027, 1, 1, tzinfo=UTC))
+    assert not cov.in_force(datetime(2025, 12, 31, tzinfo=UTC))
+
+
+def _replace(old: str, new: str) -> str:
+    assert old in COVENANT
+    return COVENANT.replace(old, new)
+
+
+@pytest.mark.parametrize(("source", "message"), [
+    (_replace("valid_until = 2026-12-31", "valid_until = 2025-12-31"),
+     "line 5: valid_until must be after valid_from"),
+    (_replace('mental_health = "consent"', 'mental_health = "maybe"'),
+     "line 15: category 'mental_health' must be \"covenant\" or \"consent\""),
+    (_replace('mental_health = "consent"', 'mental = "consent"'), "line 15: unknown category"),
+    (_replace('parties = ["org-a", "org-b", "org-c"]', 'parties = ["org-a"]'),
+     "line 7: a covenant needs at least two parties"),
+    (_replace('parties = ["org-a", "org-b", "org-c"]', 'parties = ["org-a", "Org B"]'),
+     "line 7: parties: 'Org B'"),
+    (_replace('regions = ["GM0014"]', 'regions = ["Groningen"]'), "line 9: regions"),
+    (_replace('coordinator = "coord-a"\n', ""), "coordinator is required"),
+    (_replace('id = "test-covenant"', 'id = "test-covenant"\nowner = "x"'),
+     "line 2: unknown key 'owner'"),
+    (_replace('purposes = ["care_coordination"]', 'purposes = []'), "line 8: purposes must"),
+    (_replace("valid_from = 2026-01-01", "valid_from = 2026-01-01T00:00:00"),
+     "line 4: valid_from needs a UTC offset"),
+    ("id = \n", "invalid covenant"),
+    ("", "the file is empty"),
+])
+def test_invalid_covenants_name_the_line_and_reason(source: str, message: str) -> None:
+    with pytest.raises(CovenantError) as info:
+        parse_covenant(source)
+    assert message in str(info.value)
