@@ -76,6 +76,23 @@ class Event:
             raise ValueError("unknown audit action or outcome")
 
 
+def refusal(event_type: str, action: str, exc: BaseException,
+            detail: Mapping[str, Any] | None = None) -> Event:
+    """The event that records a refused request: denied, invalid or failed."""
+    from exchange.errors import InvalidInput, PermissionDenied, SamenloopError, Unauthenticated
+    from exchange.rpc import status_for
+
+    if isinstance(exc, PermissionDenied | Unauthenticated):
+        outcome = "denied"
+    elif isinstance(exc, InvalidInput):
+        outcome = "invalid"
+    else:
+        outcome = "failed"
+    reason = status_for(exc).name.lower() if isinstance(exc, SamenloopError) else "internal"
+    return Event(event_type, "deny" if outcome == "denied" else action, outcome=outcome,
+                 reason=reason, detail=detail or {})
+
+
 def _iso(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 

@@ -27,6 +27,7 @@ from exchange.errors import (
     InvalidInput,
     NotFound,
     PermissionDenied,
+    SamenloopError,
 )
 from hub import _audit, _inputs, _matching
 from hub._models import (
@@ -153,13 +154,10 @@ class Hub:
         with self._feed_cond:
             self._feed_cond.wait_for(lambda: self._feed_version != seen, timeout=timeout)
 
-    def log_rejection(self, access: _audit.Access, event_type: str, action: str,
-                      outcome: str, reason: str, detail: dict[str, object] | None = None) -> None:
-        """Record a refused request (denied, invalid or failed) in its own transaction."""
+    def log_rejection(self, access: _audit.Access, event: _audit.Event) -> None:
+        """Record a refused request in its own transaction."""
         with self._tx() as (s, _):
-            _audit.append(s, access, _audit.Event(
-                event_type, "deny" if outcome == "denied" else action, outcome=outcome,
-                reason=reason, detail=detail or {}), self.now())
+            _audit.append(s, access, event, self.now())
 
     def _covenants(self, s: Session) -> list[consent.Covenant]:
         """The latest version of every covenant."""
@@ -233,56 +231,98 @@ class Hub:
         with self._tx() as (s, changes):
             self._require_org(s, access)
             now = self.now()
-            existing = s.get(Signal, item.signal_id)
-            if existing is not None:
-                if (existing.organisation_id != access.organisation_id
-                        or existing.content_sha256 != item.content_sha256):
-                    raise AlreadyExists(f"signal {item.signal_id} exists with other content")
-                _audit.append(s, access, _audit.Event(
-                    "signal.submit", "create", subject_ref=existing.household_id,
-                    detail={"signal": existing.id, "duplicate": True}), now)
-                return existing, True
-            observed = item.observed_at or now
-            if observed > now + CLOCK_SKEW:
-                raise InvalidInput("observed_at is in the future")
-            if observed < now - self.limits.max_signal_age:
-                raise InvalidInput("observed_at is older than the maximum signal age")
-            latest = now + self.limits.max_signal_age
-            expires = item.expires_at or latest
-            if not now < expires <= latest + CLOCK_SKEW:
-                raise InvalidInput(
-                    f"expires_at must be in the future and at most "
-                    f"{self.limits.max_signal_age.days} days ahead")
-            self._check_envelopes(s, access.organisation_id, item, now)
-            household = _matching.household_for(s, item.keys, now, access, changes)
-            signal = Signal(
-                id=item.signal_id, organisation_id=access.organisation_id,
-                household_id=household, category=item.category, region=item.region,
-                professional_name=item.professional.name,
-                professional_phone=item.professional.phone,
-                professional_email=item.professional.email,
-                observed_at=observed, received_at=now, expires_at=min(expires, latest),
-                state="active", withdrawn_at=None, withdrawal_reason=None,
-                content_sha256=item.content_sha256,
-            )
-            signal.keys = [SignalKey(kind=k, value=v) for k, v in sorted(item.keys)]
-            signal.envelopes = [
-                Envelope(recipient_id=e.recipient_id, key_fingerprint=e.key_fingerprint,
-                         scheme=e.scheme, ciphertext=e.ciphertext)
-                for e in item.envelopes
-            ]
-            s.add(signal)
-            s.flush()
-            _audit.append(s, access, _audit.Event(
-                "signal.submit", "create", subject_ref=household,
-                detail={"signal": signal.id, "keys": len(item.keys),
-                        "envelopes": len(item.envelopes)}), now)
+            recipients = self._recipient_map(s, access.organisation_id, now)
+            stored = self._store(s, changes, access, item, now, recipients)
             self._evaluate(s, changes.households, access, changes, now)
-            return signal, False
+            return stored
 
-    def _check_envelopes(self, s: Session, org: str, item: _inputs.SignalInput,
-                         now: datetime) -> None:
-        recipients = {r.coordinator_id: r for r in self._recipients(s, org, now)}
+    def submit_many(
+        self, access: _audit.Access, items: list[_inputs.SignalInput | SamenloopError]
+    ) -> list[tuple[Signal, bool] | SamenloopError]:
+        """Store a chunk of signals in one transaction, each accepted or refused on its own.
+
+        An item that is refused (or arrives as the error its validation raised) changes
+        nothing: it runs in a savepoint that is rolled back, and its refusal is logged.
+        Households touched by the chunk are decided once, at the end.
+        """
+        results: list[tuple[Signal, bool] | SamenloopError] = []
+        with self._tx() as (s, changes):
+            self._require_org(s, access)
+            now = self.now()
+            recipients = self._recipient_map(s, access.organisation_id, now)
+            for index, item in enumerate(items):
+                if isinstance(item, SamenloopError):
+                    error = item
+                else:
+                    touched = set(changes.households)
+                    try:
+                        with s.begin_nested():
+                            results.append(
+                                self._store(s, changes, access, item, now, recipients))
+                        continue
+                    except SamenloopError as exc:
+                        changes.households = touched
+                        error = exc
+                results.append(error)
+                _audit.append(s, access, _audit.refusal(
+                    "signal.submit", "create", error, {"index": index}), now)
+            self._evaluate(s, changes.households, access, changes, now)
+        return results
+
+    def _store(self, s: Session, changes: _matching.Changes, access: _audit.Access,
+               item: _inputs.SignalInput, now: datetime,
+               recipients: dict[str, Recipient]) -> tuple[Signal, bool]:
+        existing = s.get(Signal, item.signal_id)
+        if existing is not None:
+            if (existing.organisation_id != access.organisation_id
+                    or existing.content_sha256 != item.content_sha256):
+                raise AlreadyExists(f"signal {item.signal_id} exists with other content")
+            _audit.append(s, access, _audit.Event(
+                "signal.submit", "create", subject_ref=existing.household_id,
+                detail={"signal": existing.id, "duplicate": True}), now)
+            return existing, True
+        observed = item.observed_at or now
+        if observed > now + CLOCK_SKEW:
+            raise InvalidInput("observed_at is in the future")
+        if observed < now - self.limits.max_signal_age:
+            raise InvalidInput("observed_at is older than the maximum signal age")
+        latest = now + self.limits.max_signal_age
+        expires = item.expires_at or latest
+        if not now < expires <= latest + CLOCK_SKEW:
+            raise InvalidInput(
+                f"expires_at must be in the future and at most "
+                f"{self.limits.max_signal_age.days} days ahead")
+        self._check_envelopes(item, recipients)
+        household = _matching.household_for(s, item.keys, now, access, changes)
+        signal = Signal(
+            id=item.signal_id, organisation_id=access.organisation_id,
+            household_id=household, category=item.category, region=item.region,
+            professional_name=item.professional.name,
+            professional_phone=item.professional.phone,
+            professional_email=item.professional.email,
+            observed_at=observed, received_at=now, expires_at=min(expires, latest),
+            state="active", withdrawn_at=None, withdrawal_reason=None,
+            content_sha256=item.content_sha256,
+        )
+        signal.keys = [SignalKey(kind=k, value=v) for k, v in sorted(item.keys)]
+        signal.envelopes = [
+            Envelope(recipient_id=e.recipient_id, key_fingerprint=e.key_fingerprint,
+                     scheme=e.scheme, ciphertext=e.ciphertext)
+            for e in item.envelopes
+        ]
+        s.add(signal)
+        s.flush()
+        _audit.append(s, access, _audit.Event(
+            "signal.submit", "create", subject_ref=household,
+            detail={"signal": signal.id, "keys": len(item.keys),
+                    "envelopes": len(item.envelopes)}), now)
+        return signal, False
+
+    def _recipient_map(self, s: Session, org: str, now: datetime) -> dict[str, Recipient]:
+        return {r.coordinator_id: r for r in self._recipients(s, org, now)}
+
+    @staticmethod
+    def _check_envelopes(item: _inputs.SignalInput, recipients: dict[str, Recipient]) -> None:
         for i, env in enumerate(item.envelopes):
             r = recipients.get(env.recipient_id)
             if r is None:

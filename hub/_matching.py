@@ -244,16 +244,20 @@ def evaluate(
     system = _audit.Access.system(access)
     signals = session.scalars(
         select(Signal).where(Signal.household_id == household_id, active(now))
-        .options(selectinload(Signal.keys))
     ).all()
-    keys = {(k.kind, k.value) for s in signals for k in s.keys}
+    matches = {m.covenant_id: m for m in session.scalars(
+        select(Match).where(Match.household_id == household_id))}
+    open_alerts = _open_alerts(session, household_id)
+    if len({s.organisation_id for s in signals}) < 2 and not matches and not open_alerts:
+        return  # no match is possible and none existed: nothing to decide
+    keys = {(k.kind, k.value) for k in session.scalars(
+        select(SignalKey).where(SignalKey.signal_id.in_([s.id for s in signals])))}
     disclosed: dict[str, tuple[set[str], consent.Decision, str]] = {}
     close_reasons: dict[str, str] = {}
     for cov in covenants:
         party = [s for s in signals if s.organisation_id in cov.parties]
         orgs = frozenset(s.organisation_id for s in party)
-        match = session.scalar(select(Match).where(
-            Match.household_id == household_id, Match.covenant_id == cov.id))
+        match = matches.get(cov.id)
         if len(orgs) < 2:
             if match is not None and match.status != "dissolved":
                 match.status, match.reason, match.basis, match.decided_at = (
@@ -297,7 +301,7 @@ def evaluate(
                 cov.coordinator_id, (set(), decision, cov.id))
             ids.update(s.id for s in party)
     session.flush()
-    coordinators = set(disclosed) | {a.coordinator_id for a in _open_alerts(session, household_id)}
+    coordinators = set(disclosed) | {a.coordinator_id for a in open_alerts}
     for coordinator_id in sorted(coordinators):
         wanted: set[str] = set()
         granted: consent.Decision | None = None

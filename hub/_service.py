@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import itertools
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -57,23 +58,20 @@ Outer = Callable[[S, Req, Any], Resp]
 IdentityResolver = Callable[[grpc.ServicerContext], Caller]
 _ANONYMOUS = ("unknown", "unknown", "anonymous")
 MAX_ITEM_ERRORS = 1000
+BULK_CHUNK = 200  # signals per transaction in SubmitSignals
+
+
+def _echo_uuid(value: str) -> str:
+    """A client's signal id, echoed only when it is a well-formed UUID."""
+    try:
+        return vocab.uuid_str(value, "signal_id")
+    except InvalidInput:
+        return ""
 
 
 def metadata_identity(context: grpc.ServicerContext) -> Caller:
     """Development identity: the caller's own headers (loopback only, see hub._server)."""
     return caller_from_metadata(context.invocation_metadata())
-
-
-def _outcome(exc: BaseException) -> str:
-    if isinstance(exc, PermissionDenied | Unauthenticated):
-        return "denied"
-    if isinstance(exc, InvalidInput):
-        return "invalid"
-    return "failed"
-
-
-def _reason(exc: BaseException) -> str:
-    return status_for(exc).name.lower() if isinstance(exc, SamenloopError) else "internal"
 
 
 class _Edge:
@@ -100,13 +98,13 @@ class _Edge:
                exc: BaseException, context: grpc.ServicerContext) -> None:
         if isinstance(exc, Unavailable):  # the hub itself is going away: not a refusal
             context.abort(status_for(exc), str(exc))
-        outcome = _outcome(exc)
+        event = _audit.refusal(event_type, action, exc)
         try:
-            self.hub.log_rejection(access, event_type, action, outcome, _reason(exc))
+            self.hub.log_rejection(access, event)
         except Exception:  # noqa: BLE001 - the refusal must still reach the caller
             _log.exception("could not log a refused request", event_type=event_type)
         if isinstance(exc, SamenloopError):
-            _log.info("request refused", rpc=event_type, outcome=outcome, code=_reason(exc),
+            _log.info("request refused", outcome=event.outcome, code=event.reason,
                       message=str(exc))
             context.abort(status_for(exc), str(exc))
         _log.error("request failed", rpc=event_type, error=type(exc).__name__, exc_info=exc)
@@ -291,25 +289,27 @@ class SignalService(signal_pb2_grpc.SignalServiceServicer):
                       context: Any) -> signal_pb2.SubmitSignalsResponse:
         accepted = duplicates = 0
         rejected: list[signal_pb2.ItemError] = []
-        for index, item in enumerate(request):
-            try:
-                response = self._submit(access, item)
-            except SamenloopError as exc:
-                self._hub.log_rejection(access, "signal.submit", "create", _outcome(exc),
-                                        _reason(exc), {"index": index})
-                if len(rejected) < MAX_ITEM_ERRORS:
-                    try:
-                        signal_id = vocab.uuid_str(item.signal_id, "signal_id")
-                    except InvalidInput:
-                        signal_id = ""
-                    rejected.append(signal_pb2.ItemError(
-                        index=index, signal_id=signal_id, code=status_for(exc).name,
-                        message=str(exc)))
-                continue
-            duplicates += response.duplicate
-            accepted += not response.duplicate
+        requests = iter(request)
+        offset = 0
+        while chunk := list(itertools.islice(requests, BULK_CHUNK)):
+            items: list[_inputs.SignalInput | SamenloopError] = []
+            for item in chunk:
+                try:
+                    items.append(_inputs.signal(item))
+                except SamenloopError as exc:
+                    items.append(exc)
+            for index, result in enumerate(self._hub.submit_many(access, items), offset):
+                if isinstance(result, SamenloopError):
+                    if len(rejected) < MAX_ITEM_ERRORS:
+                        rejected.append(signal_pb2.ItemError(
+                            index=index, signal_id=_echo_uuid(chunk[index - offset].signal_id),
+                            code=status_for(result).name, message=str(result)))
+                else:
+                    duplicates += result[1]
+                    accepted += not result[1]
+            offset += len(chunk)
         _log.info("bulk submission done", accepted=accepted, duplicates=duplicates,
-                  rejected=len(rejected))
+                  rejected=offset - accepted - duplicates)
         return signal_pb2.SubmitSignalsResponse(
             accepted=accepted, duplicates=duplicates, rejected=rejected)
 
