@@ -18,7 +18,8 @@ def register(sub: Any) -> None:
     serve = hub_sub.add_parser(
         "serve", help="serve the signal, coordinator, audit and admin services",
         description="Serve the hub's gRPC services until SIGINT or SIGTERM, then finish "
-        "in-flight requests and stop. Prints 'hub listening on HOST:PORT' when ready.")
+        "in-flight requests and stop. Prints 'hub listening on HOST:PORT' and the "
+        "checkpoint key privacy officers pin, when ready.")
     serve.add_argument("--listen", metavar="HOST:PORT",
                        help="address to listen on (default 127.0.0.1:50051; port 0 picks one)")
     serve.add_argument("--database-url", metavar="URL",
@@ -68,7 +69,8 @@ def _serve_hub(args: argparse.Namespace) -> int:
     from hub import start_hub
 
     running = start_hub(_hub_settings(args))
-    print(f"hub listening on {running.address}", flush=True)
+    print(f"hub listening on {running.address} (checkpoint origin {running.hub.origin}, "
+          f"key {running.hub.checkpoint_public_key.hex()})", flush=True)
     running.wait()
     return 0
 

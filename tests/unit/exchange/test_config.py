@@ -85,3 +85,14 @@ def test_real_roles_load_from_one_file(tmp_path: Path) -> None:
     path = _file(tmp_path, '[hub]\nlisten = "127.0.0.1:9"\n\n[agent]\norganisation = "org-a"\n')
     assert config.load(HubSettings, path=path, env={}).listen == "127.0.0.1:9"
     assert config.load(AgentSettings, path=path, env={}).organisation == "org-a"
+
+
+def test_the_example_config_loads_for_every_role() -> None:
+    from agent import AdminSettings, AgentSettings, AuditSettings, CoordinatorSettings
+    from hub import HubSettings, KeyServiceSettings
+
+    example = Path(__file__).resolve().parents[3] / "deploy" / "samenloop.example.toml"
+    for cls in (HubSettings, KeyServiceSettings, AgentSettings, CoordinatorSettings,
+                AuditSettings, AdminSettings):
+        settings = config.load(cls, path=example, env={})
+        assert isinstance(settings, cls)
