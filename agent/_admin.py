@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent._client import HubClient
+from agent._client import HubUser
 from exchange import config, rpc
 from exchange.errors import InvalidInput
 from exchange.v1 import admin_pb2, common_pb2
@@ -19,19 +19,10 @@ class AdminSettings:
     hub: str = "127.0.0.1:50051"
 
 
-class Admin:
+class Admin(HubUser):
     def __init__(self, settings: AdminSettings) -> None:
-        self.hub = HubClient(settings.hub,
-                             rpc.Caller(settings.organisation, settings.user, "administrator"))
-
-    def close(self) -> None:
-        self.hub.close()
-
-    def __enter__(self) -> Admin:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        super().__init__(settings.hub,
+                         rpc.Caller(settings.organisation, settings.user, "administrator"))
 
     def organisation(self, organisation_id: str, name: str) -> admin_pb2.Organisation:
         return self.hub.call(self.hub.admin.RegisterOrganisation,

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
-from agent._client import HubClient
+from agent._client import HubUser
 from exchange import checkpoint as notes
 from exchange import config, rpc
 from exchange.errors import FailedPrecondition
@@ -24,19 +24,10 @@ class AuditSettings:
     origin: str = "samenloop.local/hub"
 
 
-class Auditor:
+class Auditor(HubUser):
     def __init__(self, settings: AuditSettings, role: str = "privacy_officer") -> None:
+        super().__init__(settings.hub, rpc.Caller(settings.organisation, settings.user, role))
         self.settings = settings
-        self.hub = HubClient(settings.hub, rpc.Caller(settings.organisation, settings.user, role))
-
-    def close(self) -> None:
-        self.hub.close()
-
-    def __enter__(self) -> Auditor:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def query(self, *, limit: int, since: datetime | None = None,
               until: datetime | None = None, **filters: str) -> Iterator[audit_pb2.AuditEvent]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 import grpc
 
@@ -38,7 +38,23 @@ class _Client:
     def close(self) -> None:
         self._channel.close()
 
-    def __enter__(self: Any) -> Any:
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class HubUser:
+    """A role's client of the hub: one channel, closed with the object."""
+
+    def __init__(self, target: str, caller: rpc.Caller) -> None:
+        self.hub = HubClient(target, caller)
+
+    def close(self) -> None:
+        self.hub.close()
+
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

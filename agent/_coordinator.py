@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent._client import HubClient
+from agent._client import HubUser
 from agent._identity import Identity, envelope_context
 from exchange import config, crypto, log, rpc
 from exchange.errors import Unavailable, VerificationError
@@ -32,22 +32,16 @@ class OpenedSignal:
     identity: Identity | None  # None when the envelope did not open
 
 
-class CoordinatorDesk:
+class CoordinatorDesk(HubUser):
     def __init__(self, settings: CoordinatorSettings) -> None:
+        super().__init__(settings.hub, rpc.Caller(settings.organisation,
+                                                  settings.coordinator_id, "coordinator"))
         self.settings = settings
-        caller = rpc.Caller(settings.organisation, settings.coordinator_id, "coordinator")
-        self.hub = HubClient(settings.hub, caller)
         self._closed = False
 
     def close(self) -> None:
         self._closed = True
-        self.hub.close()
-
-    def __enter__(self) -> CoordinatorDesk:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        super().close()
 
     def alerts(
         self, states: list[coordinator_pb2.AlertState.ValueType] | None = None

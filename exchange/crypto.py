@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.hpke import AEAD, KDF, KEM, Suite
 
 from exchange import _group, _oprf
+from exchange._files import write_secret
 from exchange.errors import InvalidInput, VerificationError
 
 __all__ = [
@@ -159,9 +160,7 @@ class OprfKey:
 
     def save(self, path: Path) -> None:
         """Write the key as hex, readable by the owner only; never overwrite a key."""
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(self._sk.hex() + "\n")
+        write_secret(path, (self._sk.hex() + "\n").encode())
 
     @property
     def key_id(self) -> str:
@@ -235,9 +234,7 @@ class EnvelopeKey:
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(pem)
+        write_secret(path, pem)
 
     @property
     def public_key(self) -> bytes:

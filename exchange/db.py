@@ -104,6 +104,19 @@ def redact_url(url: str) -> str:
         return "<invalid url>"
 
 
+def run_alembic_env(metadata: Any) -> None:
+    """The body of a package's Alembic env.py: migrate the engine exchange.db.migrate gave."""
+    from alembic import context
+
+    engine: Engine = context.config.attributes["engine"]
+    with engine.connect() as connection:
+        context.configure(connection=connection, target_metadata=metadata,
+                          render_as_batch=True, compare_type=True)
+        with context.begin_transaction():
+            context.run_migrations()
+        connection.commit()
+
+
 def _alembic_config(script_location: Path, engine: Engine) -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(script_location))
