@@ -23,7 +23,7 @@ from agent._identity import envelope_context
 from agent._models import ConsentRecord, Submission, TrustedKey
 from exchange import config, crypto, log, rpc, vocab
 from exchange.db import make_engine, migrate, session_factory
-from exchange.errors import FailedPrecondition, InvalidInput, NotFound
+from exchange.errors import FailedPrecondition, InvalidInput, NotFound, VerificationError
 from exchange.v1 import common_pb2, signal_pb2
 
 MIGRATIONS = Path(__file__).parent / "_migrations"
@@ -133,9 +133,16 @@ class Agent:
 
     def pseudonymise(self, items: list[tuple[crypto.KeyKind, bytes]]) -> list[bytes]:
         public_key, key_id = self.oprf_key()
-        return crypto.pseudonymise(items, public_key=public_key,
-                                   evaluate=self._keyservice.evaluator(key_id),
-                                   batch_size=crypto.MAX_BATCH // 2)
+        try:
+            return crypto.pseudonymise(items, public_key=public_key,
+                                       evaluate=self._keyservice.evaluator(key_id),
+                                       batch_size=crypto.MAX_BATCH // 2)
+        except VerificationError:
+            _log.error("key service proof did not verify", key_id=key_id)
+            raise VerificationError(
+                f"the key service's answer did not verify against its published key "
+                f"{key_id}: nothing of this batch was submitted. The key service is "
+                "misconfigured or not the one this agent trusts; tell its operator") from None
 
     # -- submitting ---------------------------------------------------------------
 
