@@ -57,7 +57,10 @@ class SubmitSummary:
     pseudonyms: int = 0
 
     def describe(self) -> str:
-        parts = [f"{self.rows} rows read", f"{self.submitted} signals submitted"]
+        def n(count: int, word: str) -> str:
+            return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+        parts = [f"{n(self.rows, 'row')} read", f"{n(self.submitted, 'signal')} submitted"]
         if self.resent:
             parts.append(f"{self.resent} pending resent")
         if self.duplicates:
@@ -65,7 +68,7 @@ class SubmitSummary:
         if self.already_submitted:
             parts.append(f"{self.already_submitted} skipped (submitted earlier)")
         if self.invalid:
-            parts.append(f"{len(self.invalid)} invalid rows not submitted")
+            parts.append(f"{n(len(self.invalid), 'invalid row')} not submitted")
         if self.rejected:
             parts.append(f"{len(self.rejected)} rejected by the hub")
         return ", ".join(parts)

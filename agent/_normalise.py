@@ -49,7 +49,7 @@ def bsn(value: str) -> str:
 
 def postcode(value: str) -> str:
     """A Dutch postcode as '1234AB'."""
-    match = _POSTCODE.match(text(value).upper())
+    match = _POSTCODE.fullmatch(text(value).upper())
     if not match:
         raise FieldError("must be four digits and two letters, like 1234 AB")
     return match.group(1) + match.group(2)
@@ -57,7 +57,7 @@ def postcode(value: str) -> str:
 
 def house_number(value: str) -> tuple[str, str]:
     """(number, addition): '12', '12A', '12 a', '12-2', '12bis' -> ('12', 'A'|'2'|'BIS')."""
-    match = _HOUSE.match(text(value).upper())
+    match = _HOUSE.fullmatch(text(value).upper())
     if not match or int(match.group(1)) == 0:
         raise FieldError("must be a house number with an optional letter or addition")
     addition = re.sub(r"[\s-]", "", next((g for g in match.groups()[1:] if g), ""))

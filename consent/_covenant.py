@@ -95,8 +95,12 @@ def _moment(value: Any, key: str, source: str, *, end: bool) -> datetime:
     if isinstance(value, datetime):
         if value.tzinfo is None:
             raise _fail(source, key, f"{key} needs a UTC offset, or give a date")
+        if not 2000 <= value.year <= 2200:
+            raise _fail(source, key, f"{key} must be a year between 2000 and 2200")
         return value.astimezone(UTC)
     if isinstance(value, date):
+        if not 2000 <= value.year <= 2200:
+            raise _fail(source, key, f"{key} must be a year between 2000 and 2200")
         start = datetime(value.year, value.month, value.day, tzinfo=UTC)
         return start + timedelta(days=1) if end else start
     raise _fail(source, key, f"{key} must be a date like 2026-01-01")

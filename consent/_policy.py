@@ -29,6 +29,9 @@ class Reason(StrEnum):
     CONSENT_EXPIRED = "consent_expired"
     CONSENT_NOT_YET_VALID = "consent_not_yet_valid"
     CONSENT_OUT_OF_SCOPE = "consent_out_of_scope"
+    CONSENT_RECORDER_NOT_INVOLVED = "consent_recorder_not_involved"
+    # This signal has a basis, but no other organisation's signal has one: no match.
+    NO_OTHER_PARTY_WITH_BASIS = "no_other_party_with_basis"
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,9 @@ class MatchFacts:
     categories: frozenset[str]
     regions: frozenset[str]
     purpose: str = CARE_COORDINATION
+    # Every party organisation involved in the household (defaults to organisations):
+    # a consent counts only when the partner who recorded it is one of them.
+    household_organisations: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -56,10 +62,18 @@ class Decision:
 
 @dataclass(frozen=True)
 class ConsentGrant:
-    """A consent record as the gate sees it."""
+    """A consent record as the gate sees it.
+
+    Its scope is the covenant version it was given under and that version's parties
+    (``organisations``): a party added to the covenant later is not covered. It counts
+    only while the partner who recorded it is itself involved in the match.
+    """
 
     id: str
+    recorded_by: str
     covenant_id: str
+    covenant_version: int
+    organisations: frozenset[str]
     purposes: frozenset[str]
     valid_from: datetime
     valid_until: datetime
@@ -67,7 +81,7 @@ class ConsentGrant:
 
     @property
     def ref(self) -> str:
-        return f"consent:{self.id}"
+        return f"consent:{self.id}@{self.covenant_id}@v{self.covenant_version}"
 
 
 class Policy(abc.ABC):
@@ -124,8 +138,11 @@ class ConsentBasis(Policy):
             return Decision.deny(Reason.CONSENT_NOT_YET_VALID)
         if at >= g.valid_until:
             return Decision.deny(Reason.CONSENT_EXPIRED)
-        if g.covenant_id != self.covenant.id or facts.purpose not in g.purposes:
+        if (g.covenant_id != self.covenant.id or facts.purpose not in g.purposes
+                or not facts.organisations <= g.organisations):
             return Decision.deny(Reason.CONSENT_OUT_OF_SCOPE)
+        if g.recorded_by not in (facts.household_organisations or facts.organisations):
+            return Decision.deny(Reason.CONSENT_RECORDER_NOT_INVOLVED)
         problem = _frame(self.covenant, facts, at)
         if problem is not None:
             return Decision.deny(problem)

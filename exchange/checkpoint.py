@@ -123,7 +123,7 @@ def verify(note: str, public_key: bytes, name: str) -> Checkpoint:
 
 def _parse_body(body: str) -> Checkpoint:
     lines = body.split("\n")
-    if len(lines) < 5 or not _SIZE.match(lines[1]) or not lines[3].startswith("time "):
+    if len(lines) < 5 or not _SIZE.fullmatch(lines[1]) or not lines[3].startswith("time "):
         raise ValueError("malformed checkpoint body")
     time = datetime.strptime(lines[3][5:], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
     return Checkpoint(

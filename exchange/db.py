@@ -71,7 +71,10 @@ def _sqlite_begin(conn: Any) -> None:
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
-    """An engine for a SQLAlchemy URL; only SQLite and PostgreSQL are supported."""
+    """An engine for a SQLAlchemy URL; only SQLite and PostgreSQL are supported.
+
+    Statement parameters are never shown in errors or logs: they can hold personal data.
+    """
     try:
         parsed = make_url(url)
     except Exception as exc:
@@ -81,14 +84,14 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         if parsed.database in (None, "", ":memory:"):
             raise ConfigError("use a SQLite file, not an in-memory database")
         Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(parsed, **kwargs)
+        engine = create_engine(parsed, hide_parameters=True, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
     if backend == "postgresql":
         if parsed.get_driver_name() != "psycopg":
             parsed = parsed.set(drivername="postgresql+psycopg")
-        return create_engine(parsed, pool_pre_ping=True, **kwargs)
+        return create_engine(parsed, pool_pre_ping=True, hide_parameters=True, **kwargs)
     raise ConfigError(f"unsupported database backend '{backend}' (use sqlite or postgresql)")
 
 

@@ -10,7 +10,17 @@ from __future__ import annotations
 
 
 class SamenloopError(Exception):
-    """Base of every error Samenloop raises on purpose."""
+    """Base of every error Samenloop raises on purpose.
+
+    ``subject_ref`` and ``detail`` (ids only) let the access log record which
+    household and objects a refused request concerned.
+    """
+
+    def __init__(self, message: str = "", *, subject_ref: str = "",
+                 detail: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.subject_ref = subject_ref
+        self.detail = detail or {}
 
 
 class InvalidInput(SamenloopError):

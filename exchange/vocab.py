@@ -29,27 +29,27 @@ ROLES = ("partner", "coordinator", "privacy_officer", "administrator", "key_clie
 _SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
 _CODE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _REGION = re.compile(r"^GM[0-9]{4}$")
-_PHONE = re.compile(r"^\+?[0-9 ()-]{6,20}$")
+_PHONE = re.compile(r"^\+?[0-9(][0-9 ()-]{4,18}[0-9]$")
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,190}\.[A-Za-z]{2,}$")
 
 
 def slug(value: str, field: str) -> str:
     """An id: lowercase letters, digits and inner hyphens, 1 to 64 characters."""
-    if not isinstance(value, str) or not _SLUG.match(value):
+    if not isinstance(value, str) or not _SLUG.fullmatch(value):
         raise InvalidInput(f"{field} must be 1-64 lowercase letters, digits or hyphens")
     return value
 
 
 def code(value: str, field: str) -> str:
     """A code such as a purpose: lowercase letters, digits and underscores."""
-    if not isinstance(value, str) or not _CODE.match(value):
+    if not isinstance(value, str) or not _CODE.fullmatch(value):
         raise InvalidInput(f"{field} must be a code of lowercase letters, digits and '_'")
     return value
 
 
 def region(value: str, field: str = "region") -> str:
     """A CBS municipality code such as GM0014."""
-    if not isinstance(value, str) or not _REGION.match(value):
+    if not isinstance(value, str) or not _REGION.fullmatch(value):
         raise InvalidInput(f"{field} must be a CBS municipality code like GM0014")
     return value
 
@@ -85,12 +85,12 @@ def text(value: str, field: str, *, max_len: int, required: bool = True) -> str:
 
 
 def phone(value: str, field: str) -> str:
-    if value and not _PHONE.match(value):
+    if value and not _PHONE.fullmatch(value):
         raise InvalidInput(f"{field} is not a phone number")
     return value
 
 
 def email(value: str, field: str) -> str:
-    if value and not _EMAIL.match(value):
+    if value and not _EMAIL.fullmatch(value):
         raise InvalidInput(f"{field} is not an e-mail address")
     return value

@@ -65,6 +65,8 @@ class Event:
     event_type: str
     action: str
     outcome: str = "success"
+    # The organisation whose data this concerns; defaults to the acting organisation.
+    owner: str | None = None
     subject_ref: str = ""
     basis: str = ""
     reason: str = ""
@@ -88,9 +90,13 @@ def refusal(event_type: str, action: str, exc: BaseException,
         outcome = "invalid"
     else:
         outcome = "failed"
-    reason = status_for(exc).name.lower() if isinstance(exc, SamenloopError) else "internal"
+    if isinstance(exc, SamenloopError):
+        reason = status_for(exc).name.lower()
+        subject, detail = exc.subject_ref, {**exc.detail, **(detail or {})}
+    else:
+        reason, subject, detail = "internal", "", dict(detail or {})
     return Event(event_type, "deny" if outcome == "denied" else action, outcome=outcome,
-                 reason=reason, detail=detail or {})
+                 subject_ref=subject, reason=reason, detail=detail)
 
 
 def _iso(value: datetime) -> str:
@@ -99,7 +105,7 @@ def _iso(value: datetime) -> str:
 
 _HASHED = (
     "seq", "event_id", "occurred_at", "event_type", "action", "outcome", "actor_org",
-    "actor_user", "actor_role", "on_behalf_of", "purpose", "subject_ref", "basis",
+    "actor_user", "actor_role", "owner_org", "on_behalf_of", "purpose", "subject_ref", "basis",
     "reason", "source_system", "network_address", "request_id", "detail",
 )
 
@@ -135,6 +141,8 @@ def append(session: Session, access: Access, event: Event, at: datetime) -> Audi
         "actor_org": access.organisation_id,
         "actor_user": access.user_id,
         "actor_role": access.role,
+        "owner_org": event.owner if event.owner is not None
+        else "" if access.role == "system" else access.organisation_id,
         "on_behalf_of": access.on_behalf_of,
         "purpose": event.purpose,
         "subject_ref": event.subject_ref,

@@ -15,11 +15,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Engine, func, select, tuple_
+from sqlalchemy import Engine, func, or_, select, tuple_
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 import consent
-from exchange import checkpoint, crypto, vocab
+from exchange import checkpoint, crypto, log, vocab
 from exchange.db import session_factory
 from exchange.errors import (
     AlreadyExists,
@@ -48,6 +49,7 @@ from hub._models import (
 )
 
 CLOCK_SKEW = timedelta(minutes=5)
+_log = log.get("hub")
 
 
 @dataclass(frozen=True)
@@ -109,8 +111,11 @@ class Hub:
         signer: checkpoint.CheckpointSigner,
         clock: Callable[[], datetime] | None = None,
         limits: Limits | None = None,
+        oversight: frozenset[str] = frozenset(),
     ) -> None:
         self._engine = engine
+        # Organisations whose privacy officers see the whole access log (the municipality).
+        self.oversight = oversight
         self._sessions = session_factory(engine)
         self._signer = signer
         self._clock = clock or (lambda: datetime.now(UTC))
@@ -263,6 +268,11 @@ class Hub:
                     except SamenloopError as exc:
                         changes.households = touched
                         error = exc
+                    except DBAPIError as exc:  # a constraint the checks missed: this item only
+                        changes.households = touched
+                        _log.error("signal refused by the database", index=index,
+                                   error=type(exc.orig).__name__)
+                        error = SamenloopError(f"item {index} could not be stored")
                 results.append(error)
                 _audit.append(s, access, _audit.refusal(
                     "signal.submit", "create", error, {"index": index}), now)
@@ -377,6 +387,9 @@ class Hub:
                 if (existing.organisation_id != access.organisation_id
                         or existing.content_sha256 != item.content_sha256):
                     raise AlreadyExists(f"consent {item.consent_id} exists with other content")
+                _audit.append(s, access, _audit.Event(
+                    "consent.grant", "create", basis=f"consent:{existing.id}",
+                    detail={"consent": existing.id, "duplicate": True}), now)
                 return existing, True
             cov = self._latest_covenant(s, item.covenant_id)
             if cov is None:
@@ -396,7 +409,8 @@ class Hub:
                 raise InvalidInput("valid_until is in the past")
             row = Consent(
                 id=item.consent_id, organisation_id=access.organisation_id,
-                covenant_id=cov.id, purposes=list(item.purposes),
+                covenant_id=cov.id, covenant_version=cov.version,
+                organisations=sorted(cov.parties), purposes=list(item.purposes),
                 evidence_reference=item.evidence_reference, valid_from=valid_from,
                 valid_until=item.valid_until, recorded_at=now, recorded_by=access.user_id,
                 revoked_at=None, revoked_by=None, content_sha256=item.content_sha256,
@@ -427,6 +441,9 @@ class Hub:
             if row is None or row.organisation_id != access.organisation_id:
                 raise NotFound(f"consent {consent_id} not found for this organisation")
             if row.revoked_at is not None:
+                _audit.append(s, access, _audit.Event(
+                    "consent.revoke", "update", basis=f"consent:{row.id}",
+                    detail={"consent": row.id, "duplicate": True}), now)
                 return row
             row.revoked_at, row.revoked_by = now, access.user_id
             s.flush()
@@ -439,7 +456,8 @@ class Hub:
     # -- coordinators ---------------------------------------------------------------
 
     def _view(self, s: Session, alert: Alert) -> AlertView:
-        rows = s.execute(
+        """What the coordinator may see of an alert now: no one once it is closed."""
+        rows = [] if alert.state == "closed" else s.execute(
             select(Signal, Organisation.name)
             .join(AlertSignal, AlertSignal.signal_id == Signal.id)
             .join(Organisation, Organisation.id == Signal.organisation_id)
@@ -466,11 +484,38 @@ class Hub:
             raise NotFound(f"alert {alert_id} not found")
         return alert
 
+    def _refresh(self, s: Session, changes: _matching.Changes, access: _audit.Access,
+                 now: datetime, households: set[str]) -> None:
+        """Decide households again before showing them: a basis may have lapsed since."""
+        if households:
+            self._evaluate(s, households, access, changes, now)
+            s.expire_all()
+
+    def _basis(self, s: Session, alert: Alert) -> str:
+        return s.scalar(select(Match.basis).where(
+            Match.household_id == alert.household_id,
+            Match.covenant_id == alert.covenant_id)) or ""
+
+    def sweep(self) -> int:
+        """Decide again every household with an open alert or a held match.
+
+        Covenants end, consents start and expire, signals expire: time alone changes
+        decisions. The hub runs this periodically; returns how many were decided.
+        """
+        with self._tx() as (s, changes):
+            households = set(s.scalars(select(Alert.household_id).where(
+                Alert.state != "closed"))) | set(s.scalars(select(Match.household_id).where(
+                    Match.status == "held")))
+            self._evaluate(s, households, _audit.Access.system(), changes, self.now())
+            return len(households)
+
     def list_alerts(self, access: _audit.Access, states: tuple[str, ...], page_size: int,
                     page_token: str) -> tuple[list[AlertView], str]:
-        with self._tx() as (s, _):
+        with self._tx() as (s, changes):
             coord = self._require_coordinator(s, access)
             now = self.now()
+            self._refresh(s, changes, access, now, set(s.scalars(select(Alert.household_id).where(
+                Alert.coordinator_id == coord.id, Alert.state != "closed"))))
             stmt = (select(Alert).where(Alert.coordinator_id == coord.id,
                                         Alert.state.in_(states))
                     .order_by(Alert.created_at, Alert.id).limit(page_size + 1))
@@ -481,9 +526,10 @@ class Hub:
             more = len(alerts) > page_size
             alerts = alerts[:page_size]
             views = [self._view(s, a) for a in alerts]
-            for v in views:
+            for a, v in zip(alerts, views, strict=True):
                 _audit.append(s, access, _audit.Event(
                     "alert.list", "read", subject_ref=v.household_ref,
+                    basis=self._basis(s, a) if v.involved else "",
                     purpose=consent.CARE_COORDINATION, detail={"alert": v.alert_id}), now)
             token = _encode_token(alerts[-1].created_at, alerts[-1].id) if more else ""
             return views, token
@@ -497,7 +543,7 @@ class Hub:
     def alert_changes(self, access: _audit.Access, after: int,
                       limit: int = 100) -> list[tuple[int, str, AlertView]]:
         """Feed entries after a cursor, with each alert's current view."""
-        with self._tx() as (s, _):
+        with self._tx() as (s, changes):
             coord = self._require_coordinator(s, access)
             rows = s.scalars(
                 select(AlertFeed).where(AlertFeed.coordinator_id == coord.id,
@@ -506,13 +552,15 @@ class Hub:
             if not rows:
                 return []
             now = self.now()
+            self._refresh(s, changes, access, now, set(s.scalars(select(Alert.household_id).where(
+                Alert.id.in_({r.alert_id for r in rows}), Alert.state != "closed"))))
             out = []
             for row in rows:
-                alert = s.get(Alert, row.alert_id)
-                assert alert is not None
+                alert = s.get_one(Alert, row.alert_id)
                 view = self._view(s, alert)
                 _audit.append(s, access, _audit.Event(
                     "alert.watch", "read", subject_ref=view.household_ref,
+                    basis=self._basis(s, alert) if view.involved else "",
                     purpose=consent.CARE_COORDINATION,
                     detail={"alert": view.alert_id, "cursor": row.seq, "change": row.change}),
                     now)
@@ -526,20 +574,17 @@ class Hub:
             alert = self._my_alert(s, access, alert_id)
             now = self.now()
             if alert.state != "closed":
-                # Decisions depend on time (expiry) and may have changed: decide again.
-                self._evaluate(s, {alert.household_id}, access, changes, now)
-                s.refresh(alert)
+                self._refresh(s, changes, access, now, {alert.household_id})
             closed_reason = alert.closed_reason or "closed"
             if alert.state != "closed":
-                basis = s.scalar(select(Match.basis).where(
-                    Match.household_id == alert.household_id,
-                    Match.covenant_id == alert.covenant_id))
-                ids = [i.signal_id for i in self._view(s, alert).involved]
+                bases: dict[str, str] = dict(s.execute(
+                    select(AlertSignal.signal_id, AlertSignal.basis).where(
+                        AlertSignal.alert_id == alert.id)).all())
                 envelopes = [
                     (sid, org, env) for sid, org, env in s.execute(
                         select(Signal.id, Signal.organisation_id, Envelope)
                         .join(Envelope, Envelope.signal_id == Signal.id)
-                        .where(Signal.id.in_(ids),
+                        .where(Signal.id.in_(bases),
                                Envelope.recipient_id == alert.coordinator_id)
                         .order_by(Signal.observed_at, Signal.id)
                     )
@@ -547,20 +592,34 @@ class Hub:
                 if alert.state == "new":
                     alert.state = "seen"
                     alert.updated_at = now
-                _audit.append(s, access, _audit.Event(
-                    "alert.open", "disclose", subject_ref=alert.household_id,
-                    basis=basis or "", purpose=consent.CARE_COORDINATION,
-                    detail={"alert": alert.id, "envelopes": [e[0] for e in envelopes]}), now)
+                by_org: dict[str, list[str]] = {}
+                for sid, org, _ in envelopes:
+                    by_org.setdefault(org, []).append(sid)
+                for org, ids in sorted(by_org.items()):
+                    _audit.append(s, access, _audit.Event(
+                        "alert.open", "disclose", owner=org, subject_ref=alert.household_id,
+                        basis="+".join(sorted({bases[i] for i in ids})),
+                        purpose=consent.CARE_COORDINATION,
+                        detail={"alert": alert.id, "envelopes": ids}), now)
+                if not by_org:
+                    _audit.append(s, access, _audit.Event(
+                        "alert.open", "read", subject_ref=alert.household_id,
+                        detail={"alert": alert.id, "envelopes": []}), now)
                 return self._view(s, alert), envelopes
+            household = alert.household_id
         # Outside the transaction, so that closing the alert above is kept.
-        raise PermissionDenied(f"alert {alert_id} is closed ({closed_reason}): nothing to open")
+        raise PermissionDenied(f"alert {alert_id} is closed ({closed_reason}): nothing to open",
+                               subject_ref=household, detail={"alert": alert_id})
 
     def acknowledge(self, access: _audit.Access, alert_id: str) -> AlertView:
         with self._tx() as (s, changes):
             alert = self._my_alert(s, access, alert_id)
             now = self.now()
+            self._refresh(s, changes, access, now, {alert.household_id})
             if alert.state == "closed":
-                raise FailedPrecondition(f"alert {alert_id} is closed")
+                raise FailedPrecondition(f"alert {alert_id} is closed",
+                                         subject_ref=alert.household_id,
+                                         detail={"alert": alert_id})
             if alert.state != "acknowledged":
                 alert.state = "acknowledged"
                 alert.acknowledged_at, alert.acknowledged_by = now, access.user_id
@@ -576,12 +635,24 @@ class Hub:
 
     def query_events(self, access: _audit.Access, flt: AuditFilter, page_size: int,
                      page_token: str) -> tuple[list[AuditEvent], str]:
+        """Events visible to the caller, oldest first.
+
+        Administrators and privacy officers of an oversight organisation see every event;
+        other privacy officers see the events their organisation acted in or that concern
+        its data, never another partner's.
+        """
         with self._tx() as (s, _):
+            self._require_org(s, access)
             now = self.now()
             stmt = select(AuditEvent).order_by(AuditEvent.seq).limit(page_size + 1)
+            if access.role != "administrator" and access.organisation_id not in self.oversight:
+                mine = access.organisation_id
+                stmt = stmt.where(or_(AuditEvent.actor_org == mine, AuditEvent.owner_org == mine))
+            if flt.organisation_id:
+                stmt = stmt.where(or_(AuditEvent.actor_org == flt.organisation_id,
+                                      AuditEvent.owner_org == flt.organisation_id))
             for column, value in (
                 (AuditEvent.subject_ref, flt.subject_ref),
-                (AuditEvent.actor_org, flt.organisation_id),
                 (AuditEvent.actor_user, flt.actor_user_id),
                 (AuditEvent.event_type, flt.event_type),
                 (AuditEvent.action, flt.action),
@@ -594,10 +665,9 @@ class Hub:
             if flt.until is not None:
                 stmt = stmt.where(AuditEvent.occurred_at < flt.until)
             if page_token:
-                try:
-                    after = int(page_token)
-                except ValueError:
-                    raise InvalidInput("page_token is not valid") from None
+                if not (page_token.isascii() and page_token.isdigit() and len(page_token) < 19):
+                    raise InvalidInput("page_token is not valid")
+                after = int(page_token)
                 stmt = stmt.where(AuditEvent.seq > after)
             rows = list(s.scalars(stmt))
             more = len(rows) > page_size
@@ -639,6 +709,9 @@ class Hub:
                 org = Organisation(id=org_id, name=name, registered_at=now)
                 s.add(org)
             elif org.name == name:
+                _audit.append(s, access, _audit.Event(
+                    "admin.organisation", "read",
+                    detail={"organisation": org_id, "unchanged": True}), now)
                 return org
             org.name = name
             s.flush()
@@ -668,6 +741,9 @@ class Hub:
                 "key_fingerprint": crypto.fingerprint(public_key),
             }
             if coord is not None and all(getattr(coord, k) == v for k, v in values.items()):
+                _audit.append(s, access, _audit.Event(
+                    "admin.coordinator", "read",
+                    detail={"coordinator": coordinator_id, "unchanged": True}), now)
                 return coord
             action = "create" if coord is None else "update"
             if coord is None:
@@ -696,6 +772,9 @@ class Hub:
             latest = s.scalar(select(CovenantVersion).where(CovenantVersion.id == parsed.id)
                               .order_by(CovenantVersion.version.desc()).limit(1))
             if latest is not None and latest.source_sha256 == parsed.source_sha256:
+                _audit.append(s, access, _audit.Event(
+                    "admin.covenant", "read", basis=self._parse(latest).ref,
+                    detail={"covenant": parsed.id, "unchanged": True}), now)
                 return latest, self._parse(latest)
             row = CovenantVersion(
                 id=parsed.id, version=(latest.version + 1) if latest else 1, name=parsed.name,
@@ -733,6 +812,9 @@ def _encode_token(created_at: datetime, alert_id: str) -> str:
 def _decode_token(token: str) -> tuple[datetime, str]:
     try:
         stamp, alert_id = base64.urlsafe_b64decode(token.encode()).decode().split("|")
-        return datetime.fromisoformat(stamp), vocab.uuid_str(alert_id, "page_token")
+        moment = datetime.fromisoformat(stamp)
+        if moment.tzinfo is None:
+            raise ValueError("naive")
+        return moment, vocab.uuid_str(alert_id, "page_token")
     except (ValueError, UnicodeDecodeError, InvalidInput):
         raise InvalidInput("page_token is not valid") from None

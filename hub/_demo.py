@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import logging
 import queue
 import sys
@@ -198,8 +197,10 @@ def run(data_dir: Path, out: IO[str], *, configure_logging: bool = True) -> Demo
                              "agent": logs / "agent.log",
                              "coordinator": logs / "coordinator.log"})
     story = _Story(out)
-    print(f"Samenloop demo: everything below runs for real on this machine.\n"
-          f"Data, keys, inputs and logs: {data_dir}", file=out)
+    print("Samenloop demo: three organisations that work with the same families, a "
+          "municipal coordinator\nand a privacy officer, all for real on this machine "
+          "(servers, database, encryption).\n"
+          f"Everything it writes is in {data_dir}", file=out)
     inputs = _write_inputs(data_dir)
 
     story.section("Starting the central services")
@@ -211,16 +212,16 @@ def run(data_dir: Path, out: IO[str], *, configure_logging: bool = True) -> Demo
     try:
         hub = start_hub(HubSettings(listen="127.0.0.1:0", database_url=database,
                                     checkpoint_key=data_dir / "hub-checkpoint.key",
-                                    migrate=True))
+                                    oversight_organisations=(MUNICIPALITY,), migrate=True))
     except BaseException:
         keyservice.stop(grace=0)
         raise
     demo = _Demo(story, data_dir, database, keyservice.address, hub)
     try:
-        story.say(f"key service on {keyservice.address}: holds the OPRF key "
-                  f"{oprf_key.key_id}; nobody else ever sees it")
-        story.say(f"hub on {hub.address}: stores only pseudonyms and sealed envelopes "
-                  f"(database {data_dir / 'hub.db'})")
+        story.say(f"the key service ({keyservice.address}) holds the secret key that turns "
+                  "citizen numbers and addresses into pseudonyms; it never sees them")
+        story.say(f"the hub ({hub.address}) links pseudonyms into households; it never "
+                  f"sees a name or number (database {data_dir / 'hub.db'})")
         demo.register()
         demo.submit(inputs)
         demo.coordinator()
@@ -231,13 +232,18 @@ def run(data_dir: Path, out: IO[str], *, configure_logging: bool = True) -> Demo
         keyservice.stop(grace=2)
     story.section("Done")
     story.say(f"the hub database, keys, partner inputs and service logs are in {data_dir}")
-    story.say(f"check it yourself: samenloop audit verify --database {database}")
+    command = sys.argv[0] if sys.argv[0].endswith("samenloop") else "samenloop"
+    story.say(f"check the log yourself: {command} audit verify --database {database}")
     return demo.result
 
 
 def _involved(alert: coordinator_pb2.Alert) -> str:
-    return "; ".join(f"{i.organisation_name}: {i.professional.name}, {i.professional.phone}"
+    return "; ".join(f"{i.organisation_name} - {i.professional.name}, {i.professional.phone}"
                      for i in alert.involved)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 class _Demo:
@@ -277,25 +283,25 @@ class _Demo:
         with Admin(AdminSettings(organisation=MUNICIPALITY, user="beheerder",
                                  hub=self.hub.address)) as adm:
             adm.organisation(MUNICIPALITY, "Gemeente Noord")
+            say(f"organisation {MUNICIPALITY}: Gemeente Noord (the municipality)")
             for org, name in PARTNERS.items():
                 adm.organisation(org, name)
                 say(f"organisation {org}: {name}")
             adm.coordinator(COORDINATOR_ID, MUNICIPALITY, "Marieke de Boer (procesregisseur)",
                             "050 367 0000", "m.deboer@gemeente-noord.example",
                             self.coord_key.public_key)
-            say(f"coordinator {COORDINATOR_ID}, public key fingerprint "
-                f"{crypto.fingerprint(self.coord_key.public_key).hex()} (the private key "
-                "stays on the coordinator's machine)")
+            say(f"coordinator {COORDINATOR_ID} (Marieke de Boer); her private key, the only "
+                "key that opens identities, stays on her own computer")
             cov = adm.covenant(self.data_dir / "covenant.toml")
-            say(f"covenant {cov.covenant_id} v{cov.version}: categories youth_care, housing, "
-                "debt and income are covered by the covenant; mental_health and "
-                "domestic_violence only with the household's consent")
+            say(f"covenant {cov.covenant_id} (version {cov.version}): youth care, housing, "
+                "debt and income may be shared on the covenant's basis; mental health and "
+                "domestic violence only with the family's consent")
 
     def submit(self, inputs: dict[str, Path]) -> None:
         from agent import Agent, AgentSettings
 
         say = self.story.say
-        self.story.section("Each partner's agent pseudonymises its export and submits signals")
+        self.story.section("Each organisation's agent reads its export and sends signals")
         for org, path in inputs.items():
             state = f"sqlite:///{self.data_dir / 'agents' / org}.db"
             agent = Agent(AgentSettings(organisation=org, hub=self.hub.address,
@@ -304,24 +310,25 @@ class _Demo:
             summary = agent.submit_file(path)
             say(f"{org}: {summary.describe()}")
             for error in summary.invalid:
-                say(f"    not submitted: {error} (the value itself is never shown or logged)")
-        say("each identifier was blinded, evaluated by the key service with a DLEQ proof "
-            "the agent verified, and unblinded; identities went into envelopes sealed to "
-            "the coordinator")
+                say(f"    not sent: {error} (the value itself is never shown or logged)")
+        say("before anything left an organisation, its agent turned each citizen number and "
+            "address into a pseudonym with the key service's help (checking the key "
+            "service's proof), and locked the family's identity in an envelope that only "
+            "the coordinator can open")
 
     def coordinator(self) -> None:
         story, say, desk = self.story, self.story.say, self.desk
-        story.section("The coordinator's inbox: 'known elsewhere' alerts (who, never why)")
+        story.section("The coordinator's inbox: 'known elsewhere' alerts - who, never why")
         alerts = desk.alerts()
         for alert in alerts:
-            say(f"alert {alert.alert_id[:8]}: household {alert.household_ref[:8]} is known at "
-                f"{len(alert.involved)} organisations -> {_involved(alert)}")
+            say(f"alert {alert.alert_id[:8]}: a family (household {alert.household_ref[:8]}) "
+                f"is known at {len(alert.involved)} organisations: {_involved(alert)}")
         first = next((a for a in alerts
                       if any(i.organisation_id == "jeugdzorg-noord" for i in a.involved)), None)
         if first is None:
             raise FailedPrecondition("the demo expected an alert involving Jeugdzorg Noord")
 
-        story.section("The coordinator opens an alert; envelopes are decrypted on their machine")
+        story.section(f"The coordinator opens alert {first.alert_id[:8]} on her own computer")
         _, opened = desk.open(first.alert_id, self.coord_key)
         for item in opened:
             if item.identity is None:
@@ -333,63 +340,73 @@ class _Demo:
             self.result.identities_opened.append(ident.bsn)
         self.result.alerts_opened += 1
         desk.acknowledge(first.alert_id)
-        say("the hub logged the opening; the coordinator acknowledged the alert")
+        say("the hub recorded the opening in the access log; she acknowledged the alert")
 
-        story.section("A match outside the covenant's categories is held")
+        story.section("A match the covenant alone does not allow is held back")
         held = list(self.auditor.query(limit=50, event_type="match.hold"))
         if not held:
             raise FailedPrecondition("the demo expected a held match")
-        for event in held:
-            orgs = " and ".join(json.loads(event.detail_json)["organisations"])
-            say(f"household {event.subject_ref[:8]}: a match between {orgs} is held "
-                f"({event.reason}: the covenant alone is no basis and there is no consent);"
-                " the coordinator sees nothing of it")
         held_ref = held[0].subject_ref
+        names = {e.owner_organisation_id: PARTNERS.get(e.owner_organisation_id, "?")
+                 for e in held if e.subject_ref == held_ref}
+        say(f"household {held_ref[:8]} is known at {' and '.join(sorted(names.values()))}, "
+            "but one of them works on mental health, which needs the family's consent")
+        say("so the hub holds the match: the coordinator sees nothing, and the access log "
+            "records why (" + ", ".join(sorted({e.reason for e in held})) + ")")
 
         events: queue.Queue[coordinator_pb2.AlertEvent] = queue.Queue()
         threading.Thread(target=_watch, args=(desk, events), daemon=True).start()
         _drain(events, quiet=0.5)  # the replay of the changes so far
 
-        story.section("Jeugdzorg Noord records the family's consent; the match is released")
+        story.section("Jeugdzorg Noord asks the family, who consent; the match is released")
         started = time.monotonic()
         record = self.agents["jeugdzorg-noord"].grant_consent(
             covenant_id=COVENANT_ID, evidence="toestemmingsformulier TF-2026-031",
             valid_until=datetime.now(UTC) + timedelta(days=365),
             purposes=["care_coordination"], case_ref="JZ-2026-0588")
-        say(f"consent {record.consent_id[:8]} recorded (evidence reference kept at the partner)")
+        say(f"consent {record.consent_id[:8]} recorded (the signed form stays at Jeugdzorg "
+            "Noord; the hub keeps its reference)")
         released = _wait_for(events, lambda e: e.alert.household_ref == held_ref)
-        say(f"the coordinator's watch stream received the new alert "
-            f"{(time.monotonic() - started) * 1000:.0f} ms after the agent started recording "
-            f"consent: {_involved(released.alert)}")
+        say(f"{(time.monotonic() - started) * 1000:.0f} ms later a new alert "
+            f"{released.alert.alert_id[:8]} for household {held_ref[:8]} appeared on the "
+            f"coordinator's screen: {_involved(released.alert)}")
         self.result.held_then_released = True
 
-        story.section("Schuldhulp Noord withdraws a signal: the debt problem is solved")
+        story.section("Schuldhulp Noord withdraws its signal: the debts are settled")
         ids = self.agents["schuldhulp-noord"].withdraw(reason="risk_gone", case_ref="SH/0921")
         closed = _wait_for(events, lambda e: e.change == coordinator_pb2.ALERT_CHANGE_CLOSED)
         say(f"signal {ids[0][:8]} withdrawn (archived, not deleted); alert "
-            f"{closed.alert.alert_id[:8]} closed: {closed.alert.closed_reason} - only one "
-            "organisation is still involved")
+            f"{closed.alert.alert_id[:8]} was closed ({closed.alert.closed_reason}): only "
+            "one organisation is still involved with that family")
         self.result.withdrawn = True
-        say(f"the inbox now holds {len(desk.alerts())} open alert(s)")
+        say(f"the coordinator's inbox now holds {_plural(len(desk.alerts()), 'open alert')}")
 
     def audit(self) -> None:
         from hub import verify_database
 
         say = self.story.say
-        self.story.section("The privacy officer checks the access log")
+        self.story.section("The municipality's privacy officer checks the access log")
         events = list(self.auditor.query(limit=10_000))
         self.result.events = len(events)
-        kinds: dict[str, int] = {}
-        for e in events:
-            kinds[e.event_type] = kinds.get(e.event_type, 0) + 1
-        say(f"{len(events)} events: " + ", ".join(f"{k} x{v}" for k, v in sorted(kinds.items())))
+        def count(*types: str) -> int:
+            return sum(e.event_type in types for e in events)
+
+        counts = {
+            "signals sent or withdrawn": count("signal.submit", "signal.withdraw"),
+            "disclosures to the coordinator": count("alert.create", "alert.update"),
+            "held back": count("match.hold"),
+            "alert views and openings": count("alert.list", "alert.watch", "alert.open"),
+        }
+        say(f"every access is logged, {len(events)} events so far, among them: "
+            + "; ".join(f"{n} {label}" for label, n in counts.items()))
         response = self.auditor.verify()
-        say(f"hub verification: {'intact' if response.ok else 'FAILED'}; signed checkpoint "
-            f"at size {response.checkpoint.size}, signature checked against the pinned key")
+        say(f"the hub re-checked its whole log: {'intact' if response.ok else 'FAILED'} "
+            f"(these checks are logged too, so the log now holds {response.checkpoint.size} "
+            "events, sealed by the hub's signature)")
         self.result.log_verified = response.ok
         offline = verify_database(self.database, public_key=self.hub.hub.checkpoint_public_key,
                                   origin=self.hub.hub.origin)
-        say(f"offline, from the database file: {offline.describe()}")
+        say(f"and independently, straight from the database file: {offline.describe()}")
         self.result.offline_verified = offline.ok
 
 

@@ -7,6 +7,7 @@ calling organisation, how many elements it evaluated. It has no database.
 
 from __future__ import annotations
 
+import re
 import threading
 from collections import Counter
 from typing import Any
@@ -15,13 +16,19 @@ import grpc
 import structlog
 
 from exchange import crypto, log
-from exchange.errors import FailedPrecondition, PermissionDenied, SamenloopError
+from exchange.errors import (
+    FailedPrecondition,
+    InvalidInput,
+    PermissionDenied,
+    SamenloopError,
+)
 from exchange.rpc import request_id_from_metadata, status_for
 from exchange.v1 import keyservice_pb2, keyservice_pb2_grpc
 from hub._service import IdentityResolver
 
 _log = log.get("keyservice")
 ROLES = ("partner", "key_client", "privacy_officer")
+_KEY_ID = re.compile(r"[0-9a-f]{16}")
 
 
 class KeyService(keyservice_pb2_grpc.KeyServiceServicer):
@@ -61,6 +68,8 @@ class KeyService(keyservice_pb2_grpc.KeyServiceServicer):
                  context: grpc.ServicerContext) -> keyservice_pb2.EvaluateResponse:
         try:
             org = self._caller(context)
+            if request.key_id and not _KEY_ID.fullmatch(request.key_id):
+                raise InvalidInput("key_id must be 16 lowercase hex characters")
             if request.key_id and request.key_id != self._key.key_id:
                 raise FailedPrecondition(
                     f"key {request.key_id} is not the current key ({self._key.key_id}): "

@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, and_, delete, func, select, tuple_, update
+from sqlalchemy import ColumnElement, and_, func, select, tuple_, update
 from sqlalchemy.orm import Session, selectinload
 
 import consent
@@ -210,8 +210,10 @@ def grants_for(
     ).all()
     return [
         consent.ConsentGrant(
-            id=c.id, covenant_id=c.covenant_id, purposes=frozenset(c.purposes),
-            valid_from=c.valid_from, valid_until=c.valid_until, revoked_at=c.revoked_at,
+            id=c.id, recorded_by=c.organisation_id, covenant_id=c.covenant_id,
+            covenant_version=c.covenant_version, organisations=frozenset(c.organisations),
+            purposes=frozenset(c.purposes), valid_from=c.valid_from,
+            valid_until=c.valid_until, revoked_at=c.revoked_at,
         )
         for c in rows
     ]
@@ -232,6 +234,38 @@ def households_for_covenant(
     return set(session.scalars(multi)) | set(session.scalars(known))
 
 
+@dataclass
+class _Shown:
+    """What one coordinator may see of a household: signals and the basis of each."""
+
+    covenant_id: str
+    signals: dict[str, tuple[str, str]] = field(default_factory=dict)  # id -> (org, basis)
+
+
+def _decide(
+    covenant: consent.Covenant, grants: list[consent.ConsentGrant], party: list[Signal],
+    now: datetime,
+) -> tuple[dict[str, consent.Decision], dict[str, consent.Decision]]:
+    """Decide each party signal: may its organisation's involvement be shown?"""
+    policy = consent.AnyOf(consent.CovenantBasis(covenant),
+                           *(consent.ConsentBasis(g, covenant) for g in grants))
+    household = frozenset(s.organisation_id for s in party)
+    permitted: dict[str, consent.Decision] = {}
+    denied: dict[str, consent.Decision] = {}
+    for sig in party:
+        decision = policy.decide(consent.MatchFacts(
+            organisations=frozenset({sig.organisation_id}),
+            categories=frozenset({sig.category}), regions=frozenset({sig.region}),
+            household_organisations=household), now)
+        (permitted if decision.permitted else denied)[sig.id] = decision
+    if len({s.organisation_id for s in party if s.id in permitted}) < 2:
+        # Fewer than two organisations with a basis: there is nothing to disclose.
+        lone = consent.Decision.deny(consent.Reason.NO_OTHER_PARTY_WITH_BASIS)
+        denied.update(dict.fromkeys(permitted, lone))
+        permitted = {}
+    return permitted, denied
+
+
 def evaluate(
     session: Session,
     household_id: str,
@@ -240,7 +274,13 @@ def evaluate(
     access: _audit.Access,
     changes: Changes,
 ) -> None:
-    """Decide every covenant's match on a household and bring alerts in line."""
+    """Decide every covenant's match on a household and bring alerts in line.
+
+    Each party signal needs a basis of its own: the covenant for its category, or a
+    consent whose scope includes its organisation. The match is disclosed when signals
+    of two or more organisations have one, and only those signals are shown; the others
+    are withheld and logged, one event per organisation concerned.
+    """
     system = _audit.Access.system(access)
     signals = session.scalars(
         select(Signal).where(Signal.household_id == household_id, active(now))
@@ -252,7 +292,7 @@ def evaluate(
         return  # no match is possible and none existed: nothing to decide
     keys = {(k.kind, k.value) for k in session.scalars(
         select(SignalKey).where(SignalKey.signal_id.in_([s.id for s in signals])))}
-    disclosed: dict[str, tuple[set[str], consent.Decision, str]] = {}
+    shown: dict[str, _Shown] = {}
     close_reasons: dict[str, str] = {}
     for cov in covenants:
         party = [s for s in signals if s.organisation_id in cov.parties]
@@ -260,101 +300,119 @@ def evaluate(
         match = matches.get(cov.id)
         if len(orgs) < 2:
             if match is not None and match.status != "dissolved":
-                match.status, match.reason, match.basis, match.decided_at = (
-                    "dissolved", "fewer_than_two_parties", None, now)
+                match.status, match.reason, match.basis, match.withheld, match.decided_at = (
+                    "dissolved", "fewer_than_two_parties", None, 0, now)
                 _audit.append(session, system, _audit.Event(
                     "match.dissolve", "update", subject_ref=household_id,
-                    reason="fewer_than_two_parties", detail={"covenant": cov.id},
+                    reason="fewer_than_two_parties", detail={"covenant": cov.ref},
                 ), now)
             close_reasons.setdefault(cov.coordinator_id, "dissolved")
             continue
-        facts = consent.MatchFacts(
-            organisations=orgs,
-            categories=frozenset(s.category for s in party),
-            regions=frozenset(s.region for s in party),
-        )
-        policy = consent.AnyOf(
-            consent.CovenantBasis(cov),
-            *(consent.ConsentBasis(g, cov) for g in grants_for(session, keys, cov.id)),
-        )
-        decision = policy.decide(facts, now)
-        status = "disclosed" if decision.permitted else "held"
-        reason = decision.reason.value
+        permitted, denied = _decide(cov, grants_for(session, keys, cov.id), party, now)
+        if permitted:
+            status = "disclosed"
+            reason = "+".join(sorted({d.reason.value for d in permitted.values()}))
+            basis: str | None = "+".join(sorted({d.basis or "" for d in permitted.values()}))
+        else:
+            status, basis = "held", None
+            causes = sorted(d.reason.value for d in denied.values()
+                            if d.reason is not consent.Reason.NO_OTHER_PARTY_WITH_BASIS)
+            reason = causes[0] if causes else consent.Reason.NO_OTHER_PARTY_WITH_BASIS.value
         if match is None:
             match = Match(household_id=household_id, covenant_id=cov.id, status="",
-                          reason="", basis=None, decided_at=now)
+                          reason="", basis=None, withheld=0, decided_at=now)
             session.add(match)
-        if (match.status, match.reason, match.basis) != (status, reason, decision.basis):
-            match.status, match.reason, match.basis, match.decided_at = (
-                status, reason, decision.basis, now)
-            if not decision.permitted:
-                _audit.append(session, system, _audit.Event(
-                    "match.hold", "deny", outcome="denied", subject_ref=household_id,
-                    reason=reason, purpose=facts.purpose,
-                    detail={"covenant": cov.ref, "organisations": sorted(orgs),
-                            "reasons": [r.value for r in decision.details]},
-                ), now)
-        if not decision.permitted:
-            close_reasons[cov.coordinator_id] = "basis_lapsed"
+        if (match.status, match.reason, match.basis, match.withheld) != (
+                status, reason, basis, len(denied)):
+            match.status, match.reason, match.basis, match.withheld, match.decided_at = (
+                status, reason, basis, len(denied), now)
+            _log_withheld(session, system, household_id, cov, party, denied, now)
+        if permitted:
+            target = shown.setdefault(cov.coordinator_id, _Shown(cov.id))
+            for sig in party:
+                if sig.id in permitted:
+                    target.signals.setdefault(
+                        sig.id, (sig.organisation_id, permitted[sig.id].basis or ""))
         else:
-            ids, _, _ = disclosed.setdefault(
-                cov.coordinator_id, (set(), decision, cov.id))
-            ids.update(s.id for s in party)
+            close_reasons[cov.coordinator_id] = "basis_lapsed"
     session.flush()
-    coordinators = set(disclosed) | {a.coordinator_id for a in open_alerts}
-    for coordinator_id in sorted(coordinators):
-        wanted: set[str] = set()
-        granted: consent.Decision | None = None
-        covenant_id = ""
-        if coordinator_id in disclosed:
-            wanted, granted, covenant_id = disclosed[coordinator_id]
-        _sync_alert(session, household_id, coordinator_id, covenant_id, wanted, granted,
-                    {s.id: s.organisation_id for s in signals}, now, system, changes,
-                    close_reasons.get(coordinator_id, "basis_lapsed"))
+    for coordinator_id in sorted(set(shown) | {a.coordinator_id for a in open_alerts}):
+        _sync_alert(session, household_id, coordinator_id, shown.get(coordinator_id), now,
+                    system, changes, close_reasons.get(coordinator_id, "basis_lapsed"))
+
+
+def _log_withheld(session: Session, system: _audit.Access, household_id: str,
+                  cov: consent.Covenant, party: list[Signal],
+                  denied: dict[str, consent.Decision], now: datetime) -> None:
+    """One 'held' event per organisation whose involvement is withheld."""
+    by_org: dict[str, list[Signal]] = defaultdict(list)
+    for sig in party:
+        if sig.id in denied:
+            by_org[sig.organisation_id].append(sig)
+    for org, own in sorted(by_org.items()):
+        decisions = [denied[s.id] for s in own]
+        _audit.append(session, system, _audit.Event(
+            "match.hold", "deny", outcome="denied", owner=org, subject_ref=household_id,
+            reason=min(d.reason.value for d in decisions), purpose=consent.CARE_COORDINATION,
+            detail={"covenant": cov.ref, "signals": sorted(s.id for s in own),
+                    # every basis tried and why each failed
+                    "reasons": sorted({r.value for d in decisions
+                                       for r in (d.details or (d.reason,))})},
+        ), now)
 
 
 def _sync_alert(
-    session: Session, household_id: str, coordinator_id: str, covenant_id: str,
-    wanted: set[str], decision: consent.Decision | None, orgs_of: dict[str, str],
+    session: Session, household_id: str, coordinator_id: str, shown: _Shown | None,
     now: datetime, system: _audit.Access, changes: Changes, close_reason: str,
 ) -> None:
     alert = _open_alert(session, household_id, coordinator_id)
-    if decision is None:
+    if shown is None:
         if alert is not None:
             close_alert(session, alert, close_reason, now, changes)
             _audit.append(session, system, _audit.Event(
-                "alert.close", "update", subject_ref=household_id, reason=close_reason,
-                detail={"alert": alert.id, "recipient": coordinator_id},
+                "alert.close", "update", owner="", subject_ref=household_id,
+                reason=close_reason, detail={"alert": alert.id, "recipient": coordinator_id},
             ), now)
         return
+    links = {}
     if alert is None:
-        alert = Alert(id=str(uuid.uuid4()), household_id=household_id, covenant_id=covenant_id,
-                      coordinator_id=coordinator_id, state="new", created_at=now,
-                      updated_at=now, acknowledged_at=None, acknowledged_by=None,
-                      closed_at=None, closed_reason=None)
+        alert = Alert(id=str(uuid.uuid4()), household_id=household_id,
+                      covenant_id=shown.covenant_id, coordinator_id=coordinator_id,
+                      state="new", created_at=now, updated_at=now, acknowledged_at=None,
+                      acknowledged_by=None, closed_at=None, closed_reason=None)
         session.add(alert)
         session.flush()
         change = "created"
     else:
-        current = set(session.scalars(
-            select(AlertSignal.signal_id).where(AlertSignal.alert_id == alert.id)))
-        if current == wanted:
+        links = {link.signal_id: link for link in session.scalars(
+            select(AlertSignal).where(AlertSignal.alert_id == alert.id))}
+        if {k: v.basis for k, v in links.items()} == {k: v[1] for k, v in shown.signals.items()}:
             return
-        session.execute(delete(AlertSignal).where(
-            AlertSignal.alert_id == alert.id, AlertSignal.signal_id.not_in(wanted)))
-        alert.updated_at = now
-        alert.covenant_id = covenant_id
-        wanted = wanted - current
         change = "updated"
-    session.add_all(AlertSignal(alert_id=alert.id, signal_id=s) for s in sorted(wanted))
+    removed = sorted(set(links) - set(shown.signals))
+    added: dict[str, list[str]] = defaultdict(list)
+    for sid, (org, basis) in sorted(shown.signals.items()):
+        if sid not in links:
+            session.add(AlertSignal(alert_id=alert.id, signal_id=sid, basis=basis))
+            added[org].append(sid)
+        elif links[sid].basis != basis:
+            links[sid].basis = basis
+            added[org].append(sid)
+    for sid in removed:
+        session.delete(links[sid])
+    alert.updated_at = now
+    alert.covenant_id = shown.covenant_id
     session.flush()
     add_feed(session, alert, change, now, changes)
-    members = session.scalars(
-        select(AlertSignal.signal_id).where(AlertSignal.alert_id == alert.id)).all()
-    _audit.append(session, system, _audit.Event(
-        f"alert.{'create' if change == 'created' else 'update'}", "disclose",
-        subject_ref=household_id, basis=decision.basis or "", reason=decision.reason.value,
-        purpose=consent.CARE_COORDINATION,
-        detail={"alert": alert.id, "recipient": coordinator_id, "signals": sorted(members),
-                "organisations": sorted({orgs_of[s] for s in members if s in orgs_of})},
-    ), now)
+    for org, ids in sorted(added.items()):
+        bases = sorted({shown.signals[i][1] for i in ids})
+        _audit.append(session, system, _audit.Event(
+            f"alert.{'create' if change == 'created' else 'update'}", "disclose", owner=org,
+            subject_ref=household_id, basis="+".join(bases), purpose=consent.CARE_COORDINATION,
+            detail={"alert": alert.id, "recipient": coordinator_id, "signals": ids},
+        ), now)
+    if removed:
+        _audit.append(session, system, _audit.Event(
+            "alert.update", "update", owner="", subject_ref=household_id,
+            detail={"alert": alert.id, "recipient": coordinator_id, "removed": len(removed)},
+        ), now)

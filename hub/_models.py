@@ -150,6 +150,9 @@ class Consent(Base):
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     organisation_id: Mapped[str] = mapped_column(ForeignKey("organisations.id"))
     covenant_id: Mapped[str] = mapped_column(String(64))
+    # The covenant version consented under, and its parties then: the consent's scope.
+    covenant_version: Mapped[int] = mapped_column(Integer)
+    organisations: Mapped[list[str]] = mapped_column(JSON)
     purposes: Mapped[list[str]] = mapped_column(JSON)
     evidence_reference: Mapped[str] = mapped_column(String(128))
     valid_from: Mapped[datetime]
@@ -189,7 +192,10 @@ class Match(Base):
     covenant_id: Mapped[str] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str] = mapped_column(String(64))
-    basis: Mapped[str | None] = mapped_column(String(128))
+    # Every basis in use, joined with "+"; per signal in alert_signals.basis.
+    basis: Mapped[str | None] = mapped_column(String(512))
+    # How many of the parties' signals have no basis (their involvement is withheld).
+    withheld: Mapped[int] = mapped_column(Integer)
     decided_at: Mapped[datetime]
 
     __table_args__ = (
@@ -243,6 +249,8 @@ class AlertSignal(Base):
     signal_id: Mapped[str] = mapped_column(
         ForeignKey("signals.id", ondelete="CASCADE"), primary_key=True, index=True
     )
+    # The basis on which this signal's involvement is shown to the coordinator.
+    basis: Mapped[str] = mapped_column(String(256))
 
 
 class AlertFeed(Base):
@@ -273,10 +281,13 @@ class AuditEvent(Base):
     actor_org: Mapped[str] = mapped_column(String(64), index=True)
     actor_user: Mapped[str] = mapped_column(String(128))
     actor_role: Mapped[str] = mapped_column(String(32))
+    # The organisation whose data the event concerns ("" for none): its privacy
+    # officer sees the event. Decisions about several organisations are one event each.
+    owner_org: Mapped[str] = mapped_column(String(64), index=True)
     on_behalf_of: Mapped[str] = mapped_column(String(128))
     purpose: Mapped[str] = mapped_column(String(64))
     subject_ref: Mapped[str] = mapped_column(String(64), index=True)
-    basis: Mapped[str] = mapped_column(String(128))
+    basis: Mapped[str] = mapped_column(String(512))
     reason: Mapped[str] = mapped_column(String(64))
     source_system: Mapped[str] = mapped_column(String(64))
     network_address: Mapped[str] = mapped_column(String(128))

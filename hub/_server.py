@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 import signal
+import socket
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -12,7 +14,7 @@ from pathlib import Path
 
 import grpc
 
-from exchange import checkpoint, config, crypto, log
+from exchange import checkpoint, config, crypto, log, vocab
 from exchange.db import check_current, make_engine, migrate, redact_url
 from exchange.errors import ConfigError
 from exchange.rpc import MAX_MESSAGE_BYTES
@@ -22,7 +24,6 @@ from hub._service import IdentityResolver, add_services, metadata_identity
 
 MIGRATIONS = Path(__file__).parent / "_migrations"
 _log = log.get("hub")
-_LOOPBACK = ("127.", "localhost", "[::1]", "::1")
 
 
 @config.section("hub")
@@ -34,6 +35,10 @@ class HubSettings:
     origin: str = "samenloop.local/hub"
     max_workers: int = 32
     max_signal_age_days: int = 730
+    # How often time-based decisions (expiry, consent periods) are re-made; 0 disables.
+    sweep_seconds: float = 60.0
+    # Organisations (the municipality) whose privacy officers see the whole access log.
+    oversight_organisations: tuple[str, ...] = ()
     migrate: bool = False
 
 
@@ -45,9 +50,19 @@ class KeyServiceSettings:
     max_workers: int = 8
 
 
+def _is_loopback(host: str) -> bool:
+    """True when every address the host resolves to is a loopback address."""
+    name = host.strip("[]")
+    try:
+        infos = socket.getaddrinfo(name, None)
+    except OSError:
+        return False
+    return bool(infos) and all(ipaddress.ip_address(i[4][0]).is_loopback for i in infos)
+
+
 def _bind(server: grpc.Server, listen: str) -> int:
     host = listen.rsplit(":", 1)[0]
-    if not host.startswith(_LOOPBACK):
+    if not _is_loopback(host):
         raise ConfigError(
             f"refusing to listen on {listen}: without TLS client certificates the "
             "caller's identity cannot be trusted, so only loopback addresses are allowed")
@@ -112,7 +127,10 @@ def open_hub(settings: HubSettings, *, clock: Callable[[], datetime] | None = No
     check_current(engine, MIGRATIONS)
     signer = checkpoint.CheckpointSigner.load_or_create(settings.checkpoint_key, settings.origin)
     limits = Limits(max_signal_age=timedelta(days=settings.max_signal_age_days))
-    return Hub(engine, signer=signer, clock=clock, limits=limits)
+    for org in settings.oversight_organisations:
+        vocab.slug(org, "oversight_organisations")
+    return Hub(engine, signer=signer, clock=clock, limits=limits,
+               oversight=frozenset(settings.oversight_organisations))
 
 
 def start_hub(
@@ -127,10 +145,23 @@ def start_hub(
     add_services(server, hub, identity, stopping)
     port = _bind(server, settings.listen)
     server.start()
+    if settings.sweep_seconds > 0:
+        threading.Thread(target=_sweep, args=(hub, stopping, settings.sweep_seconds),
+                         name="sweep", daemon=True).start()
     address = f"{settings.listen.rsplit(':', 1)[0]}:{port}"
     _log.info("hub listening", address=address, database=redact_url(settings.database_url),
               checkpoint_key=crypto.fingerprint(hub.checkpoint_public_key).hex())
     return RunningHub(server, address, stopping, hub)
+
+
+def _sweep(hub: Hub, stopping: threading.Event, every: float) -> None:
+    while not stopping.wait(every):
+        try:
+            decided = hub.sweep()
+        except Exception:  # noqa: BLE001 - keep sweeping; the next run retries
+            _log.exception("sweep failed")
+            continue
+        _log.debug("sweep done", households=decided)
 
 
 def load_oprf_key(path: Path) -> crypto.OprfKey:

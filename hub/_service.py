@@ -201,6 +201,7 @@ def consent_pb(row: Consent) -> signal_pb2.ConsentRecord:
         valid_from=to_timestamp(row.valid_from), valid_until=to_timestamp(row.valid_until),
         recorded_at=to_timestamp(row.recorded_at), recorded_by=row.recorded_by,
         revoked_at=to_timestamp(row.revoked_at), revoked_by=row.revoked_by or "",
+        covenant_version=row.covenant_version, organisations=row.organisations,
     )
 
 
@@ -214,6 +215,7 @@ def event_pb(row: AuditEvent) -> audit_pb2.AuditEvent:
         basis=row.basis, reason=row.reason, source_system=row.source_system,
         network_address=row.network_address, request_id=row.request_id,
         detail_json=row.detail, leaf_hash=row.leaf_hash, chain_hash=row.chain_hash,
+        owner_organisation_id=row.owner_org,
     )
 
 

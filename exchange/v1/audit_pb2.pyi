@@ -69,6 +69,7 @@ class AuditEvent(_message.Message):
     DETAIL_JSON_FIELD_NUMBER: _builtins.int
     LEAF_HASH_FIELD_NUMBER: _builtins.int
     CHAIN_HASH_FIELD_NUMBER: _builtins.int
+    OWNER_ORGANISATION_ID_FIELD_NUMBER: _builtins.int
     index: _builtins.int
     """Position in the log, from 0 (the Merkle leaf index)."""
     event_id: _builtins.str
@@ -95,6 +96,10 @@ class AuditEvent(_message.Message):
     """RFC 6962 leaf hash: SHA-256(0x00 || canonical event bytes)."""
     chain_hash: _builtins.bytes
     """Hash chain: SHA-256(previous chain hash || leaf hash)."""
+    owner_organisation_id: _builtins.str
+    """The organisation whose data the event concerns; empty for none. Its privacy
+    officer sees the event.
+    """
     @_builtins.property
     def occurred_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -120,10 +125,11 @@ class AuditEvent(_message.Message):
         detail_json: _builtins.str = ...,
         leaf_hash: _builtins.bytes = ...,
         chain_hash: _builtins.bytes = ...,
+        owner_organisation_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "occurred_at", b"occurred_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "actor", b"actor", "basis", b"basis", "chain_hash", b"chain_hash", "detail_json", b"detail_json", "event_id", b"event_id", "event_type", b"event_type", "index", b"index", "leaf_hash", b"leaf_hash", "network_address", b"network_address", "occurred_at", b"occurred_at", "on_behalf_of", b"on_behalf_of", "outcome", b"outcome", "purpose", b"purpose", "reason", b"reason", "request_id", b"request_id", "source_system", b"source_system", "subject_ref", b"subject_ref"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "actor", b"actor", "basis", b"basis", "chain_hash", b"chain_hash", "detail_json", b"detail_json", "event_id", b"event_id", "event_type", b"event_type", "index", b"index", "leaf_hash", b"leaf_hash", "network_address", b"network_address", "occurred_at", b"occurred_at", "on_behalf_of", b"on_behalf_of", "outcome", b"outcome", "owner_organisation_id", b"owner_organisation_id", "purpose", b"purpose", "reason", b"reason", "request_id", b"request_id", "source_system", b"source_system", "subject_ref", b"subject_ref"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -145,6 +151,7 @@ class QueryEventsRequest(_message.Message):
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     subject_ref: _builtins.str
     organisation_id: _builtins.str
+    """Events this organisation acted in or whose data they concern."""
     actor_user_id: _builtins.str
     event_type: _builtins.str
     action: _builtins.str

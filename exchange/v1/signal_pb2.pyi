@@ -392,12 +392,16 @@ class ConsentRecord(_message.Message):
     RECORDED_BY_FIELD_NUMBER: _builtins.int
     REVOKED_AT_FIELD_NUMBER: _builtins.int
     REVOKED_BY_FIELD_NUMBER: _builtins.int
+    COVENANT_VERSION_FIELD_NUMBER: _builtins.int
+    ORGANISATIONS_FIELD_NUMBER: _builtins.int
     consent_id: _builtins.str
     organisation_id: _builtins.str
     covenant_id: _builtins.str
     evidence_reference: _builtins.str
     recorded_by: _builtins.str
     revoked_by: _builtins.str
+    covenant_version: _builtins.int
+    """The covenant version consented under; its parties then are the consent's scope."""
     @_builtins.property
     def purposes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -410,6 +414,8 @@ class ConsentRecord(_message.Message):
     def revoked_at(self) -> _timestamp_pb2.Timestamp:
         """Unset while the consent is not revoked."""
 
+    @_builtins.property
+    def organisations(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     def __init__(
         self,
         *,
@@ -424,10 +430,12 @@ class ConsentRecord(_message.Message):
         recorded_by: _builtins.str = ...,
         revoked_at: _timestamp_pb2.Timestamp | None = ...,
         revoked_by: _builtins.str = ...,
+        covenant_version: _builtins.int = ...,
+        organisations: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["recorded_at", b"recorded_at", "revoked_at", b"revoked_at", "valid_from", b"valid_from", "valid_until", b"valid_until"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["consent_id", b"consent_id", "covenant_id", b"covenant_id", "evidence_reference", b"evidence_reference", "organisation_id", b"organisation_id", "purposes", b"purposes", "recorded_at", b"recorded_at", "recorded_by", b"recorded_by", "revoked_at", b"revoked_at", "revoked_by", b"revoked_by", "valid_from", b"valid_from", "valid_until", b"valid_until"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["consent_id", b"consent_id", "covenant_id", b"covenant_id", "covenant_version", b"covenant_version", "evidence_reference", b"evidence_reference", "organisation_id", b"organisation_id", "organisations", b"organisations", "purposes", b"purposes", "recorded_at", b"recorded_at", "recorded_by", b"recorded_by", "revoked_at", b"revoked_at", "revoked_by", b"revoked_by", "valid_from", b"valid_from", "valid_until", b"valid_until"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -137,8 +137,8 @@ def test_each_role_from_the_command_line(servers: tuple[Server, Server], tmp_pat
                            "--state-database", f"sqlite:///{org}.db", cwd=tmp_path)
         assert result.returncode == 0, result.stderr
         if org == "org-a":
-            assert "1 signals submitted" in result.stdout
-            assert "1 invalid rows not submitted" in result.stdout
+            assert "1 signal submitted" in result.stdout
+            assert "1 invalid row not submitted" in result.stdout
             assert "row 2: bsn fails the elfproef" in result.stderr
             assert "111222334" not in result.stdout + result.stderr
 

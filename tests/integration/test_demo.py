@@ -35,10 +35,11 @@ def _personal_values(demo_dir: Path) -> set[str]:
 
 def test_the_demo_tells_the_whole_story(demo_dir: Path) -> None:
     out = (demo_dir.parent / "stdout.txt").read_text()
-    for phrase in ("known at 2 organisations", "envelopes are decrypted on their machine",
-                   "is held (category_not_covered", "received the new alert",
-                   "withdraws a signal", "closed: dissolved", "access log verified",
-                   "hub verification: intact"):
+    for phrase in ("is known at 2 organisations", "opens alert",
+                   "so the hub holds the match", "category_not_covered",
+                   "appeared on the coordinator's screen", "withdraws its signal",
+                   "was closed (dissolved)", "access log verified",
+                   "re-checked its whole log: intact"):
         assert phrase in out
     assert "BSN " in out  # the coordinator's opened envelope shows the identity
     assert (demo_dir / "hub.db").exists()

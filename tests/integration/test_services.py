@@ -267,7 +267,12 @@ def test_key_service_refuses_bad_batches(services: Services) -> None:
         assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT
     with pytest.raises(grpc.RpcError) as info:
         stub.Evaluate(keyservice_pb2.EvaluateRequest(blinded_elements=[bytes(32)], key_id="x"))
+    assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    with pytest.raises(grpc.RpcError) as info:
+        stub.Evaluate(keyservice_pb2.EvaluateRequest(blinded_elements=[bytes(32)],
+                                                     key_id="0" * 16))
     assert info.value.code() is grpc.StatusCode.FAILED_PRECONDITION
+    assert "0000000000000000 is not the current key" in (info.value.details() or "")
     channel.close()
     coordinator = rpc.channel(services.keyservice.address,
                               rpc.Caller("gemeente", "c", "coordinator"))
@@ -362,3 +367,14 @@ def test_servers_refuse_non_loopback_addresses(tmp_path: Path) -> None:
         start_keyservice(KeyServiceSettings(listen="0.0.0.0:0"), key=crypto.OprfKey.generate())
     settings = AgentSettings(organisation="org-a")
     assert settings.hub.startswith("127.0.0.1")
+
+
+@pytest.mark.parametrize(("host", "loopback"), [
+    ("127.0.0.1", True), ("localhost", True), ("[::1]", True),
+    ("0.0.0.0", False),  # noqa: S104 - the address that must be refused
+    ("10.1.2.3", False), ("192.168.1.10", False), ("no-such-host.invalid", False),
+])
+def test_loopback_is_decided_by_address(host: str, loopback: bool) -> None:
+    from hub._server import _is_loopback
+
+    assert _is_loopback(host) is loopback

@@ -36,10 +36,11 @@ def upgrade() -> None:
         sa.Column("actor_org", sa.String(length=64), nullable=False),
         sa.Column("actor_user", sa.String(length=128), nullable=False),
         sa.Column("actor_role", sa.String(length=32), nullable=False),
+        sa.Column("owner_org", sa.String(length=64), nullable=False),
         sa.Column("on_behalf_of", sa.String(length=128), nullable=False),
         sa.Column("purpose", sa.String(length=64), nullable=False),
         sa.Column("subject_ref", sa.String(length=64), nullable=False),
-        sa.Column("basis", sa.String(length=128), nullable=False),
+        sa.Column("basis", sa.String(length=512), nullable=False),
         sa.Column("reason", sa.String(length=64), nullable=False),
         sa.Column("source_system", sa.String(length=64), nullable=False),
         sa.Column("network_address", sa.String(length=128), nullable=False),
@@ -54,6 +55,9 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_audit_events_actor_org"), ["actor_org"], unique=False)
         batch_op.create_index(
             batch_op.f("ix_audit_events_occurred_at"), ["occurred_at"], unique=False
+        )
+        batch_op.create_index(
+            batch_op.f("ix_audit_events_owner_org"), ["owner_org"], unique=False
         )
         batch_op.create_index(
             batch_op.f("ix_audit_events_subject_ref"), ["subject_ref"], unique=False
@@ -96,6 +100,8 @@ def upgrade() -> None:
         sa.Column("id", sa.String(length=36), nullable=False),
         sa.Column("organisation_id", sa.String(length=64), nullable=False),
         sa.Column("covenant_id", sa.String(length=64), nullable=False),
+        sa.Column("covenant_version", sa.Integer(), nullable=False),
+        sa.Column("organisations", sa.JSON(), nullable=False),
         sa.Column("purposes", sa.JSON(), nullable=False),
         sa.Column("evidence_reference", sa.String(length=128), nullable=False),
         sa.Column("valid_from", sa.DateTime(timezone=True), nullable=False),
@@ -146,7 +152,8 @@ def upgrade() -> None:
         sa.Column("covenant_id", sa.String(length=64), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("reason", sa.String(length=64), nullable=False),
-        sa.Column("basis", sa.String(length=128), nullable=True),
+        sa.Column("basis", sa.String(length=512), nullable=True),
+        sa.Column("withheld", sa.Integer(), nullable=False),
         sa.Column("decided_at", sa.DateTime(timezone=True), nullable=False),
         sa.CheckConstraint(
             "status IN ('held', 'disclosed', 'dissolved')", name=op.f("ck_matches_status_known")
@@ -367,6 +374,7 @@ def upgrade() -> None:
         "alert_signals",
         sa.Column("alert_id", sa.String(length=36), nullable=False),
         sa.Column("signal_id", sa.String(length=36), nullable=False),
+        sa.Column("basis", sa.String(length=256), nullable=False),
         sa.ForeignKeyConstraint(
             ["alert_id"],
             ["alerts.id"],
@@ -429,6 +437,7 @@ def downgrade() -> None:
     op.drop_table("audit_head")
     with op.batch_alter_table("audit_events", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_audit_events_subject_ref"))
+        batch_op.drop_index(batch_op.f("ix_audit_events_owner_org"))
         batch_op.drop_index(batch_op.f("ix_audit_events_occurred_at"))
         batch_op.drop_index(batch_op.f("ix_audit_events_actor_org"))
 

@@ -51,3 +51,9 @@ def test_invalid_covenants_name_the_line_and_reason(source: str, message: str) -
     with pytest.raises(CovenantError) as info:
         parse_covenant(source)
     assert message in str(info.value)
+
+
+@pytest.mark.parametrize("value", ["9999-12-31", "1000-01-01", "0001-01-01T00:00:00-01:00"])
+def test_dates_out_of_range_are_refused_not_crashed(value: str) -> None:
+    with pytest.raises(CovenantError, match="between 2000 and 2200"):
+        parse_covenant(_replace("valid_until = 2026-12-31", f"valid_until = {value}"))

@@ -28,7 +28,8 @@ NEEDS_CONSENT = MatchFacts(frozenset({"org-a", "org-b"}),
 
 def grant(**changes: object) -> ConsentGrant:
     values: dict[str, object] = {
-        "id": "c1", "covenant_id": COV.id, "purposes": frozenset({"care_coordination"}),
+        "id": "c1", "recorded_by": "org-a", "covenant_id": COV.id, "covenant_version": 0,
+        "organisations": COV.parties, "purposes": frozenset({"care_coordination"}),
         "valid_from": AT - timedelta(days=1), "valid_until": AT + timedelta(days=30),
         "revoked_at": None}
     values.update(changes)
@@ -50,7 +51,7 @@ def test_consent_basis_where_the_covenant_is_not_enough() -> None:
     decision = gate(grant()).decide(NEEDS_CONSENT, AT)
     assert decision.permitted
     assert decision.reason is Reason.CONSENT
-    assert decision.basis == "consent:c1"
+    assert decision.basis == "consent:c1@test-covenant@v0"
 
 
 def test_neither_basis_holds_the_match() -> None:
@@ -81,7 +82,11 @@ def test_revoked_consent_denies_from_the_moment_of_revocation() -> None:
     (grant(covenant_id="another"), NEEDS_CONSENT, Reason.CONSENT_OUT_OF_SCOPE),
     (grant(purposes=frozenset({"research"})), NEEDS_CONSENT, Reason.CONSENT_OUT_OF_SCOPE),
     (grant(), MatchFacts(frozenset({"org-a", "org-z"}), frozenset({"youth_care"}),
-                         frozenset({"GM0014"})), Reason.ORGANISATION_NOT_PARTY),
+                         frozenset({"GM0014"})), Reason.CONSENT_OUT_OF_SCOPE),
+    (grant(organisations=frozenset({"org-a", "org-b"})),
+     MatchFacts(frozenset({"org-a", "org-c"}), frozenset({"mental_health"}),
+                frozenset({"GM0014"})), Reason.CONSENT_OUT_OF_SCOPE),
+    (grant(recorded_by="org-c"), NEEDS_CONSENT, Reason.CONSENT_RECORDER_NOT_INVOLVED),
     (grant(), MatchFacts(frozenset({"org-a", "org-b"}), frozenset({"youth_care"}),
                          frozenset({"GM0363"})), Reason.REGION_NOT_COVERED),
 ])
@@ -112,7 +117,7 @@ def test_empty_policies_deny() -> None:
 def test_all_of_needs_every_part() -> None:
     both = AllOf(CovenantBasis(COV), ConsentBasis(grant(), COV))
     decision = both.decide(COVERED, AT)
-    assert decision.permitted and decision.basis == f"{COV.ref}+consent:c1"
+    assert decision.permitted and decision.basis == f"{COV.ref}+consent:c1@test-covenant@v0"
     assert not AllOf(CovenantBasis(COV), ConsentBasis(grant(revoked_at=AT), COV)).decide(
         COVERED, AT).permitted
 
@@ -130,4 +135,4 @@ def test_any_of_permits_whatever_the_order(order: list[int], valid: bool) -> Non
              ConsentBasis(grant(id="c2", revoked_at=None if valid else AT), COV)]
     decision = AnyOf(*(parts[i] for i in order)).decide(NEEDS_CONSENT, AT)
     assert decision.permitted is valid
-    assert (decision.basis == "consent:c2") is valid
+    assert (decision.basis == "consent:c2@test-covenant@v0") is valid

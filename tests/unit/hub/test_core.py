@@ -68,8 +68,12 @@ def test_three_organisations_one_household_one_alert(hub: Hub, reg: Registry) ->
     # one alert, updated (not duplicated) when the third organisation joined
     changes = [change for _, change, _ in hub.alert_changes(COORD, 0)]
     assert changes == ["created", "updated"]
+    # one disclosure event per organisation whose involvement was shown
     disclosures = _events(hub, "alert.create") + _events(hub, "alert.update")
-    assert [e.basis for e in disclosures] == ["covenant:test-covenant@v1"] * 2
+    assert [(e.event_type, e.owner_org) for e in disclosures] == [
+        ("alert.create", "org-a"), ("alert.create", "org-b"), ("alert.update", "org-c")]
+    assert {e.basis for e in disclosures} == {"covenant:test-covenant@v1"}
+    assert all(a.id not in e.detail for e in disclosures[1:])  # no other partner's ids
 
 
 def test_a_single_organisation_is_no_match(hub: Hub, reg: Registry) -> None:
@@ -102,17 +106,23 @@ def test_held_without_basis_then_released_by_consent(hub: Hub, reg: Registry) ->
     b, _ = hub.submit(access("org-b"), signal(hub, "org-b", person="mother", address="h",
                                               category="housing"))
     assert hub.list_alerts(COORD, ("new",), 10, "")[0] == []
-    (hold,) = _events(hub, "match.hold")
-    assert (hold.outcome, hold.reason) == ("denied", "category_not_covered")
+    holds = _events(hub, "match.hold")  # one per organisation, each about its own signal
+    assert [(h.owner_org, h.outcome, h.reason) for h in holds] == [
+        ("org-a", "denied", "category_not_covered"),
+        ("org-b", "denied", "no_other_party_with_basis")]
+    assert b.id in holds[1].detail and b.id not in holds[0].detail
     with session_factory(hub._engine)() as s:
-        assert s.scalars(select(Match.status)).all() == ["held"]
+        assert s.execute(select(Match.status, Match.reason)).all() == [
+            ("held", "category_not_covered")]
 
     record, duplicate = hub.record_consent(access("org-a"), _consent(person="child"))
     assert not duplicate
     (view,), _ = hub.list_alerts(COORD, ("new",), 10, "")
     assert view.household_ref == _household(hub, b.id)
-    (created,) = _events(hub, "alert.create")
-    assert created.basis == f"consent:{record.id}"
+    created = _events(hub, "alert.create")
+    assert [(e.owner_org, e.basis) for e in created] == [
+        ("org-a", f"consent:{record.id}@test-covenant@v1"),
+        ("org-b", "covenant:test-covenant@v1")]
 
 
 def _consent(*, person: str, days: int = 30, **changes: object) -> object:
@@ -127,6 +137,58 @@ def _consent(*, person: str, days: int = 30, **changes: object) -> object:
     return dataclasses.replace(value, **changes)  # type: ignore[arg-type]
 
 
+def test_consent_does_not_cover_a_party_added_in_a_later_version(hub: Hub,
+                                                                  reg: Registry) -> None:
+    two_parties = COVENANT.replace('"org-b", "org-c"]', '"org-b"]')
+    hub.register_covenant(ADMIN, two_parties)  # version 2: org-c is no party any more
+    hub.submit(access("org-a"), signal(hub, "org-a", person="p", category="mental_health"))
+    hub.submit(access("org-b"), signal(hub, "org-b", person="p", category="housing"))
+    record, _ = hub.record_consent(access("org-a"), _consent(person="p"))
+    assert record.covenant_version == 2
+    (view,), _ = hub.list_alerts(COORD, ("new",), 10, "")
+    hub.register_covenant(ADMIN, COVENANT)  # version 3 adds org-c again
+    hub.submit(access("org-c"), signal(hub, "org-c", person="p", category="mental_health"))
+    (view,), _ = hub.list_alerts(COORD, ("new",), 10, "")
+    assert {i.organisation_id for i in view.involved} == {"org-a", "org-b"}
+    (hold,) = [e for e in _events(hub, "match.hold") if e.owner_org == "org-c"]
+    assert hold.reason == "category_not_covered"
+    assert "consent_out_of_scope" in hold.detail
+
+
+def test_a_consent_category_is_held_while_covered_ones_are_shown(hub: Hub,
+                                                                   reg: Registry) -> None:
+    hub.submit(access("org-a"), signal(hub, "org-a", person="p", category="youth_care"))
+    hub.submit(access("org-b"), signal(hub, "org-b", person="p", category="housing"))
+    c, _ = hub.submit(access("org-c"), signal(hub, "org-c", person="p",
+                                              category="mental_health"))
+    (view,), _ = hub.list_alerts(COORD, ("new",), 10, "")
+    assert {i.organisation_id for i in view.involved} == {"org-a", "org-b"}
+    (hold,) = _events(hub, "match.hold")
+    assert (hold.owner_org, hold.reason) == ("org-c", "category_not_covered")
+    hub.record_consent(access("org-c"), _consent(person="p"))
+    (view,), _ = hub.list_alerts(COORD, ("new",), 10, "")
+    assert {i.organisation_id for i in view.involved} == {"org-a", "org-b", "org-c"}
+    (update,) = _events(hub, "alert.update")
+    assert (update.owner_org, update.basis) == ("org-c", f"consent:{_consent_id(hub)}"
+                                                "@test-covenant@v1")
+    assert c.id in update.detail
+
+
+def _consent_id(hub: Hub) -> str:
+    from hub._models import Consent
+
+    with session_factory(hub._engine)() as s:
+        return s.scalars(select(Consent.id)).one()
+
+
+def test_consent_recorded_by_an_uninvolved_partner_releases_nothing(hub: Hub,
+                                                                    reg: Registry) -> None:
+    hub.submit(access("org-a"), signal(hub, "org-a", person="p", category="mental_health"))
+    hub.submit(access("org-b"), signal(hub, "org-b", person="p", category="housing"))
+    hub.record_consent(access("org-c"), _consent(person="p"))
+    assert hub.list_alerts(COORD, ("new",), 10, "")[0] == []
+
+
 def test_revoked_consent_stops_disclosure_at_once(hub: Hub, reg: Registry,
                                                   clock: Clock) -> None:
     hub.submit(access("org-a"), signal(hub, "org-a", person="p", category="mental_health"))
@@ -139,7 +201,9 @@ def test_revoked_consent_stops_disclosure_at_once(hub: Hub, reg: Registry,
     with pytest.raises(PermissionDenied, match="closed"):
         hub.open_alert(COORD, view.alert_id)  # second disclosure refused
     assert hub.list_alerts(COORD, ("closed",), 10, "")[0][0].closed_reason == "basis_lapsed"
-    assert len(_events(hub, "alert.open")) == 1  # the past disclosure stays in the log
+    opens = _events(hub, "alert.open")  # one event per organisation whose data was opened
+    assert {e.owner_org for e in opens} == {"org-a", "org-b"}
+    assert len({e.request_id for e in opens}) == 1  # the past disclosure stays in the log
 
 
 def test_expired_covenant_denies_an_open(hub: Hub, reg: Registry, clock: Clock) -> None:
@@ -151,8 +215,9 @@ def test_expired_covenant_denies_an_open(hub: Hub, reg: Registry, clock: Clock) 
     clock.now = clock.now.replace(year=2027, month=1, day=1)
     with pytest.raises(PermissionDenied):
         hub.open_alert(COORD, view.alert_id)
-    (hold,) = _events(hub, "match.hold")
-    assert hold.reason == "covenant_not_in_force"
+    holds = _events(hub, "match.hold")
+    assert {(h.owner_org, h.reason) for h in holds} == {
+        ("org-a", "covenant_not_in_force"), ("org-b", "covenant_not_in_force")}
 
 
 def test_a_covenant_registered_later_discloses_existing_matches(hub: Hub) -> None:
@@ -301,8 +366,10 @@ def test_open_returns_only_envelopes_for_the_caller_and_marks_seen(hub: Hub,
     opened, envelopes = hub.open_alert(COORD, view.alert_id)
     assert opened.state == "seen"
     assert {env.recipient_id for _, _, env in envelopes} == {"coord-a"}
-    (event,) = _events(hub, "alert.open")
-    assert (event.action, event.basis) == ("disclose", "covenant:test-covenant@v1")
+    events = _events(hub, "alert.open")
+    assert {(e.owner_org, e.action, e.basis) for e in events} == {
+        ("org-a", "disclose", "covenant:test-covenant@v1"),
+        ("org-b", "disclose", "covenant:test-covenant@v1")}
     acked = hub.acknowledge(COORD, view.alert_id)
     assert acked.state == "acknowledged"
 
@@ -364,3 +431,92 @@ def test_pseudonyms_are_the_only_keys_stored(hub: Hub, reg: Registry) -> None:
         values = s.scalars(select(SignalKey.value)).all()
     assert values == [pseudonym("person:123456782")]
     assert len(values[0]) == crypto.PSEUDONYM_SIZE
+
+
+def test_privacy_officers_see_their_own_organisation_only(hub: Hub, reg: Registry) -> None:
+    from hub._core import AuditFilter
+
+    a, _ = hub.submit(access("org-a"), signal(hub, "org-a", person="p",
+                                              category="mental_health"))
+    b, _ = hub.submit(access("org-b"), signal(hub, "org-b", person="p", category="housing"))
+    officer_a = access("org-a", "privacy_officer", "po-a")
+    rows, _ = hub.query_events(officer_a, AuditFilter(), 1000, "")
+    assert rows and all("org-a" in (r.actor_org, r.owner_org) for r in rows)
+    text = " ".join(r.detail + r.actor_org + r.owner_org for r in rows)
+    assert b.id not in text and "org-b" not in text  # nothing betrays the other partner
+    assert {r.event_type for r in rows} >= {"signal.submit", "match.hold"}
+    everything, _ = hub.query_events(access("gemeente", "administrator", "a"), AuditFilter(),
+                                     1000, "")
+    assert len(everything) > len(rows)
+    hub.oversight = frozenset({"gemeente"})
+    overseen, _ = hub.query_events(access("gemeente", "privacy_officer", "po"), AuditFilter(),
+                                   1000, "")
+    assert {r.owner_org for r in overseen} >= {"org-a", "org-b"}
+    with pytest.raises(PermissionDenied):
+        hub.query_events(access("nobody", "privacy_officer", "x"), AuditFilter(), 10, "")
+    assert a.id
+
+
+def test_a_closed_alert_shows_no_one(hub: Hub, reg: Registry) -> None:
+    a, _ = hub.submit(access("org-a"), signal(hub, "org-a", person="p"))
+    hub.submit(access("org-b"), signal(hub, "org-b", person="p", category="housing"))
+    hub.withdraw(access("org-a"), a.id, "risk_gone")
+    (closed,), _ = hub.list_alerts(COORD, ("closed",), 10, "")
+    assert closed.involved == ()
+    replay = hub.alert_changes(COORD, 0)
+    assert all(view.involved == () for _, _, view in replay)  # history shows no one either
+
+
+def test_lapses_take_effect_without_an_open(hub: Hub, reg: Registry, clock: Clock) -> None:
+    hub.submit(access("org-a"), signal(hub, "org-a", person="p"))
+    hub.submit(access("org-b"), signal(hub, "org-b", person="p", category="housing"))
+    assert len(hub.list_alerts(COORD, ("new",), 10, "")[0]) == 1
+    clock.now = clock.now.replace(year=2027, month=1, day=1)  # the covenant has ended
+    assert hub.list_alerts(COORD, ("new", "seen", "acknowledged"), 10, "")[0] == []
+    (closed,), _ = hub.list_alerts(COORD, ("closed",), 10, "")
+    assert (closed.closed_reason, closed.involved) == ("basis_lapsed", ())
+
+
+def test_an_expired_signal_leaves_the_alert(hub: Hub, reg: Registry, clock: Clock) -> None:
+    item = signal(hub, "org-a", person="p")
+    hub.submit(access("org-a"), dataclasses.replace(
+        item, expires_at=clock.now + timedelta(days=2)))
+    hub.submit(access("org-b"), signal(hub, "org-b", person="p", category="housing"))
+    (view,), _ = hub.list_alerts(COORD, ("new",), 10, "")
+    clock.advance(days=3)
+    with pytest.raises(FailedPrecondition, match="closed"):
+        hub.acknowledge(COORD, view.alert_id)
+    (closed,), _ = hub.list_alerts(COORD, ("closed",), 10, "")
+    assert closed.closed_reason == "dissolved"
+
+
+def test_the_sweep_releases_a_consent_that_starts_later(hub: Hub, reg: Registry,
+                                                        clock: Clock) -> None:
+    hub.submit(access("org-a"), signal(hub, "org-a", person="p", category="mental_health"))
+    hub.submit(access("org-b"), signal(hub, "org-b", person="p", category="housing"))
+    hub.record_consent(access("org-a"), _consent(
+        person="p", valid_from=clock.now + timedelta(days=1)))
+    assert hub.sweep() == 1
+    assert hub.alert_changes(COORD, 0) == []
+    clock.advance(days=2)
+    assert hub.sweep() == 1
+    ((_, change, view),) = hub.alert_changes(COORD, 0)
+    assert change == "created" and len(view.involved) == 2
+
+
+def test_malformed_page_tokens_are_invalid_input(hub: Hub, reg: Registry) -> None:
+    import base64
+
+    from hub._core import AuditFilter
+
+    naive = base64.urlsafe_b64encode(
+        b"2026-06-01T09:00:00|0b1c5a52-5d4e-4f0a-9a0b-6b2b9d4c1e11").decode()
+    for token in (naive, "%%%", base64.urlsafe_b64encode(b"a|b").decode()):
+        with pytest.raises(InvalidInput, match="page_token"):
+            hub.list_alerts(COORD, ("new",), 10, token)
+    for token in ("99999999999999999999", "-1", "١٢", "1e3"):
+        with pytest.raises(InvalidInput, match="page_token"):
+            hub.query_events(ADMIN_WITH_ORG, AuditFilter(), 10, token)
+
+
+ADMIN_WITH_ORG = access("gemeente", "administrator", "admin")

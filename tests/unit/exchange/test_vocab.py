@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+import pytest
+
+from exchange import vocab
+from exchange.errors import InvalidInput
+
+
+@pytest.mark.parametrize(("check", "good"), [
+    (vocab.slug, "org-a"), (vocab.code, "care_coordination"), (vocab.region, "GM0014"),
+    (vocab.phone, "050 367 1100"), (vocab.email, "a@b.example"),
+])
+def test_a_trailing_newline_is_never_accepted(check: object, good: str) -> None:
+    assert check(good, "field") == good  # type: ignore[operator]
+    for bad in (good + "\n", "\n" + good, good + " "):
+        with pytest.raises(InvalidInput, match="field"):
+            check(bad, "field")  # type: ignore[operator]
+
+
+def test_text_refuses_control_characters_and_length() -> None:
+    assert vocab.text("Pat Jansen", "name", max_len=20) == "Pat Jansen"
+    with pytest.raises(InvalidInput, match="control"):
+        vocab.text("Pat\nJansen", "name", max_len=20)
+    with pytest.raises(InvalidInput, match="longer"):
+        vocab.text("x" * 21, "name", max_len=20)
+    with pytest.raises(InvalidInput, match="required"):
+        vocab.text("  ", "name", max_len=20)
+
+
+def test_uuids_must_be_canonical() -> None:
+    value = "0b1c5a52-5d4e-4f0a-9a0b-6b2b9d4c1e11"
+    assert vocab.uuid_str(value, "id") == value
+    for bad in (value.upper(), value + "\n", "{" + value + "}", value.replace("-", "")):
+        with pytest.raises(InvalidInput):
+            vocab.uuid_str(bad, "id")
