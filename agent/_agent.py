@@ -20,7 +20,7 @@ from agent import _normalise as norm
 from agent import _source
 from agent._client import HubClient, KeyServiceClient
 from agent._identity import envelope_context
-from agent._models import ConsentRecord, Submission, TrustedKey
+from agent._models import ConsentRecord, Pin, Submission
 from exchange import config, crypto, log, rpc, vocab
 from exchange.db import make_engine, migrate, session_factory
 from exchange.errors import FailedPrecondition, InvalidInput, NotFound, VerificationError
@@ -32,6 +32,11 @@ _REASONS = {
     "risk_gone": signal_pb2.WITHDRAWAL_REASON_RISK_GONE,
     "unjustified": signal_pb2.WITHDRAWAL_REASON_UNJUSTIFIED,
 }
+
+
+class _Changed(Exception):
+    def __init__(self, previous: bytes) -> None:
+        self.previous = previous
 
 
 @config.section("agent")
@@ -94,6 +99,12 @@ class Agent:
         self._engine = engine
         self._sessions = session_factory(engine)
         self._key: tuple[bytes, str] | None = None
+        bound = self._pinned("organisation")
+        if bound is not None and bound != settings.organisation.encode():
+            raise FailedPrecondition(
+                f"this agent's state database belongs to organisation {bound.decode()}, not "
+                f"{settings.organisation}: each organisation needs its own state database")
+        self._pin("organisation", settings.organisation.encode(), trust_new=False)
 
     def close(self) -> None:
         self._keyservice.close()
@@ -108,6 +119,29 @@ class Agent:
 
     # -- keys ---------------------------------------------------------------------
 
+    def _pinned(self, name: str) -> bytes | None:
+        with self._sessions() as s:
+            pin = s.get(Pin, name)
+            return None if pin is None else pin.value
+
+    def _pin(self, name: str, value: bytes, *, trust_new: bool) -> bytes | None:
+        """Pin a value on first use. Returns the previous value when it changed (and
+        ``trust_new`` allowed it), None otherwise; a change without it is refused."""
+        with self._sessions.begin() as s:
+            pin = s.get(Pin, name)
+            if pin is None:
+                s.add(Pin(name=name, value=value, recorded_at=self._clock()))
+                _log.info("pinned on first use", name=name)
+                return None
+            if pin.value == value:
+                return None
+            if not trust_new:
+                raise _Changed(pin.value)
+            previous = pin.value
+            pin.value, pin.recorded_at = value, self._clock()
+            _log.warning("pinned value replaced", name=name)
+            return previous
+
     def oprf_key(self, *, trust_new: bool = False) -> tuple[bytes, str]:
         """The key service's public key, pinned on first use (or on ``trust_new``)."""
         if self._key is not None and not trust_new:
@@ -118,21 +152,52 @@ class Agent:
         public_key = bytes(response.public_key)
         if crypto.key_id(public_key) != response.key_id:
             raise FailedPrecondition("the key service's key id does not match its key")
-        with self._sessions.begin() as s:
-            pinned = s.get(TrustedKey, "oprf")
-            if pinned is None or trust_new:
-                if pinned is None:
-                    s.add(TrustedKey(name="oprf", value=public_key, first_seen=self._clock()))
-                else:
-                    pinned.value, pinned.first_seen = public_key, self._clock()
-                _log.info("trusting OPRF key", key_id=response.key_id)
-            elif pinned.value != public_key:
-                raise FailedPrecondition(
-                    f"the key service now presents OPRF key {response.key_id}, not the key "
-                    f"{crypto.key_id(pinned.value)} this agent trusts; if the key was rotated "
-                    "on purpose, run 'samenloop agent trust-key'")
+        try:
+            self._pin("key:oprf", public_key, trust_new=trust_new)
+        except _Changed as changed:
+            raise FailedPrecondition(
+                f"the key service now presents OPRF key {response.key_id}, not the key "
+                f"{crypto.key_id(changed.previous)} this agent trusts. If it was rotated on "
+                "purpose (ask the key service's operator), run 'samenloop agent trust-key'; "
+                "pseudonyms made with the new key do not match the old ones") from None
         self._key = (public_key, response.key_id)
         return self._key
+
+    def recipients(self, *, trust_new: bool = False) -> list[signal_pb2.Recipient]:
+        """The coordinators to seal to, each key pinned on first use."""
+        found = list(self.hub.call(self.hub.signals.GetRecipients,
+                                   signal_pb2.GetRecipientsRequest()).recipients)
+        for r in found:
+            key = bytes(r.public_key)
+            if bytes(r.key_fingerprint) != crypto.fingerprint(key):
+                raise FailedPrecondition(
+                    f"the hub sent a key for coordinator {r.coordinator_id} whose "
+                    "fingerprint does not match it")
+            try:
+                self._pin(f"key:coordinator:{r.coordinator_id}", key, trust_new=trust_new)
+            except _Changed as changed:
+                raise FailedPrecondition(
+                    f"the envelope key of coordinator {r.coordinator_id} changed (fingerprint "
+                    f"{crypto.fingerprint(key).hex()}, trusted "
+                    f"{crypto.fingerprint(changed.previous).hex()}). Identities are only "
+                    "sealed to trusted keys: confirm the new fingerprint with the "
+                    "municipality, then run 'samenloop agent trust-key'") from None
+        return found
+
+    def trust_current_keys(self) -> list[str]:
+        """Pin the keys the key service and the hub present now; say what changed."""
+        before = {"oprf": self._pinned("key:oprf")}
+        _, key_id = self.oprf_key(trust_new=True)
+        changed = [f"OPRF key {key_id}"] if before["oprf"] != self._pinned("key:oprf") else []
+        for r in self.hub.call(self.hub.signals.GetRecipients,
+                               signal_pb2.GetRecipientsRequest()).recipients:
+            name = f"key:coordinator:{r.coordinator_id}"
+            old = self._pinned(name)
+            self._pin(name, bytes(r.public_key), trust_new=True)
+            if old != bytes(r.public_key):
+                changed.append(f"coordinator {r.coordinator_id} key "
+                               f"{crypto.fingerprint(bytes(r.public_key)).hex()}")
+        return changed
 
     def pseudonymise(self, items: list[tuple[crypto.KeyKind, bytes]]) -> list[bytes]:
         public_key, key_id = self.oprf_key()
@@ -156,8 +221,7 @@ class Agent:
     def submit_records(self, records: Iterable[_source.Record | _source.RowError],
                        progress: Callable[[int], None] | None = None) -> SubmitSummary:
         summary = SubmitSummary()
-        recipients = list(self.hub.call(self.hub.signals.GetRecipients,
-                                        signal_pb2.GetRecipientsRequest()).recipients)
+        recipients = self.recipients()
         seen: set[str] = set()
         batch: list[_source.Record] = []
         pending: list[Submission] = []
@@ -328,6 +392,7 @@ class Agent:
                       purposes: list[str], case_ref: str | None = None,
                       bsn: str | None = None,
                       valid_from: datetime | None = None) -> signal_pb2.ConsentRecord:
+        vocab.reference(evidence, "the evidence reference")
         keys = self._person_keys(case_ref, bsn)
         consent_id = str(uuid.uuid4())
         record = self.hub.call(self.hub.signals.RecordConsent, signal_pb2.RecordConsentRequest(

@@ -105,12 +105,15 @@ def _register_agent(sub: Any) -> None:
         "their household to the covenant's coordinator.")
     who = grant.add_mutually_exclusive_group(required=True)
     who.add_argument("--case-ref", metavar="REF", help="a case this agent submitted (with BSN)")
-    who.add_argument("--bsn", metavar="BSN", help="the person's BSN (pseudonymised here)")
+    who.add_argument("--bsn", action="store_true",
+                     help="ask for the person's BSN (typed at a prompt, or read from "
+                     "standard input; never on the command line) and pseudonymise it here")
     grant.add_argument("--covenant", required=True, metavar="ID", help="the covenant id")
     grant.add_argument("--purpose", action="append", metavar="CODE",
                        help="a purpose consented to (repeatable; default care_coordination)")
     grant.add_argument("--evidence", required=True, metavar="REF",
-                       help="your reference to the evidence, e.g. the signed form's id")
+                       help="your reference code for the evidence, e.g. the signed form's id "
+                       "(letters, digits, ._/:#-)")
     grant.add_argument("--valid-from", type=_date, metavar="YYYY-MM-DD",
                        help="first day of validity (default now)")
     grant.add_argument("--valid-until", type=_end_date, required=True, metavar="YYYY-MM-DD",
@@ -124,9 +127,11 @@ def _register_agent(sub: Any) -> None:
     revoke.set_defaults(func=_consent_revoke)
 
     trust = a_sub.add_parser(
-        "trust-key", help="trust the key service's current OPRF key",
-        description="Pin the key service's current public key. The agent refuses a key "
-        "other than the pinned one; run this only after a planned key rotation.")
+        "trust-key", help="trust the keys presented now (after a planned rotation)",
+        description="Pin the key service's current OPRF key and every coordinator's current "
+        "envelope key. The agent pins them on first use and refuses changed keys; run this "
+        "only after confirming a planned rotation with the key service's operator or the "
+        "municipality. Pseudonyms made with a new OPRF key do not match old ones.")
     common(trust)
     trust.set_defaults(func=_agent_trust)
 
@@ -172,12 +177,21 @@ def _agent_withdraw(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_bsn() -> str:
+    if sys.stdin.isatty():
+        import getpass
+
+        return getpass.getpass("BSN of the person who consents: ")
+    return sys.stdin.readline().strip()
+
+
 def _consent_grant(args: argparse.Namespace) -> int:
+    bsn = _read_bsn() if args.bsn else None
     with _agent(args) as agent:
         record = agent.grant_consent(
             covenant_id=args.covenant, evidence=args.evidence, valid_from=args.valid_from,
             valid_until=args.valid_until, purposes=args.purpose or ["care_coordination"],
-            case_ref=args.case_ref, bsn=args.bsn)
+            case_ref=args.case_ref, bsn=bsn)
     print(f"recorded consent {record.consent_id} under {record.covenant_id}")
     return 0
 
@@ -191,8 +205,11 @@ def _consent_revoke(args: argparse.Namespace) -> int:
 
 def _agent_trust(args: argparse.Namespace) -> int:
     with _agent(args) as agent:
-        _, key_id = agent.oprf_key(trust_new=True)
-    print(f"trusting OPRF key {key_id}")
+        changed = agent.trust_current_keys()
+    for item in changed:
+        print(f"now trusting {item}")
+    if not changed:
+        print("the keys presented are the ones already trusted")
     return 0
 
 
@@ -385,6 +402,9 @@ def _register_audit(sub: Any) -> None:
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("--organisation", metavar="ID", help="your organisation id")
         p.add_argument("--user", metavar="ID", help="your user id")
+        p.add_argument("--state-file", type=Path, metavar="FILE",
+                       help="the hub key pinned on first use and the last checkpoint seen "
+                       "(default samenloop-audit-state.json)")
         _hub_flag(p)
 
     verify = a_sub.add_parser(
@@ -429,26 +449,24 @@ def _auditor(args: argparse.Namespace) -> Any:
 
     settings = config.load(AuditSettings, path=args.config, overrides={
         "organisation": args.organisation, "user": args.user, "hub": args.hub,
-        "hub_key": getattr(args, "hub_key", None), "origin": getattr(args, "origin", None)})
+        "hub_key": getattr(args, "hub_key", None), "origin": getattr(args, "origin", None),
+        "state_file": getattr(args, "state_file", None)})
     return Auditor(settings)
 
 
 def _audit_verify(args: argparse.Namespace) -> int:
     if args.database:
+        from agent._auditor import parse_hub_key
         from hub import verify_database
 
-        key = None
-        if args.hub_key:
-            try:
-                key = bytes.fromhex(args.hub_key)
-            except ValueError:
-                raise InvalidInput("--hub-key must be hex") from None
+        key = parse_hub_key(args.hub_key) if args.hub_key else None
         result = verify_database(args.database, public_key=key,
                                  origin=args.origin or "samenloop.local/hub")
         print(result.describe())
         return 0 if result.ok else 1
     with _auditor(args) as auditor:
         response = auditor.verify()
+        _notices(auditor)
     if response.ok:
         print(f"access log verified by the hub: {response.size} events; checkpoint at "
               f"size {response.checkpoint.size} has a valid signature")
@@ -456,6 +474,11 @@ def _audit_verify(args: argparse.Namespace) -> int:
     print(f"access log verification FAILED at event #{response.first_bad_index}"
           f" (id {response.first_bad_event_id or '?'}): {response.problem}")
     return 1
+
+
+def _notices(auditor: Any) -> None:
+    for notice in auditor.notices:
+        print(f"note: {notice}", file=sys.stderr)
 
 
 def _audit_query(args: argparse.Namespace) -> int:
@@ -486,6 +509,7 @@ def _audit_query(args: argparse.Namespace) -> int:
 def _audit_checkpoint(args: argparse.Namespace) -> int:
     with _auditor(args) as auditor:
         cp, signed = auditor.checkpoint()
+        _notices(auditor)
     print(cp.note, end="")
     print(f"signature valid; hub key {cp.public_key.hex()}; size {signed.size}")
     return 0

@@ -49,11 +49,15 @@ class ConsentRecord(Base):
     revoked_at: Mapped[datetime | None]
 
 
-class TrustedKey(Base):
-    """Keys first seen and then pinned (trust on first use): the key service's OPRF key."""
+class Pin(Base):
+    """Values pinned on first use and refused when they change.
 
-    __tablename__ = "trusted_keys"
+    ``organisation`` binds the state to one organisation; ``key:oprf`` is the key
+    service's public key; ``key:coordinator:<id>`` each coordinator's envelope key.
+    """
 
-    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    __tablename__ = "pins"
+
+    name: Mapped[str] = mapped_column(String(96), primary_key=True)
     value: Mapped[bytes] = mapped_column(LargeBinary)
-    first_seen: Mapped[datetime]
+    recorded_at: Mapped[datetime]

@@ -28,6 +28,7 @@ ROLES = ("partner", "coordinator", "privacy_officer", "administrator", "key_clie
 
 _SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
 _CODE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+_REFERENCE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:#-]{0,127}")
 _REGION = re.compile(r"^GM[0-9]{4}$")
 _PHONE = re.compile(r"^\+?[0-9(][0-9 ()-]{4,18}[0-9]$")
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,190}\.[A-Za-z]{2,}$")
@@ -44,6 +45,14 @@ def code(value: str, field: str) -> str:
     """A code such as a purpose: lowercase letters, digits and underscores."""
     if not isinstance(value, str) or not _CODE.fullmatch(value):
         raise InvalidInput(f"{field} must be a code of lowercase letters, digits and '_'")
+    return value
+
+
+def reference(value: str, field: str) -> str:
+    """A partner's reference code (e.g. a form id): no spaces, so no names."""
+    if not isinstance(value, str) or not _REFERENCE.fullmatch(value):
+        raise InvalidInput(f"{field} must be a reference code of letters, digits and "
+                           "._/:#- (no spaces), at most 128 characters")
     return value
 
 

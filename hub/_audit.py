@@ -176,12 +176,15 @@ class VerifyResult:
     first_bad_event_id: str | None = None
     problem: str | None = None
     checkpoints_checked: int = 0
+    signatures_checked: bool = False
 
     def describe(self) -> str:
         if self.ok:
+            signatures = ("their signatures valid" if self.signatures_checked
+                          else "signatures NOT checked (give the hub's key)")
             return (
                 f"access log verified: {self.size} events, hash chain intact, "
-                f"{self.checkpoints_checked} signed checkpoint(s) consistent"
+                f"{self.checkpoints_checked} checkpoint(s) consistent, {signatures}"
             )
         event = f" (id {self.first_bad_event_id})" if self.first_bad_event_id else ""
         return (
@@ -251,7 +254,8 @@ def verify(
             if signed is None or signed.size != cp.size or signed.root_hash != cp.root_hash:
                 return VerifyResult(False, expected, min(cp.size, expected), None,
                                     f"the checkpoint at size {cp.size} has no valid signature")
-    return VerifyResult(True, expected, checkpoints_checked=len(checkpoints))
+    return VerifyResult(True, expected, checkpoints_checked=len(checkpoints),
+                        signatures_checked=public_key is not None and origin is not None)
 
 
 def sign_checkpoint(

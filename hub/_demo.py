@@ -40,12 +40,13 @@ PARTNERS = {
     "woonstad-noord": "Woonstad Noord (housing corporation)",
     "schuldhulp-noord": "Schuldhulp Noord (debt counselling)",
 }
+_YEAR = datetime.now(UTC).year
 COVENANT = f"""\
 id = "{COVENANT_ID}"
 name = "Convenant Samen Sterk Noord"
 legal_basis = "AVG art. 6(1)(e) en 9(2)(g); Jeugdwet art. 7.1.1.1; Wmo 2015 art. 5.2.1"
-valid_from = 2026-01-01
-valid_until = 2028-12-31
+valid_from = {_YEAR}-01-01
+valid_until = {_YEAR + 2}-12-31
 coordinator = "{COORDINATOR_ID}"
 parties = ["jeugdzorg-noord", "woonstad-noord", "schuldhulp-noord"]
 purposes = ["care_coordination"]
@@ -266,7 +267,8 @@ class _Demo:
             coordinator_id=COORDINATOR_ID, organisation=MUNICIPALITY, hub=hub.address))
         self.auditor = Auditor(AuditSettings(
             organisation=MUNICIPALITY, user="privacy-officer", hub=hub.address,
-            hub_key=hub.hub.checkpoint_public_key.hex(), origin=hub.hub.origin))
+            hub_key=hub.hub.checkpoint_public_key.hex(), origin=hub.hub.origin,
+            state_file=data_dir / "audit-state.json"))
 
     def close(self) -> None:
         self.desk.close()
@@ -361,7 +363,7 @@ class _Demo:
         story.section("Jeugdzorg Noord asks the family, who consent; the match is released")
         started = time.monotonic()
         record = self.agents["jeugdzorg-noord"].grant_consent(
-            covenant_id=COVENANT_ID, evidence="toestemmingsformulier TF-2026-031",
+            covenant_id=COVENANT_ID, evidence=f"TF-{_YEAR}-031",
             valid_until=datetime.now(UTC) + timedelta(days=365),
             purposes=["care_coordination"], case_ref="JZ-2026-0588")
         say(f"consent {record.consent_id[:8]} recorded (the signed form stays at Jeugdzorg "

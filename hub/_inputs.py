@@ -155,7 +155,7 @@ def consent(req: signal_pb2.RecordConsentRequest) -> ConsentInput:
     purposes = tuple(vocab.code(p, "purposes") for p in req.purposes)
     if len(set(purposes)) != len(purposes):
         raise InvalidInput("purposes lists a purpose twice")
-    evidence = vocab.text(req.evidence_reference, "evidence_reference", max_len=128)
+    evidence = vocab.reference(req.evidence_reference, "evidence_reference")
     valid_from = from_timestamp(req.valid_from, "valid_from")
     valid_until = from_timestamp(req.valid_until, "valid_until")
     if valid_until is None:

@@ -35,6 +35,15 @@ mental_health = "consent"
 """
 
 
+def current_covenant() -> str:
+    """COVENANT, in force from a year ago to two years ahead: for tests on the real clock."""
+    today = datetime.now(UTC).date()
+    return (COVENANT.replace("valid_from = 2026-01-01",
+                             f"valid_from = {today.replace(year=today.year - 1, day=1)}")
+                    .replace("valid_until = 2026-12-31",
+                             f"valid_until = {today.replace(year=today.year + 2, day=1)}"))
+
+
 @dataclass
 class Clock:
     now: datetime = T0

@@ -34,7 +34,7 @@ from hub import (
     start_keyservice,
 )
 from hub._demo import FIELDS
-from tests.support import COVENANT
+from tests.support import current_covenant
 
 PARTNERS = ("org-a", "org-b", "org-c", "org-d")
 
@@ -93,7 +93,9 @@ class Services:
     def auditor(self, role: str = "privacy_officer", org: str = "gemeente") -> Auditor:
         auditor = Auditor(AuditSettings(organisation=org, hub=self.hub.address,
                                         hub_key=self.hub.hub.checkpoint_public_key.hex(),
-                                        origin=self.hub.hub.origin), role=role)
+                                        origin=self.hub.hub.origin,
+                                        state_file=self.root / f"audit-{org}-{role}.json"),
+                          role=role)
         self._clients.append(auditor)
         return auditor
 
@@ -123,7 +125,7 @@ def start_services(root: Path, database_url: str) -> Services:
         admin.organisation(org, f"Organisation {org[-1].upper()}")
     admin.coordinator("coord-a", "gemeente", "Coordinator A", "050 0000000", "",
                       coord_key.public_key)
-    (root / "covenant.toml").write_text(COVENANT)
+    (root / "covenant.toml").write_text(current_covenant())
     admin.covenant(root / "covenant.toml")
     return services
 

@@ -9,13 +9,14 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from exchange.cli import build_parser, main
 from tests.integration.conftest import person, samenloop, write_csv
-from tests.support import COVENANT
+from tests.support import current_covenant
 
 
 def _subcommands() -> list[list[str]]:
@@ -123,7 +124,7 @@ def test_each_role_from_the_command_line(servers: tuple[Server, Server], tmp_pat
         run("admin", "add-organisation", org, "--name", org.upper(), *admin)
     run("admin", "add-coordinator", "coord-a", "--of", "gemeente", "--name", "Coordinator A",
         "--phone", "050 1234567", "--public-key", public_key, *admin)
-    (tmp_path / "covenant.toml").write_text(COVENANT)
+    (tmp_path / "covenant.toml").write_text(current_covenant())
     assert "version 1 registered" in run("admin", "add-covenant", "covenant.toml", *admin)
     assert "test-covenant" in run("admin", "list", *admin)
 
@@ -156,6 +157,14 @@ def test_each_role_from_the_command_line(servers: tuple[Server, Server], tmp_pat
 
     agent_a = ["--organisation", "org-a", "--hub", hub.address, "--keyservice", ks.address,
                "--state-database", "sqlite:///org-a.db"]
+    script = Path(sys.executable).parent / "samenloop"
+    until = (datetime.now(UTC) + timedelta(days=60)).date().isoformat()
+    granted = subprocess.run(
+        [str(script), "agent", "consent", "grant", "--bsn", "--covenant", "test-covenant",
+         "--evidence", "TF-1", "--valid-until", until, *agent_a],
+        input="111 222 333\n", capture_output=True, text=True, cwd=tmp_path, check=False)
+    assert granted.returncode == 0, granted.stderr
+    assert "recorded consent" in granted.stdout
     assert "withdrew signal" in run("agent", "withdraw", "--case-ref", "A-1",
                                     "--reason", "risk_gone", *agent_a)
     officer = ["--organisation", "gemeente", "--hub", hub.address]

@@ -295,7 +295,7 @@ def test_consent_released_and_revoked_over_grpc(services: Services, tmp_path: Pa
     desk = services.desk()
     assert desk.alerts() == []
     agent = services.agent("org-a")
-    record = agent.grant_consent(covenant_id="test-covenant", evidence="form 7",
+    record = agent.grant_consent(covenant_id="test-covenant", evidence="form-7",
                                  valid_until=datetime.now(UTC) + timedelta(days=30),
                                  purposes=["care_coordination"], case_ref="A-1")
     (alert,) = desk.alerts()
@@ -378,3 +378,70 @@ def test_loopback_is_decided_by_address(host: str, loopback: bool) -> None:
     from hub._server import _is_loopback
 
     assert _is_loopback(host) is loopback
+
+
+def test_the_agent_pins_coordinator_keys(services: Services, tmp_path: Path) -> None:
+    agent = services.agent("org-a")
+    export = write_csv(tmp_path / "a.csv", [person("A-1", "111222333")])
+    assert agent.submit_file(export).submitted == 1
+    new_key = crypto.EnvelopeKey.generate()
+    services.admin().coordinator("coord-a", "gemeente", "Coordinator A", "050 0000000", "",
+                                 new_key.public_key)
+    second = write_csv(tmp_path / "b.csv", [person("A-2", "123456782")])
+    with pytest.raises(FailedPrecondition, match="envelope key of coordinator coord-a changed"):
+        agent.submit_file(second)
+    assert agent.trust_current_keys() == [
+        f"coordinator coord-a key {crypto.fingerprint(new_key.public_key).hex()}"]
+    assert agent.submit_file(second).submitted == 1
+
+
+def test_an_agent_state_belongs_to_one_organisation(services: Services, tmp_path: Path) -> None:
+    state = f"sqlite:///{tmp_path / 'shared.db'}"
+    services.agent("org-a", state_database=state)
+    with pytest.raises(FailedPrecondition, match="belongs to organisation org-a"):
+        services.agent("org-b", state_database=state)
+
+
+def test_the_auditor_pins_and_remembers(services: Services, tmp_path: Path) -> None:
+    import json
+
+    from agent import Auditor, AuditSettings
+    from exchange.errors import IntegrityError
+
+    state = tmp_path / "po.json"
+    settings = AuditSettings(organisation="gemeente", hub=services.hub.address,
+                             origin=services.hub.hub.origin, state_file=state)
+    with Auditor(settings) as auditor:
+        cp, _ = auditor.checkpoint()
+        assert "pinned the hub's checkpoint key" in auditor.notices[0]
+    saved = json.loads(state.read_text())
+    assert saved["hub_key"] == services.hub.hub.checkpoint_public_key.hex()
+    assert saved["checkpoint"]["size"] == cp.size
+    with Auditor(settings) as auditor:
+        auditor.checkpoint()
+        assert auditor.notices == []
+    saved["checkpoint"]["size"] = 10_000  # as if the log had been longer before
+    state.write_text(json.dumps(saved))
+    with Auditor(settings) as auditor, pytest.raises(IntegrityError, match="REWRITTEN"):
+        auditor.checkpoint()
+    saved["hub_key"] = "00" * 32
+    state.write_text(json.dumps(saved))
+    with Auditor(settings) as auditor, pytest.raises(IntegrityError, match="trusted key"):
+        auditor.checkpoint()
+    other = AuditSettings(organisation="gemeente", hub=services.hub.address,
+                          origin="other.example/hub", state_file=tmp_path / "x.json")
+    with Auditor(other) as auditor, pytest.raises(FailedPrecondition, match="signs as origin"):
+        auditor.checkpoint()
+
+
+def test_evidence_must_be_a_reference_code(services: Services, tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from exchange.errors import InvalidInput
+
+    agent = services.agent("org-a")
+    agent.submit_file(write_csv(tmp_path / "a.csv", [person("A-1", "111222333")]))
+    with pytest.raises(InvalidInput, match="reference code"):
+        agent.grant_consent(covenant_id="test-covenant", evidence="Jan Jansen",
+                            valid_until=datetime.now(UTC) + timedelta(days=3),
+                            purposes=["care_coordination"], case_ref="A-1")

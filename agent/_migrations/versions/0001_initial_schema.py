@@ -1,4 +1,4 @@
-"""Initial schema: submissions, consents and trusted keys.
+"""Initial schema: submissions, consents and pinned values.
 
 Revision ID: 0001
 Revises:
@@ -52,16 +52,16 @@ def upgrade() -> None:
         )
 
     op.create_table(
-        "trusted_keys",
-        sa.Column("name", sa.String(length=32), nullable=False),
+        "pins",
+        sa.Column("name", sa.String(length=96), nullable=False),
         sa.Column("value", sa.LargeBinary(), nullable=False),
-        sa.Column("first_seen", sa.DateTime(timezone=True), nullable=False),
-        sa.PrimaryKeyConstraint("name", name=op.f("pk_trusted_keys")),
+        sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("name", name=op.f("pk_pins")),
     )
 
 
 def downgrade() -> None:
-    op.drop_table("trusted_keys")
+    op.drop_table("pins")
     with op.batch_alter_table("submissions", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_submissions_case_ref_state"))
 
