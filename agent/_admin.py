@@ -37,13 +37,17 @@ class Admin(HubUser):
                                  contact=common_pb2.Contact(name=name, phone=phone, email=email),
                                  public_key=public_key))
 
-    def covenant(self, path: Path) -> admin_pb2.Covenant:
+    def covenant(self, path: Path) -> tuple[admin_pb2.Covenant, bool]:
+        """Register a covenant file; returns it and whether its text was unchanged."""
         try:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise InvalidInput(f"cannot read covenant file {path}: {exc}") from None
-        return self.hub.call(self.hub.admin.RegisterCovenant,
-                             admin_pb2.RegisterCovenantRequest(toml=text))
+        before = {c.covenant_id: c.version for c in self.hub.call(
+            self.hub.admin.ListCovenants, admin_pb2.ListCovenantsRequest()).covenants}
+        cov = self.hub.call(self.hub.admin.RegisterCovenant,
+                            admin_pb2.RegisterCovenantRequest(toml=text))
+        return cov, before.get(cov.covenant_id) == cov.version
 
     def registry(self) -> tuple[list[admin_pb2.Organisation], list[admin_pb2.Coordinator],
                                 list[admin_pb2.Covenant]]:

@@ -229,16 +229,16 @@ class Agent:
             summary.rows += 1
             if isinstance(item, _source.RowError):
                 summary.invalid.append(item)
-                _log.warning("row not submitted", row=item.row, field=item.field,
-                             problem=item.problem)
+                _log.info("row not submitted", row=item.row, field=item.field,
+                          problem=item.problem)
                 if progress:
                     progress(1)
                 continue
             if item.case_ref in seen:
                 error = _source.RowError(item.row, "case_ref", "appears twice in this input")
                 summary.invalid.append(error)
-                _log.warning("row not submitted", row=item.row, field="case_ref",
-                             problem=error.problem)
+                _log.info("row not submitted", row=item.row, field="case_ref",
+                          problem=error.problem)
                 continue
             seen.add(item.case_ref)
             earlier = self._active_submission(item.case_ref)
@@ -357,6 +357,15 @@ class Agent:
             else:
                 raise InvalidInput("give a case reference or a signal id")
             ids = list(s.scalars(stmt.with_only_columns(Submission.signal_id)))
+            earlier = None if ids else s.scalar(
+                select(Submission.withdrawn_at).where(
+                    Submission.state == "withdrawn",
+                    (Submission.signal_id == signal_id) if signal_id
+                    else (Submission.case_ref == case_ref))
+                .order_by(Submission.withdrawn_at.desc()).limit(1))
+        if earlier is not None:
+            raise FailedPrecondition(
+                f"that signal was already withdrawn on {earlier.date().isoformat()}")
         if not ids:
             raise NotFound("no submitted signal for that case reference or id")
         for sid in ids:

@@ -53,12 +53,14 @@ class Auditor(HubUser):
         self._pinned_key = parse_hub_key(settings.hub_key) if settings.hub_key else None
 
     def query(self, *, limit: int, since: datetime | None = None,
-              until: datetime | None = None, **filters: str) -> Iterator[audit_pb2.AuditEvent]:
+              until: datetime | None = None, newest_first: bool = False,
+              **filters: str) -> Iterator[audit_pb2.AuditEvent]:
         token, left = "", limit
         while left > 0:
             page = self.hub.call(self.hub.audit.QueryEvents, audit_pb2.QueryEventsRequest(
                 since=rpc.to_timestamp(since), until=rpc.to_timestamp(until),
-                page_size=min(left, 1000), page_token=token, **filters))
+                page_size=min(left, 1000), page_token=token, newest_first=newest_first,
+                **filters))
             yield from page.events
             left -= len(page.events)
             token = page.next_page_token

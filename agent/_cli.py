@@ -243,9 +243,10 @@ def _register_coordinator(sub: Any) -> None:
     alerts.add_argument("--state", action="append",
                         choices=("new", "seen", "acknowledged", "closed"),
                         help="only alerts in this state (repeatable; default all open)")
-    alerts.add_argument("--watch", action="store_true", help="stream changes until Ctrl-C")
-    alerts.add_argument("--after", type=int, default=0, metavar="CURSOR",
-                        help="with --watch: start after this cursor")
+    alerts.add_argument("--watch", action="store_true",
+                        help="stream changes until Ctrl-C, resuming where this desk left off")
+    alerts.add_argument("--after", type=int, metavar="CURSOR",
+                        help="with --watch: start after this cursor (0 replays every change)")
     alerts.add_argument("--json", action="store_true", help="JSON lines for scripts")
     common(alerts)
     alerts.set_defaults(func=_coord_alerts)
@@ -297,8 +298,9 @@ def alert_row(alert: coordinator_pb2.Alert, now: datetime) -> list[str]:
     age = now - alert.created_at.ToDatetime(tzinfo=UTC)
     days = age.days
     age_text = f"{days}d" if days else f"{int(age.total_seconds() // 3600)}h"
-    orgs = ", ".join(sorted({i.organisation_name for i in alert.involved}))
-    return [alert.alert_id[:8], state, age_text, orgs, _NEXT_ACTION[state]]
+    orgs = ", ".join(sorted({i.organisation_name for i in alert.involved})) or "-"
+    action = f"none (closed: {alert.closed_reason})" if state == "closed" else _NEXT_ACTION[state]
+    return [alert.alert_id[:8], state, age_text, orgs, action]
 
 
 def print_table(rows: list[list[str]], header: list[str]) -> None:
@@ -311,22 +313,11 @@ def _coord_alerts(args: argparse.Namespace) -> int:
     states = [k for k, v in _STATE_NAMES.items() if v in (args.state or [])]
     with _desk(args) as desk:
         if args.watch:
-            try:
-                for event in desk.watch(args.after):
-                    if args.json:
-                        print(json.dumps(MessageToDict(event)), flush=True)
-                    else:
-                        change = coordinator_pb2.AlertChange.Name(event.change).split("_")[-1]
-                        row = alert_row(event.alert, datetime.now(UTC))
-                        print(f"[{event.cursor}] {change.lower():8} {'  '.join(row)}",
-                              flush=True)
-            except KeyboardInterrupt:
-                return 0
-            return 0
+            return _watch(desk, args)
         alerts = desk.alerts(states)
     if args.json:
         for alert in alerts:
-            print(json.dumps(MessageToDict(alert)))
+            print(_json(alert))
         return 0
     if not alerts:
         print("no alerts")
@@ -335,6 +326,43 @@ def _coord_alerts(args: argparse.Namespace) -> int:
     print_table([alert_row(a, now) for a in alerts],
                 ["ALERT", "STATE", "AGE", "ORGANISATIONS", "NEXT ACTION"])
     return 0
+
+
+def _watch(desk: Any, args: argparse.Namespace) -> int:
+    state_file: Path = desk.settings.state_file
+    after = args.after
+    if after is None and state_file.exists():
+        try:
+            after = int(json.loads(state_file.read_text())["cursor"])
+        except (OSError, ValueError, KeyError, TypeError):
+            raise InvalidInput(f"{state_file} is not a desk state file") from None
+    where = "from now on" if after is None else f"after change {after}"
+    print(f"watching your alerts {where} (Ctrl-C to stop; the resume point is kept in "
+          f"{state_file})", file=sys.stderr, flush=True)
+    try:
+        for event in desk.watch(after):
+            if args.json:
+                print(_json(event), flush=True)
+            else:
+                change = coordinator_pb2.AlertChange.Name(event.change).split("_")[-1]
+                row = alert_row(event.alert, datetime.now(UTC))
+                print(f"[{event.cursor}] {change.lower():8} {'  '.join(row)}", flush=True)
+            state_file.write_text(json.dumps({"cursor": event.cursor}))
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
+def _json(message: Any, **extra: Any) -> str:
+    """One JSON line for scripts: protobuf field names, numbers as numbers."""
+    data = MessageToDict(message, preserving_proto_field_name=True)
+    for key in ("index", "cursor", "size"):
+        if key in data:
+            data[key] = int(data[key])
+    if "detail_json" in data:
+        data["detail"] = json.loads(data.pop("detail_json"))
+    data.update(extra)
+    return json.dumps(data, ensure_ascii=False)
 
 
 def _resolve_alert(desk: Any, alert_id: str) -> str:
@@ -361,17 +389,21 @@ def _coord_open(args: argparse.Namespace) -> int:
             raise InvalidInput(f"cannot load your private key from {key_file}: {exc}") from None
         alert, opened = desk.open(_resolve_alert(desk, args.alert_id), key)
     if args.json:
-        print(json.dumps({"alert": MessageToDict(alert), "signals": [
+        print(_json(alert, signals=[
             {"signal_id": o.signal_id, "organisation_id": o.organisation_id,
-             "identity": asdict(o.identity) if o.identity else None} for o in opened]}))
+             "identity": asdict(o.identity) if o.identity else None} for o in opened]))
         return 0
     names = {i.signal_id: i for i in alert.involved}
     print(f"alert {alert.alert_id} - household {alert.household_ref}")
     for item in opened:
         who = names.get(item.signal_id)
-        prof = who.professional if who else None
-        print(f"- {who.organisation_name if who else item.organisation_id}"
-              + (f": {prof.name}, {prof.phone or prof.email}" if prof else ""))
+        if who is None:
+            print(f"- {item.organisation_id}")
+        else:
+            prof = who.professional
+            contact = ", ".join(c for c in (prof.phone, prof.email) if c)
+            since = who.signalled_at.ToDatetime().date().isoformat()
+            print(f"- {who.organisation_name}: {prof.name} ({contact}), signal of {since}")
         if item.identity is None:
             print("    envelope could not be opened (wrong key or tampered)")
             continue
@@ -434,6 +466,7 @@ def _register_audit(sub: Any) -> None:
     query.add_argument("--since", type=_date, metavar="YYYY-MM-DD")
     query.add_argument("--until", type=_end_date, metavar="YYYY-MM-DD")
     query.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
+    query.add_argument("--newest", action="store_true", help="newest events first")
     query.add_argument("--json", action="store_true", help="JSON lines for scripts")
     common(query)
     query.set_defaults(func=_audit_query)
@@ -468,8 +501,9 @@ def _audit_verify(args: argparse.Namespace) -> int:
         response = auditor.verify()
         _notices(auditor)
     if response.ok:
-        print(f"access log verified by the hub: {response.size} events; checkpoint at "
-              f"size {response.checkpoint.size} has a valid signature")
+        print(f"access log verified by the hub: all {response.size} events intact. The "
+              f"verification is itself logged, so the signed checkpoint (valid) covers "
+              f"{response.checkpoint.size} events")
         return 0
     print(f"access log verification FAILED at event #{response.first_bad_index}"
           f" (id {response.first_bad_event_id or '?'}): {response.problem}")
@@ -490,14 +524,14 @@ def _audit_query(args: argparse.Namespace) -> int:
         "outcome": args.outcome}.items() if v}
     with _auditor(args) as auditor:
         events = list(auditor.query(limit=args.limit, since=args.since, until=args.until,
-                                    **filters))
+                                    newest_first=args.newest, **filters))
     if args.json:
         for event in events:
-            print(json.dumps(MessageToDict(event, preserving_proto_field_name=True)))
+            print(_json(event))
         return 0
     rows = [[str(e.index), e.occurred_at.ToDatetime().strftime("%Y-%m-%d %H:%M:%S"),
              e.event_type, e.outcome,
-             f"{e.actor.organisation_id}/{e.actor.user_id}", e.subject_ref[:12] or "-",
+             f"{e.actor.organisation_id}/{e.actor.user_id}", e.subject_ref or "-",
              e.basis or e.reason or "-"] for e in events]
     if not rows:
         print("no events")
@@ -593,9 +627,16 @@ def _admin_coord(args: argparse.Namespace) -> int:
 
 def _admin_cov(args: argparse.Namespace) -> int:
     with _admin(args) as admin:
-        cov = admin.covenant(args.file)
-    print(f"covenant {cov.covenant_id} version {cov.version} registered "
-          f"({len(cov.parties)} parties, coordinator {cov.coordinator_id})")
+        cov, unchanged = admin.covenant(args.file)
+    if unchanged:
+        print(f"covenant {cov.covenant_id} is unchanged (still version {cov.version})")
+    else:
+        print(f"covenant {cov.covenant_id} version {cov.version} registered "
+              f"({len(cov.parties)} parties, coordinator {cov.coordinator_id})")
+    now = datetime.now(UTC)
+    if not cov.valid_from.ToDatetime(tzinfo=UTC) <= now < cov.valid_until.ToDatetime(tzinfo=UTC):
+        print(f"warning: version {cov.version} is not in force now, so nothing is disclosed "
+              "on its basis (alerts that depend on it are closed)", file=sys.stderr)
     return 0
 
 
@@ -610,6 +651,6 @@ def _admin_list(args: argparse.Namespace) -> int:
         print(f"  {c.coordinator_id:24} {c.contact.name} ({c.organisation_id})")
     print("covenants:")
     for v in covs:
-        until = v.valid_until.ToDatetime().date()
+        until = v.valid_until.ToDatetime().date() - timedelta(days=1)  # inclusive
         print(f"  {v.covenant_id:24} v{v.version}, until {until}, parties: {', '.join(v.parties)}")
     return 0

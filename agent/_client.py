@@ -94,11 +94,13 @@ class HubClient(_Client):
                     timeout: float = 600.0) -> signal_pb2.SubmitSignalsResponse:
         return self.call(self.signals.SubmitSignals, iter(requests), timeout=timeout)
 
-    def watch(self, after: int) -> Iterator[coordinator_pb2.AlertEvent]:
-        """Stream alert changes after a cursor; ends quietly when this client is closed."""
+    def watch(self, after: int | None) -> Iterator[coordinator_pb2.AlertEvent]:
+        """Stream alert changes after a cursor (None: from now on); ends quietly when this
+        client is closed."""
+        request = (coordinator_pb2.WatchAlertsRequest(from_now=True) if after is None
+                   else coordinator_pb2.WatchAlertsRequest(after_cursor=after))
         try:
-            stream = self.coordinator.WatchAlerts(
-                coordinator_pb2.WatchAlertsRequest(after_cursor=after))
+            stream = self.coordinator.WatchAlerts(request)
         except ValueError:  # the channel was closed
             return
         try:

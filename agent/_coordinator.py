@@ -23,6 +23,8 @@ class CoordinatorSettings:
     organisation: str
     hub: str = "127.0.0.1:50051"
     key_file: Path = Path("coordinator.key")
+    # Where 'alerts --watch' keeps the cursor it last processed, to resume from.
+    state_file: Path = Path("samenloop-coordinator-state.json")
 
 
 @dataclass(frozen=True)
@@ -56,14 +58,16 @@ class CoordinatorDesk(HubUser):
             if not token:
                 return out
 
-    def watch(self, after: int = 0, *, reconnect: bool = True,
+    def watch(self, after: int | None = 0, *, reconnect: bool = True,
               max_backoff: float = 30.0) -> Iterator[coordinator_pb2.AlertEvent]:
         """Every alert change after the cursor, in order, each once.
 
-        With ``reconnect`` the stream never ends: when the hub goes away it reconnects
-        with backoff and resumes after the last cursor it yielded.
+        ``after=None`` starts with the changes made from now on. With ``reconnect`` the
+        stream never ends: when the hub goes away it reconnects with backoff and resumes
+        after the last cursor it yielded.
         """
-        cursor, backoff = after, 0.5
+        cursor: int | None = after
+        backoff = 0.5
         while not self._closed:
             try:
                 for event in self.hub.watch(cursor):

@@ -1,4 +1,5 @@
-"""Reading a partner's export: CSV with the columns below (one row per signal).
+"""Reading a partner's export: CSV with the columns below (one row per signal),
+separated by commas, semicolons or tabs (whichever the header uses).
 
 Required: case_ref, category, region, professional_name and either professional_phone
 or professional_email; and a BSN or an address (postcode + house_number), because a
@@ -96,7 +97,9 @@ def _record(row: int, data: dict[str, str]) -> Record:
             postcode = norm.postcode(data.get("postcode", ""))
             field = "house_number"
             number = norm.house_number(data.get("house_number", ""))
-            house = number[0] + (f"-{number[1]}" if number[1] else "")
+            addition = number[1]
+            house = number[0] + (addition if addition.isalpha() else f"-{addition}"
+                                 if addition else "")
             keys.append((crypto.KeyKind.ADDRESS, norm.address_key(postcode, number).encode()))
         if not keys:
             field = "bsn"
@@ -133,7 +136,11 @@ def read_csv(path: Path) -> Iterator[Record | RowError]:
     except OSError as exc:
         raise InvalidInput(f"cannot read {path}: {exc.strerror}") from None
     with fh:
-        reader = csv.DictReader(fh)
+        first = fh.readline()
+        fh.seek(0)
+        # Dutch spreadsheet exports often use semicolons; take what the header uses.
+        delimiter = max(",;\t", key=first.count)
+        reader = csv.DictReader(fh, delimiter=delimiter)
         header = reader.fieldnames or []
         unknown = sorted(set(header) - set(COLUMNS))
         missing = sorted(set(REQUIRED) - set(header))

@@ -51,7 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    level = logging.DEBUG if args.verbose > 1 else logging.INFO if args.verbose else logging.WARNING
+    # Servers log every request; other commands only warnings unless asked (-v).
+    chatty = args.verbose or getattr(args, "server", False)
+    level = logging.DEBUG if args.verbose > 1 else logging.INFO if chatty else logging.WARNING
     fmt = {"auto": None, "console": False, "json": True}[args.log_format]
     log.configure(level=level, json=fmt)
     try:

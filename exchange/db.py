@@ -19,7 +19,7 @@ from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
-from exchange.errors import ConfigError, FailedPrecondition
+from exchange.errors import ConfigError, FailedPrecondition, NotFound
 
 # Named constraints everywhere, so migrations can refer to them on every backend.
 NAMING = {
@@ -70,10 +70,11 @@ def _sqlite_begin(conn: Any) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
+def make_engine(url: str, *, must_exist: bool = False, **kwargs: Any) -> Engine:
     """An engine for a SQLAlchemy URL; only SQLite and PostgreSQL are supported.
 
     Statement parameters are never shown in errors or logs: they can hold personal data.
+    With ``must_exist`` a SQLite file that does not exist is an error, not created.
     """
     try:
         parsed = make_url(url)
@@ -83,12 +84,20 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     if backend == "sqlite":
         if parsed.database in (None, "", ":memory:"):
             raise ConfigError("use a SQLite file, not an in-memory database")
-        Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        path = Path(parsed.database).expanduser()
+        if must_exist and not path.is_file():
+            raise NotFound(f"there is no SQLite database at {path}")
+        path.parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(parsed, hide_parameters=True, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
     if backend == "postgresql":
+        try:
+            import psycopg  # noqa: F401 - only to give a clear error when it is missing
+        except ImportError:
+            raise ConfigError("PostgreSQL needs the psycopg package: "
+                              "pip install 'psycopg[binary]'") from None
         if parsed.get_driver_name() != "psycopg":
             parsed = parsed.set(drivername="postgresql+psycopg")
         return create_engine(parsed, pool_pre_ping=True, hide_parameters=True, **kwargs)
@@ -130,6 +139,13 @@ def _alembic_config(script_location: Path, engine: Engine) -> Config:
 def migrate(engine: Engine, script_location: Path, revision: str = "head") -> None:
     """Upgrade the database to ``revision`` with the migrations at script_location."""
     command.upgrade(_alembic_config(script_location, engine), revision)
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The database's Alembic revision (None for an empty database)."""
+    with engine.connect() as conn:
+        heads = MigrationContext.configure(conn).get_current_heads()
+    return ",".join(sorted(heads)) or None
 
 
 def check_current(engine: Engine, script_location: Path) -> None:

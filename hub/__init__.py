@@ -31,7 +31,7 @@ def verify_database(url: str, public_key: bytes | None = None,
     from exchange.db import check_current, make_engine, session_factory
     from hub import _audit
 
-    engine = make_engine(url)
+    engine = make_engine(url, must_exist=True)
     try:
         check_current(engine, MIGRATIONS)
         with session_factory(engine)() as session:
@@ -41,6 +41,7 @@ def verify_database(url: str, public_key: bytes | None = None,
 
 
 __all__ = [
+    "MIGRATIONS",
     "HubSettings",
     "KeyServiceSettings",
     "RunningHub",

@@ -28,7 +28,7 @@ def register(sub: Any) -> None:
                        help="Ed25519 key signing log checkpoints; created when missing")
     serve.add_argument("--migrate", action="store_true", default=None,
                        help="upgrade the database schema before serving")
-    serve.set_defaults(func=_serve_hub)
+    serve.set_defaults(func=_serve_hub, server=True)
 
     mig = hub_sub.add_parser("migrate", help="create or upgrade the hub database schema",
                              description="Apply every pending Alembic migration.")
@@ -51,7 +51,7 @@ def register(sub: Any) -> None:
                           help="address to listen on (default 127.0.0.1:50052)")
     ks_serve.add_argument("--key-file", type=Path, metavar="FILE",
                           help="the OPRF private key (default oprf.key)")
-    ks_serve.set_defaults(func=_serve_keyservice)
+    ks_serve.set_defaults(func=_serve_keyservice, server=True)
 
 
 def _hub_settings(args: argparse.Namespace) -> Any:
@@ -76,12 +76,24 @@ def _serve_hub(args: argparse.Namespace) -> int:
 
 
 def _migrate(args: argparse.Namespace) -> int:
-    from exchange.db import redact_url
+    from exchange.db import current_revision, make_engine, redact_url
     from hub import migrate_database
 
     settings = _hub_settings(args)
+    engine = make_engine(settings.database_url)
+    before = current_revision(engine)
+    engine.dispose()
     migrate_database(settings.database_url)
-    print(f"database {redact_url(settings.database_url)} is at the newest schema")
+    engine = make_engine(settings.database_url)
+    after = current_revision(engine)
+    engine.dispose()
+    where = redact_url(settings.database_url)
+    if before is None:
+        print(f"created the hub schema (revision {after}) in {where}")
+    elif before == after:
+        print(f"{where} was already at the newest schema (revision {after})")
+    else:
+        print(f"upgraded {where} from revision {before} to {after}")
     return 0
 
 

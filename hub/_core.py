@@ -540,6 +540,13 @@ class Hub:
             _audit.append(s, access, _audit.Event(
                 "alert.watch", "search", detail={"after": after}), self.now())
 
+    def latest_cursor(self, access: _audit.Access) -> int:
+        """The cursor of the newest change for the calling coordinator (0 when none)."""
+        with self._sessions() as s:
+            coord = self._require_coordinator(s, access)
+            return s.scalar(select(func.max(AlertFeed.seq)).where(
+                AlertFeed.coordinator_id == coord.id)) or 0
+
     def alert_changes(self, access: _audit.Access, after: int,
                       limit: int = 100) -> list[tuple[int, str, AlertView]]:
         """Feed entries after a cursor, with each alert's current view."""
@@ -592,6 +599,8 @@ class Hub:
                 if alert.state == "new":
                     alert.state = "seen"
                     alert.updated_at = now
+                    s.flush()
+                    _matching.add_feed(s, alert, "updated", now, changes)
                 by_org: dict[str, list[str]] = {}
                 for sid, org, _ in envelopes:
                     by_org.setdefault(org, []).append(sid)
@@ -634,7 +643,8 @@ class Hub:
     # -- privacy officers -----------------------------------------------------------
 
     def query_events(self, access: _audit.Access, flt: AuditFilter, page_size: int,
-                     page_token: str) -> tuple[list[AuditEvent], str]:
+                     page_token: str, *, newest_first: bool = False,
+                     ) -> tuple[list[AuditEvent], str]:
         """Events visible to the caller, oldest first.
 
         Administrators and privacy officers of an oversight organisation see every event;
@@ -644,7 +654,8 @@ class Hub:
         with self._tx() as (s, _):
             self._require_org(s, access)
             now = self.now()
-            stmt = select(AuditEvent).order_by(AuditEvent.seq).limit(page_size + 1)
+            order = AuditEvent.seq.desc() if newest_first else AuditEvent.seq
+            stmt = select(AuditEvent).order_by(order).limit(page_size + 1)
             if access.role != "administrator" and access.organisation_id not in self.oversight:
                 mine = access.organisation_id
                 stmt = stmt.where(or_(AuditEvent.actor_org == mine, AuditEvent.owner_org == mine))
@@ -668,7 +679,8 @@ class Hub:
                 if not (page_token.isascii() and page_token.isdigit() and len(page_token) < 19):
                     raise InvalidInput("page_token is not valid")
                 after = int(page_token)
-                stmt = stmt.where(AuditEvent.seq > after)
+                stmt = stmt.where(AuditEvent.seq < after if newest_first
+                                  else AuditEvent.seq > after)
             rows = list(s.scalars(stmt))
             more = len(rows) > page_size
             rows = rows[:page_size]

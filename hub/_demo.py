@@ -294,7 +294,7 @@ class _Demo:
                             self.coord_key.public_key)
             say(f"coordinator {COORDINATOR_ID} (Marieke de Boer); her private key, the only "
                 "key that opens identities, stays on her own computer")
-            cov = adm.covenant(self.data_dir / "covenant.toml")
+            cov, _ = adm.covenant(self.data_dir / "covenant.toml")
             say(f"covenant {cov.covenant_id} (version {cov.version}): youth care, housing, "
                 "debt and income may be shared on the covenant's basis; mental health and "
                 "domestic violence only with the family's consent")

@@ -358,7 +358,8 @@ class CoordinatorService(coordinator_pb2_grpc.CoordinatorServiceServicer):
         changes = {"created": coordinator_pb2.ALERT_CHANGE_CREATED,
                    "updated": coordinator_pb2.ALERT_CHANGE_UPDATED,
                    "closed": coordinator_pb2.ALERT_CHANGE_CLOSED}
-        cursor = request.after_cursor
+        cursor = (self._hub.latest_cursor(access) if request.from_now
+                  else request.after_cursor)
         self._hub.start_watch(access, cursor)
         while context.is_active() and not self._edge.stopping.is_set():
             seen = self._hub.feed_version()
@@ -417,7 +418,8 @@ class AuditService(audit_pb2_grpc.AuditServiceServicer):
             until=from_timestamp(request.until, "until"),
         )
         size = _inputs.page_size(request.page_size, default=100, maximum=1000)
-        rows, token = self._hub.query_events(access, flt, size, request.page_token)
+        rows, token = self._hub.query_events(access, flt, size, request.page_token,
+                                             newest_first=request.newest_first)
         return audit_pb2.QueryEventsResponse(events=[event_pb(r) for r in rows],
                                              next_page_token=token)
 

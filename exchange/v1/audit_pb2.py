@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18samenloop/v1/audit.proto\x12\x0csamenloop.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"?\n\x05\x41\x63tor\x12\x17\n\x0forganisation_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x0c\n\x04role\x18\x03 \x01(\t\"\xb1\x03\n\nAuditEvent\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12/\n\x0boccurred_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nevent_type\x18\x04 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x05 \x01(\t\x12\x0f\n\x07outcome\x18\x06 \x01(\t\x12\"\n\x05\x61\x63tor\x18\x07 \x01(\x0b\x32\x13.samenloop.v1.Actor\x12\x14\n\x0con_behalf_of\x18\x08 \x01(\t\x12\x0f\n\x07purpose\x18\t \x01(\t\x12\x13\n\x0bsubject_ref\x18\n \x01(\t\x12\r\n\x05\x62\x61sis\x18\x0b \x01(\t\x12\x0e\n\x06reason\x18\x0c \x01(\t\x12\x15\n\rsource_system\x18\r \x01(\t\x12\x17\n\x0fnetwork_address\x18\x0e \x01(\t\x12\x12\n\nrequest_id\x18\x0f \x01(\t\x12\x13\n\x0b\x64\x65tail_json\x18\x10 \x01(\t\x12\x11\n\tleaf_hash\x18\x11 \x01(\x0c\x12\x12\n\nchain_hash\x18\x12 \x01(\x0c\x12\x1d\n\x15owner_organisation_id\x18\x13 \x01(\t\"\x8b\x02\n\x12QueryEventsRequest\x12\x13\n\x0bsubject_ref\x18\x01 \x01(\t\x12\x17\n\x0forganisation_id\x18\x02 \x01(\t\x12\x15\n\ractor_user_id\x18\x03 \x01(\t\x12\x12\n\nevent_type\x18\x04 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x05 \x01(\t\x12\x0f\n\x07outcome\x18\x06 \x01(\t\x12)\n\x05since\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05until\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tpage_size\x18\t \x01(\r\x12\x12\n\npage_token\x18\n \x01(\t\"X\n\x13QueryEventsResponse\x12(\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x18.samenloop.v1.AuditEvent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x16\n\x14GetCheckpointRequest\"y\n\nCheckpoint\x12\x0c\n\x04note\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x04\x12\x11\n\troot_hash\x18\x03 \x01(\x0c\x12(\n\x04time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\npublic_key\x18\x05 \x01(\x0c\"\x0f\n\rVerifyRequest\"\x9e\x01\n\x0eVerifyResponse\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x0c\n\x04size\x18\x02 \x01(\x04\x12\x17\n\x0f\x66irst_bad_index\x18\x03 \x01(\x04\x12\x1a\n\x12\x66irst_bad_event_id\x18\x04 \x01(\t\x12\x0f\n\x07problem\x18\x05 \x01(\t\x12,\n\ncheckpoint\x18\x06 \x01(\x0b\x32\x18.samenloop.v1.Checkpoint2\xf6\x01\n\x0c\x41uditService\x12R\n\x0bQueryEvents\x12 .samenloop.v1.QueryEventsRequest\x1a!.samenloop.v1.QueryEventsResponse\x12M\n\rGetCheckpoint\x12\".samenloop.v1.GetCheckpointRequest\x1a\x18.samenloop.v1.Checkpoint\x12\x43\n\x06Verify\x12\x1b.samenloop.v1.VerifyRequest\x1a\x1c.samenloop.v1.VerifyResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18samenloop/v1/audit.proto\x12\x0csamenloop.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"?\n\x05\x41\x63tor\x12\x17\n\x0forganisation_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x0c\n\x04role\x18\x03 \x01(\t\"\xb1\x03\n\nAuditEvent\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12/\n\x0boccurred_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nevent_type\x18\x04 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x05 \x01(\t\x12\x0f\n\x07outcome\x18\x06 \x01(\t\x12\"\n\x05\x61\x63tor\x18\x07 \x01(\x0b\x32\x13.samenloop.v1.Actor\x12\x14\n\x0con_behalf_of\x18\x08 \x01(\t\x12\x0f\n\x07purpose\x18\t \x01(\t\x12\x13\n\x0bsubject_ref\x18\n \x01(\t\x12\r\n\x05\x62\x61sis\x18\x0b \x01(\t\x12\x0e\n\x06reason\x18\x0c \x01(\t\x12\x15\n\rsource_system\x18\r \x01(\t\x12\x17\n\x0fnetwork_address\x18\x0e \x01(\t\x12\x12\n\nrequest_id\x18\x0f \x01(\t\x12\x13\n\x0b\x64\x65tail_json\x18\x10 \x01(\t\x12\x11\n\tleaf_hash\x18\x11 \x01(\x0c\x12\x12\n\nchain_hash\x18\x12 \x01(\x0c\x12\x1d\n\x15owner_organisation_id\x18\x13 \x01(\t\"\xa1\x02\n\x12QueryEventsRequest\x12\x13\n\x0bsubject_ref\x18\x01 \x01(\t\x12\x17\n\x0forganisation_id\x18\x02 \x01(\t\x12\x15\n\ractor_user_id\x18\x03 \x01(\t\x12\x12\n\nevent_type\x18\x04 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x05 \x01(\t\x12\x0f\n\x07outcome\x18\x06 \x01(\t\x12)\n\x05since\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05until\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tpage_size\x18\t \x01(\r\x12\x12\n\npage_token\x18\n \x01(\t\x12\x14\n\x0cnewest_first\x18\x0b \x01(\x08\"X\n\x13QueryEventsResponse\x12(\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x18.samenloop.v1.AuditEvent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x16\n\x14GetCheckpointRequest\"y\n\nCheckpoint\x12\x0c\n\x04note\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x04\x12\x11\n\troot_hash\x18\x03 \x01(\x0c\x12(\n\x04time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\npublic_key\x18\x05 \x01(\x0c\"\x0f\n\rVerifyRequest\"\x9e\x01\n\x0eVerifyResponse\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x0c\n\x04size\x18\x02 \x01(\x04\x12\x17\n\x0f\x66irst_bad_index\x18\x03 \x01(\x04\x12\x1a\n\x12\x66irst_bad_event_id\x18\x04 \x01(\t\x12\x0f\n\x07problem\x18\x05 \x01(\t\x12,\n\ncheckpoint\x18\x06 \x01(\x0b\x32\x18.samenloop.v1.Checkpoint2\xf6\x01\n\x0c\x41uditService\x12R\n\x0bQueryEvents\x12 .samenloop.v1.QueryEventsRequest\x1a!.samenloop.v1.QueryEventsResponse\x12M\n\rGetCheckpoint\x12\".samenloop.v1.GetCheckpointRequest\x1a\x18.samenloop.v1.Checkpoint\x12\x43\n\x06Verify\x12\x1b.samenloop.v1.VerifyRequest\x1a\x1c.samenloop.v1.VerifyResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,17 +37,17 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_AUDITEVENT']._serialized_start=141
   _globals['_AUDITEVENT']._serialized_end=574
   _globals['_QUERYEVENTSREQUEST']._serialized_start=577
-  _globals['_QUERYEVENTSREQUEST']._serialized_end=844
-  _globals['_QUERYEVENTSRESPONSE']._serialized_start=846
-  _globals['_QUERYEVENTSRESPONSE']._serialized_end=934
-  _globals['_GETCHECKPOINTREQUEST']._serialized_start=936
-  _globals['_GETCHECKPOINTREQUEST']._serialized_end=958
-  _globals['_CHECKPOINT']._serialized_start=960
-  _globals['_CHECKPOINT']._serialized_end=1081
-  _globals['_VERIFYREQUEST']._serialized_start=1083
-  _globals['_VERIFYREQUEST']._serialized_end=1098
-  _globals['_VERIFYRESPONSE']._serialized_start=1101
-  _globals['_VERIFYRESPONSE']._serialized_end=1259
-  _globals['_AUDITSERVICE']._serialized_start=1262
-  _globals['_AUDITSERVICE']._serialized_end=1508
+  _globals['_QUERYEVENTSREQUEST']._serialized_end=866
+  _globals['_QUERYEVENTSRESPONSE']._serialized_start=868
+  _globals['_QUERYEVENTSRESPONSE']._serialized_end=956
+  _globals['_GETCHECKPOINTREQUEST']._serialized_start=958
+  _globals['_GETCHECKPOINTREQUEST']._serialized_end=980
+  _globals['_CHECKPOINT']._serialized_start=982
+  _globals['_CHECKPOINT']._serialized_end=1103
+  _globals['_VERIFYREQUEST']._serialized_start=1105
+  _globals['_VERIFYREQUEST']._serialized_end=1120
+  _globals['_VERIFYRESPONSE']._serialized_start=1123
+  _globals['_VERIFYRESPONSE']._serialized_end=1281
+  _globals['_AUDITSERVICE']._serialized_start=1284
+  _globals['_AUDITSERVICE']._serialized_end=1530
 # @@protoc_insertion_point(module_scope)

@@ -149,6 +149,7 @@ class QueryEventsRequest(_message.Message):
     UNTIL_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    NEWEST_FIRST_FIELD_NUMBER: _builtins.int
     subject_ref: _builtins.str
     organisation_id: _builtins.str
     """Events this organisation acted in or whose data they concern."""
@@ -159,6 +160,8 @@ class QueryEventsRequest(_message.Message):
     page_size: _builtins.int
     """1 to 1000; 0 means 100."""
     page_token: _builtins.str
+    newest_first: _builtins.bool
+    """Newest events first (default oldest first)."""
     @_builtins.property
     def since(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -176,10 +179,11 @@ class QueryEventsRequest(_message.Message):
         until: _timestamp_pb2.Timestamp | None = ...,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
+        newest_first: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["since", b"since", "until", b"until"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "actor_user_id", b"actor_user_id", "event_type", b"event_type", "organisation_id", b"organisation_id", "outcome", b"outcome", "page_size", b"page_size", "page_token", b"page_token", "since", b"since", "subject_ref", b"subject_ref", "until", b"until"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "actor_user_id", b"actor_user_id", "event_type", b"event_type", "newest_first", b"newest_first", "organisation_id", b"organisation_id", "outcome", b"outcome", "page_size", b"page_size", "page_token", b"page_token", "since", b"since", "subject_ref", b"subject_ref", "until", b"until"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -198,16 +198,20 @@ class WatchAlertsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     AFTER_CURSOR_FIELD_NUMBER: _builtins.int
+    FROM_NOW_FIELD_NUMBER: _builtins.int
     after_cursor: _builtins.int
     """The cursor of the last event the client processed; 0 for the beginning."""
+    from_now: _builtins.bool
+    """Ignore after_cursor and send only changes made from now on."""
     def __init__(
         self,
         *,
         after_cursor: _builtins.int = ...,
+        from_now: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_cursor", b"after_cursor"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_cursor", b"after_cursor", "from_now", b"from_now"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

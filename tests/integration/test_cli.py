@@ -61,6 +61,22 @@ def test_errors_are_one_line_and_tracebacks_need_verbose(tmp_path: Path,
     assert "Traceback" in capsys.readouterr().err
 
 
+def test_offline_verification_of_a_missing_file_creates_nothing(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "typo.db"
+    assert main(["audit", "verify", "--database", f"sqlite:///{missing}"]) == 1
+    assert "there is no SQLite database at" in capsys.readouterr().err
+    assert not missing.exists()
+
+
+def test_migrate_says_what_it_did(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'hub.db'}"
+    first = samenloop("hub", "migrate", "--database-url", url)
+    assert "created the hub schema (revision 0001)" in first.stdout
+    again = samenloop("hub", "migrate", "--database-url", url)
+    assert "was already at the newest schema" in again.stdout
+
+
 def test_an_unreachable_service_is_a_clear_error(tmp_path: Path,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["agent", "trust-key", "--organisation", "org-a", "--keyservice",
@@ -126,6 +142,8 @@ def test_each_role_from_the_command_line(servers: tuple[Server, Server], tmp_pat
         "--phone", "050 1234567", "--public-key", public_key, *admin)
     (tmp_path / "covenant.toml").write_text(current_covenant())
     assert "version 1 registered" in run("admin", "add-covenant", "covenant.toml", *admin)
+    assert "is unchanged (still version 1)" in run("admin", "add-covenant", "covenant.toml",
+                                                   *admin)
     assert "test-covenant" in run("admin", "list", *admin)
 
     write_csv(tmp_path / "a.csv", [person("A-1", "111222333", postcode="9711AB", house="12"),
@@ -150,7 +168,7 @@ def test_each_role_from_the_command_line(servers: tuple[Server, Server], tmp_pat
     short_id = table.splitlines()[1].split()[0]
     (line,) = run("coordinator", "alerts", "--json", *desk).splitlines()
     alert = json.loads(line)
-    assert alert["alertId"].startswith(short_id) and "category" not in line
+    assert alert["alert_id"].startswith(short_id) and "category" not in line
     opened = run("coordinator", "open", short_id, "--key-file", "coordinator.key", *desk)
     assert "BSN 111222333" in opened and "9711AB" in opened
     assert "acknowledged" in run("coordinator", "ack", short_id, *desk)

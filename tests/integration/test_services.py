@@ -445,3 +445,42 @@ def test_evidence_must_be_a_reference_code(services: Services, tmp_path: Path) -
         agent.grant_consent(covenant_id="test-covenant", evidence="Jan Jansen",
                             valid_until=datetime.now(UTC) + timedelta(days=3),
                             purposes=["care_coordination"], case_ref="A-1")
+
+
+def test_watch_from_now_and_the_seen_change(services: Services, tmp_path: Path) -> None:
+    services.agent("org-a").submit_file(write_csv(tmp_path / "a.csv",
+                                                  [person("A-1", "111222333")]))
+    services.agent("org-b").submit_file(write_csv(tmp_path / "b.csv", [
+        person("B-1", "111222333", category="housing")]))
+    desk = services.desk()
+    events: queue.Queue[coordinator_pb2.AlertEvent] = queue.Queue()
+
+    def watch() -> None:
+        try:
+            for event in desk.watch(None, reconnect=False):
+                events.put(event)
+        except SamenloopError:
+            return
+
+    threading.Thread(target=watch, daemon=True).start()
+    time.sleep(0.5)
+    assert events.empty()  # the alert made before watching is not replayed
+    (alert,) = desk.alerts()
+    desk.open(alert.alert_id, services.coord_key)
+    seen = events.get(timeout=10)
+    assert (seen.change, seen.alert.state) == (coordinator_pb2.ALERT_CHANGE_UPDATED,
+                                               coordinator_pb2.ALERT_STATE_SEEN)
+    desk.close()
+
+
+def test_newest_first_and_repeated_withdrawal(services: Services, tmp_path: Path) -> None:
+    agent = services.agent("org-a")
+    agent.submit_file(write_csv(tmp_path / "a.csv", [person("A-1", "111222333")]))
+    agent.withdraw(reason="risk_gone", case_ref="A-1")
+    with pytest.raises(FailedPrecondition, match="already withdrawn on"):
+        agent.withdraw(reason="risk_gone", case_ref="A-1")
+    auditor = services.auditor(role="administrator")
+    newest = [e.index for e in auditor.query(limit=5, newest_first=True)]
+    assert newest == sorted(newest, reverse=True) and len(newest) == 5
+    oldest = [e.index for e in auditor.query(limit=5)]
+    assert oldest == [0, 1, 2, 3, 4]

@@ -33,7 +33,7 @@ def test_a_good_row(tmp_path: Path) -> None:
     assert record.keys == ((crypto.KeyKind.PERSON, b"111222333"),
                            (crypto.KeyKind.ADDRESS, b"9711AB|12|A"))
     assert record.identity.date_of_birth == "1986-12-09"
-    assert record.identity.house_number == "12-A"
+    assert record.identity.house_number == "12A"
     assert record.professional == ("A. Yilmaz", "050 3652200", "")
 
 
@@ -88,3 +88,15 @@ def test_an_envelope_is_bound_to_its_signal_and_sender() -> None:
         Identity.from_bytes(b"not json", "s-1", "org-a")
     assert envelope_context("s", "o", "r") != envelope_context("s", "o", "r2")
     assert identity.display_name() == "Anna de Vries"
+
+
+@pytest.mark.parametrize("delimiter", [";", "\t"])
+def test_semicolon_and_tab_exports(tmp_path: Path, delimiter: str) -> None:
+    path = tmp_path / "export.csv"
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(GOOD), delimiter=delimiter)
+        writer.writeheader()
+        writer.writerow(GOOD)
+    (record,) = _source.read_csv(path)
+    assert isinstance(record, _source.Record)
+    assert record.case_ref == "C-1"
