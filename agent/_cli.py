@@ -116,8 +116,11 @@ def _register_agent(sub: Any) -> None:
                        "(letters, digits, ._/:#-)")
     grant.add_argument("--valid-from", type=_date, metavar="YYYY-MM-DD",
                        help="first day of validity (default now)")
-    grant.add_argument("--valid-until", type=_end_date, required=True, metavar="YYYY-MM-DD",
+    until = grant.add_mutually_exclusive_group(required=True)
+    until.add_argument("--valid-until", type=_end_date, metavar="YYYY-MM-DD",
                        help="last day of validity (inclusive)")
+    until.add_argument("--valid-for", type=int, metavar="DAYS",
+                       help="valid for this many days from today")
     common(grant)
     grant.set_defaults(func=_consent_grant)
     revoke = c_sub.add_parser("revoke", help="revoke consent",
@@ -187,10 +190,16 @@ def _read_bsn() -> str:
 
 def _consent_grant(args: argparse.Namespace) -> int:
     bsn = _read_bsn() if args.bsn else None
+    until = args.valid_until
+    if until is None:
+        if not 1 <= args.valid_for <= 5 * 365:
+            raise InvalidInput("--valid-for must be 1 to 1825 days")
+        today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        until = today + timedelta(days=args.valid_for + 1)
     with _agent(args) as agent:
         record = agent.grant_consent(
             covenant_id=args.covenant, evidence=args.evidence, valid_from=args.valid_from,
-            valid_until=args.valid_until, purposes=args.purpose or ["care_coordination"],
+            valid_until=until, purposes=args.purpose or ["care_coordination"],
             case_ref=args.case_ref, bsn=bsn)
     print(f"recorded consent {record.consent_id} under {record.covenant_id}")
     return 0
@@ -230,8 +239,9 @@ def _register_coordinator(sub: Any) -> None:
 
     keygen = c_sub.add_parser(
         "keygen", help="create your envelope key pair",
-        description="Create an X25519 key pair for opening envelopes; prints the public "
-        "key to give to the covenant administrator. Never overwrites a key file.")
+        description="Create an X25519 key pair for opening envelopes: the private key in "
+        "FILE (mode 0600) and the public key in FILE.pub, to give to the covenant "
+        "administrator. Never overwrites a key file.")
     keygen.add_argument("--key-file", type=Path, metavar="FILE",
                         help="where to write the private key (default coordinator.key)")
     keygen.set_defaults(func=_coord_keygen)
@@ -255,7 +265,8 @@ def _register_coordinator(sub: Any) -> None:
         "open", help="open an alert's envelopes with your private key",
         description="Fetch the alert's envelopes and open them locally. The hub records "
         "the opening in the access log.")
-    open_.add_argument("alert_id", metavar="ALERT_ID")
+    open_.add_argument("alert_id", metavar="ALERT",
+                       help="the alert id, its first 8 characters, or 'next' (the oldest new)")
     open_.add_argument("--key-file", type=Path, metavar="FILE",
                        help="your private key (default coordinator.key)")
     open_.add_argument("--json", action="store_true", help="JSON for scripts")
@@ -264,7 +275,8 @@ def _register_coordinator(sub: Any) -> None:
 
     ack = c_sub.add_parser("ack", help="acknowledge an alert",
                            description="Mark an alert acknowledged.")
-    ack.add_argument("alert_id", metavar="ALERT_ID")
+    ack.add_argument("alert_id", metavar="ALERT",
+                     help="the alert id, its first 8 characters, or 'next' (the oldest seen)")
     common(ack)
     ack.set_defaults(func=_coord_ack)
 
@@ -283,13 +295,17 @@ def _coord_keygen(args: argparse.Namespace) -> int:
     from exchange.errors import AlreadyExists
 
     path = args.key_file or Path("coordinator.key")
+    public = path.with_name(path.name + ".pub")
     key = crypto.EnvelopeKey.generate()
     try:
         key.save(path)
     except FileExistsError:
         raise AlreadyExists(f"{path} exists; a key is never overwritten") from None
-    print(f"wrote private key to {path}")
-    print(f"public key: {base64.b64encode(key.public_key).decode()}")
+    encoded = base64.b64encode(key.public_key).decode()
+    public.write_text(encoded + "\n")
+    print(f"wrote your private key to {path} (keep it on this computer) and the public "
+          f"key to {public}")
+    print(f"public key: {encoded} (fingerprint {crypto.fingerprint(key.public_key).hex()})")
     return 0
 
 
@@ -365,8 +381,14 @@ def _json(message: Any, **extra: Any) -> str:
     return json.dumps(data, ensure_ascii=False)
 
 
-def _resolve_alert(desk: Any, alert_id: str) -> str:
-    """Accept a full alert id or the 8-character prefix the inbox shows."""
+def _resolve_alert(desk: Any, alert_id: str, next_state: str) -> str:
+    """A full alert id, the 8-character prefix the inbox shows, or 'next': the oldest
+    alert in ``next_state`` (new ones to open, seen ones to acknowledge)."""
+    if alert_id == "next":
+        waiting = [a for a in desk.alerts() if _STATE_NAMES[a.state] == next_state]
+        if not waiting:
+            raise InvalidInput(f"there is no {next_state} alert")
+        return str(waiting[0].alert_id)
     if len(alert_id) == 36:
         return alert_id
     matches = [a.alert_id for a in desk.alerts(list(_STATE_NAMES))
@@ -387,7 +409,7 @@ def _coord_open(args: argparse.Namespace) -> int:
             key = crypto.EnvelopeKey.load(key_file)
         except (OSError, ValueError) as exc:
             raise InvalidInput(f"cannot load your private key from {key_file}: {exc}") from None
-        alert, opened = desk.open(_resolve_alert(desk, args.alert_id), key)
+        alert, opened = desk.open(_resolve_alert(desk, args.alert_id, "new"), key)
     if args.json:
         print(_json(alert, signals=[
             {"signal_id": o.signal_id, "organisation_id": o.organisation_id,
@@ -417,7 +439,7 @@ def _coord_open(args: argparse.Namespace) -> int:
 
 def _coord_ack(args: argparse.Namespace) -> int:
     with _desk(args) as desk:
-        alert = desk.acknowledge(_resolve_alert(desk, args.alert_id))
+        alert = desk.acknowledge(_resolve_alert(desk, args.alert_id, "seen"))
     print(f"alert {alert.alert_id} is {_STATE_NAMES[alert.state]}")
     return 0
 
@@ -579,8 +601,11 @@ def _register_admin(sub: Any) -> None:
     coord.add_argument("--name", required=True)
     coord.add_argument("--phone", default="")
     coord.add_argument("--email", default="")
-    coord.add_argument("--public-key", required=True, metavar="BASE64",
+    given = coord.add_mutually_exclusive_group(required=True)
+    given.add_argument("--public-key", metavar="BASE64",
                        help="the public key printed by 'samenloop coordinator keygen'")
+    given.add_argument("--public-key-file", type=Path, metavar="FILE",
+                       help="the .pub file written by 'samenloop coordinator keygen'")
     common(coord)
     coord.set_defaults(func=_admin_coord)
 
@@ -613,10 +638,16 @@ def _admin_org(args: argparse.Namespace) -> int:
 
 
 def _admin_coord(args: argparse.Namespace) -> int:
+    encoded = args.public_key
+    if args.public_key_file:
+        try:
+            encoded = args.public_key_file.read_text().strip()
+        except OSError as exc:
+            raise InvalidInput(f"cannot read {args.public_key_file}: {exc.strerror}") from None
     try:
-        key = base64.b64decode(args.public_key, validate=True)
+        key = base64.b64decode(encoded, validate=True)
     except (binascii.Error, ValueError):
-        raise InvalidInput("--public-key must be base64") from None
+        raise InvalidInput("the public key must be base64") from None
     with _admin(args) as admin:
         coord = admin.coordinator(args.coordinator_id, args.coordinator_org, args.name,
                                   args.phone, args.email, key)

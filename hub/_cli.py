@@ -28,6 +28,10 @@ def register(sub: Any) -> None:
                        help="Ed25519 key signing log checkpoints; created when missing")
     serve.add_argument("--migrate", action="store_true", default=None,
                        help="upgrade the database schema before serving")
+    serve.add_argument("--oversight-organisation", action="append", metavar="ID",
+                       dest="oversight_organisations",
+                       help="an organisation whose privacy officers see the whole access log, "
+                       "usually the municipality (repeatable)")
     serve.set_defaults(func=_serve_hub, server=True)
 
     mig = hub_sub.add_parser("migrate", help="create or upgrade the hub database schema",
@@ -62,6 +66,7 @@ def _hub_settings(args: argparse.Namespace) -> Any:
         "database_url": args.database_url,
         "checkpoint_key": getattr(args, "checkpoint_key", None),
         "migrate": getattr(args, "migrate", None),
+        "oversight_organisations": getattr(args, "oversight_organisations", None),
     })
 
 

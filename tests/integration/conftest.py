@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import os
+import re
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -159,3 +161,25 @@ def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root.parent / "stderr.txt").write_text(result.stderr)
     assert result.returncode == 0, result.stderr[-3000:]
     return root
+
+
+class Server:
+    def __init__(self, *args: str, cwd: Path) -> None:
+        script = Path(sys.executable).parent / "samenloop"
+        self.proc = subprocess.Popen([str(script), *args], cwd=cwd, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        match = re.search(r"listening on (127\.0\.0\.1:\d+)", line)
+        if not match:
+            self.proc.kill()
+            raise AssertionError(f"no address in {line!r}")
+        self.address = match.group(1)
+
+    def stop(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(timeout=30)
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream:
+                stream.close()
+        return code

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -15,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from exchange.cli import build_parser, main
-from tests.integration.conftest import person, samenloop, write_csv
+from tests.integration.conftest import Server, person, samenloop, write_csv
 from tests.support import current_covenant
 
 
@@ -87,28 +85,6 @@ def test_an_unreachable_service_is_a_clear_error(tmp_path: Path,
     assert len(err.splitlines()) == 1
 
 
-class Server:
-    def __init__(self, *args: str, cwd: Path) -> None:
-        script = Path(sys.executable).parent / "samenloop"
-        self.proc = subprocess.Popen([str(script), *args], cwd=cwd, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True)
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        match = re.search(r"listening on (127\.0\.0\.1:\d+)", line)
-        if not match:
-            self.proc.kill()
-            raise AssertionError(f"no address in {line!r}")
-        self.address = match.group(1)
-
-    def stop(self) -> int:
-        self.proc.send_signal(signal.SIGTERM)
-        code = self.proc.wait(timeout=30)
-        for stream in (self.proc.stdout, self.proc.stderr):
-            if stream:
-                stream.close()
-        return code
-
-
 @pytest.fixture
 def servers(tmp_path: Path) -> Iterator[tuple[Server, Server]]:
     assert samenloop("keyservice", "keygen", "--key-file", "oprf.key", cwd=tmp_path
@@ -134,7 +110,8 @@ def test_each_role_from_the_command_line(servers: tuple[Server, Server], tmp_pat
 
     admin = ["--organisation", "gemeente", "--hub", hub.address]
     out = run("coordinator", "keygen", "--key-file", "coordinator.key")
-    public_key = out.split("public key: ")[1].strip()
+    public_key = out.split("public key: ")[1].split()[0]
+    assert (tmp_path / "coordinator.key.pub").read_text().strip() == public_key
     run("admin", "add-organisation", "gemeente", "--name", "Gemeente", *admin)
     for org in ("org-a", "org-b", "org-c"):
         run("admin", "add-organisation", org, "--name", org.upper(), *admin)
