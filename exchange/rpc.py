@@ -11,6 +11,7 @@ loopback address (see hub.server). Production identity comes from client certifi
 
 from __future__ import annotations
 
+import urllib.parse
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from exchange import errors, vocab
 ORGANISATION_HEADER = "samenloop-organisation"
 USER_HEADER = "samenloop-user"
 ROLE_HEADER = "samenloop-role"
+USER_NAME_HEADER = "samenloop-user-name"  # percent-encoded UTF-8
 REQUEST_ID_HEADER = "samenloop-request-id"
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
@@ -82,19 +84,29 @@ class Caller:
     organisation_id: str
     user_id: str
     role: str
+    # The user's display name for the access log (defaults to the user id).
+    name: str = ""
 
     def __post_init__(self) -> None:
         vocab.slug(self.organisation_id, "organisation id")
         vocab.text(self.user_id, "user id", max_len=128)
+        vocab.text(self.name, "user name", max_len=200, required=False)
         if self.role not in vocab.ROLES:
             raise errors.InvalidInput(f"role must be one of {', '.join(vocab.ROLES)}")
 
+    @property
+    def display_name(self) -> str:
+        return self.name or self.user_id
+
     def metadata(self) -> list[tuple[str, str]]:
-        return [
+        headers = [
             (ORGANISATION_HEADER, self.organisation_id),
             (USER_HEADER, self.user_id),
             (ROLE_HEADER, self.role),
         ]
+        if self.name:
+            headers.append((USER_NAME_HEADER, urllib.parse.quote(self.name)))
+        return headers
 
 
 def caller_from_metadata(metadata: Any) -> Caller:
@@ -105,8 +117,9 @@ def caller_from_metadata(metadata: Any) -> Caller:
             organisation_id=values[ORGANISATION_HEADER],
             user_id=values[USER_HEADER],
             role=values[ROLE_HEADER],
+            name=urllib.parse.unquote(values.get(USER_NAME_HEADER, ""), errors="strict"),
         )
-    except (KeyError, errors.InvalidInput) as exc:
+    except (KeyError, UnicodeDecodeError, errors.InvalidInput) as exc:
         raise errors.Unauthenticated("the caller's identity is missing or malformed") from exc
 
 

@@ -1,11 +1,13 @@
-"""The access log: every access to the hub, append-only and hash-chained.
+"""The access log: every access to the hub, append-only, in an RFC 6962 Merkle tree.
 
-Each event is encoded canonically (sorted-key JSON of every column but the hashes);
-its leaf hash is the RFC 6962 leaf hash SHA-256(0x00 || canonical), so the same
-leaves can later be placed in a Merkle tree. The chain hash links each event to all
-before it: chain[i] = SHA-256(chain[i-1] || leaf[i]), chain[-1] = 32 zero bytes.
-The single ``audit_head`` row holds the size and the latest chain hash; appending
-locks it, so concurrent writers (threads, replicas) produce one sequence.
+Each event's leaf hash covers its canonical encoding (exchange.auditlog). Leaves form a
+Merkle tree whose perfect-subtree hashes are stored as they complete (``audit_nodes``),
+so appending costs O(log n) and inclusion and consistency proofs are read from storage,
+not recomputed. The single ``audit_head`` row holds the size, the root, the frontier (the
+roots of the perfect subtrees making up the tree) and a hash chain over the leaves, which
+names the exact event where a sloppy edit starts; appending locks it, so concurrent
+writers (threads, replicas) produce one sequence. Signed checkpoints (C2SP notes) commit
+to (size, root, time).
 
 Events never hold personal data: actors are ids, subjects pseudonymous household
 references, details ids of signals, alerts and consents.
@@ -16,17 +18,17 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any
+from datetime import datetime
+from typing import Any, TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import func, select, tuple_
 from sqlalchemy.orm import Session
 
-from exchange import checkpoint
+from exchange import auditlog, checkpoint, merkle
 from exchange.errors import VerificationError
-from hub._models import AuditCheckpoint, AuditEvent, AuditHead
+from hub._models import AuditCheckpoint, AuditEvent, AuditHead, AuditNode, AuditPruned
 
 ZERO = bytes(32)
 ACTIONS = ("create", "read", "update", "delete", "disclose", "search", "deny", "verify")
@@ -34,6 +36,7 @@ OUTCOMES = ("success", "denied", "invalid", "failed")
 SOURCE_SYSTEM = "samenloop-hub"
 # The actor of decisions the hub takes by itself (disclosures, holds).
 SYSTEM_ACTOR = ("samenloop-hub", "disclosure-gate", "system")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,7 @@ class Access:
     request_id: str
     network_address: str = ""
     on_behalf_of: str = ""
+    user_name: str = ""
 
     @classmethod
     def system(cls, cause: Access | None = None) -> Access:
@@ -57,6 +61,7 @@ class Access:
             request_id=cause.request_id if cause else str(uuid.uuid4()),
             network_address="",
             on_behalf_of=f"{cause.organisation_id}/{cause.user_id}" if cause else "",
+            user_name="Samenloop disclosure gate",
         )
 
 
@@ -99,31 +104,22 @@ def refusal(event_type: str, action: str, exc: BaseException,
                  subject_ref=subject, reason=reason, detail=detail)
 
 
-def _iso(value: datetime) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-_HASHED = (
-    "seq", "event_id", "occurred_at", "event_type", "action", "outcome", "actor_org",
-    "actor_user", "actor_role", "owner_org", "on_behalf_of", "purpose", "subject_ref", "basis",
-    "reason", "source_system", "network_address", "request_id", "detail",
-)
-
-
-def canonical(row: Mapping[str, Any]) -> bytes:
-    """The canonical bytes of an event: every column but the hashes, in sorted-key JSON."""
-    body = {k: row[k] for k in _HASHED}
-    body["occurred_at"] = _iso(row["occurred_at"])
-    body["v"] = 1
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def leaf_hash(row: Mapping[str, Any]) -> bytes:
-    return hashlib.sha256(b"\x00" + canonical(row)).digest()
-
-
 def chain(previous: bytes, leaf: bytes) -> bytes:
     return hashlib.sha256(previous + leaf).digest()
+
+
+def _split(frontier: bytes) -> list[bytes]:
+    return [frontier[i:i + 32] for i in range(0, len(frontier), 32)]
+
+
+def _fold(stack: list[bytes]) -> bytes:
+    """The root of a tree from its frontier (largest perfect subtree first)."""
+    if not stack:
+        return merkle.EMPTY_ROOT
+    root = stack[-1]
+    for left in reversed(stack[:-1]):
+        root = merkle.node_hash(left, root)
+    return root
 
 
 def append(session: Session, access: Access, event: Event, at: datetime) -> AuditEvent:
@@ -131,6 +127,7 @@ def append(session: Session, access: Access, event: Event, at: datetime) -> Audi
     head = session.execute(
         select(AuditHead).where(AuditHead.id == 1).with_for_update()
     ).scalar_one()
+    system = access.role == "system"
     row: dict[str, Any] = {
         "seq": head.size,
         "event_id": str(uuid.uuid4()),
@@ -140,9 +137,11 @@ def append(session: Session, access: Access, event: Event, at: datetime) -> Audi
         "outcome": event.outcome,
         "actor_org": access.organisation_id,
         "actor_user": access.user_id,
+        "actor_name": (access.user_name or access.user_id)[:200],
         "actor_role": access.role,
+        "requested": not system,
         "owner_org": event.owner if event.owner is not None
-        else "" if access.role == "system" else access.organisation_id,
+        else "" if system else access.organisation_id,
         "on_behalf_of": access.on_behalf_of,
         "purpose": event.purpose,
         "subject_ref": event.subject_ref,
@@ -153,19 +152,82 @@ def append(session: Session, access: Access, event: Event, at: datetime) -> Audi
         "request_id": access.request_id,
         "detail": json.dumps(dict(event.detail), sort_keys=True, separators=(",", ":")),
     }
-    row["leaf_hash"] = leaf_hash(row)
-    row["chain_hash"] = chain(head.chain_hash, row["leaf_hash"])
+    leaf = auditlog.leaf_hash(row)
+    row["leaf_hash"] = leaf
+    row["chain_hash"] = chain(head.chain_hash, leaf)
     entry = AuditEvent(**row)
     session.add(entry)
-    head.size += 1
+    stack = _split(head.frontier)
+    node, level, index = leaf, 0, head.size
+    while index & 1:
+        node = merkle.node_hash(stack.pop(), node)
+        level, index = level + 1, index >> 1
+        session.add(AuditNode(level=level, index=index, hash=node))
+    stack.append(node)
+    head.frontier = b"".join(stack)
+    head.root_hash = _fold(stack)
     head.chain_hash = row["chain_hash"]
+    head.size += 1
     session.flush()
     return entry
 
 
 def head(session: Session) -> tuple[int, bytes]:
+    """(size, Merkle root) of the log now."""
     h = session.execute(select(AuditHead).where(AuditHead.id == 1)).scalar_one()
-    return h.size, h.chain_hash
+    return h.size, h.root_hash
+
+
+# -- proofs from stored subtree hashes ----------------------------------------------------
+
+
+def with_nodes(session: Session, compute: Callable[[merkle.Node], T]) -> T:
+    """Run a proof computation over stored nodes, fetching them in one pass.
+
+    The computation's path does not depend on hash values, so it runs once with a
+    recorder to learn which nodes it needs, then again with the stored ones.
+    """
+    wanted: set[tuple[int, int]] = set()
+
+    def record(level: int, index: int) -> bytes:
+        wanted.add((level, index))
+        return ZERO
+
+    compute(record)
+    found: dict[tuple[int, int], bytes] = {}
+    leaves = sorted(i for lvl, i in wanted if lvl == 0)
+    for start in range(0, len(leaves), 500):
+        chunk = leaves[start:start + 500]
+        found.update(((0, seq), h) for seq, h in session.execute(
+            select(AuditEvent.seq, AuditEvent.leaf_hash).where(AuditEvent.seq.in_(chunk))))
+    nodes = sorted(wanted - set(found))
+    for start in range(0, len(nodes), 500):
+        part = nodes[start:start + 500]
+        found.update(((lvl, i), h) for lvl, i, h in session.execute(
+            select(AuditNode.level, AuditNode.index, AuditNode.hash).where(
+                tuple_(AuditNode.level, AuditNode.index).in_(part))))
+    missing = wanted - set(found)
+    if missing:
+        raise VerificationError(f"the log lacks {len(missing)} stored subtree hash(es)")
+    return compute(lambda level, index: found[(level, index)])
+
+
+def inclusion_proof(session: Session, index: int, size: int) -> tuple[bytes, list[bytes]]:
+    """(leaf hash, proof) for event ``index`` in the tree of ``size``."""
+    leaf, proof = with_nodes(session, lambda node: (
+        node(0, index), merkle.inclusion_proof(index, size, node)))
+    return leaf, proof
+
+
+def consistency_proof(session: Session, size1: int, size2: int) -> list[bytes]:
+    return with_nodes(session, lambda node: merkle.consistency_proof(size1, size2, node))
+
+
+def root_at(session: Session, size: int) -> bytes:
+    return with_nodes(session, lambda node: merkle.root(size, node))
+
+
+# -- offline verification -------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -183,8 +245,8 @@ class VerifyResult:
             signatures = ("their signatures valid" if self.signatures_checked
                           else "signatures NOT checked (give the hub's key)")
             return (
-                f"access log verified: {self.size} events, hash chain intact, "
-                f"{self.checkpoints_checked} checkpoint(s) consistent, {signatures}"
+                f"access log verified: {self.size} events, Merkle tree and hash chain "
+                f"intact, {self.checkpoints_checked} checkpoint(s) consistent, {signatures}"
             )
         event = f" (id {self.first_bad_event_id})" if self.first_bad_event_id else ""
         return (
@@ -193,69 +255,140 @@ class VerifyResult:
         )
 
 
-def _walk(rows: Iterator[AuditEvent], wanted: set[int]
-          ) -> tuple[VerifyResult | None, int, bytes, dict[int, bytes]]:
-    """Check rows in order; return the first failure (or None), the count and chain."""
-    chain_at: dict[int, bytes] = {0: ZERO}
-    previous, expected = ZERO, 0
-    for row in rows:
-        if row.seq != expected:
-            return VerifyResult(False, expected, expected, None,
-                                f"event #{expected} is missing (the next stored event is "
-                                f"#{row.seq}, id {row.event_id})"), expected, previous, chain_at
-        if leaf_hash(row.as_dict()) != row.leaf_hash:
-            return VerifyResult(False, expected, row.seq, row.event_id,
-                                "its contents do not match its leaf hash (edited)"
-                                ), expected, previous, chain_at
-        if chain(previous, row.leaf_hash) != row.chain_hash:
-            return VerifyResult(False, expected, row.seq, row.event_id,
-                                "the hash chain is broken here (edited, removed or reordered)"
-                                ), expected, previous, chain_at
-        previous = row.chain_hash
-        expected += 1
-        if expected in wanted:
-            chain_at[expected] = previous
-    return None, expected, previous, chain_at
+def _fail(size: int, index: int, problem: str, event_id: str | None = None) -> VerifyResult:
+    return VerifyResult(False, size, index, event_id, problem)
+
+
+class _Walk:
+    """One pass over the stored events: leaves, chain, and roots at checkpoint sizes."""
+
+    def __init__(self, first: int, chain_start: bytes, wanted: set[int]) -> None:
+        self.expected = first
+        self.previous = chain_start
+        self.wanted = wanted
+        self.stack: list[bytes] = []
+        self.roots: dict[int, bytes] = {}
+        self.failure: VerifyResult | None = None
+
+    def feed(self, rows: Iterator[AuditEvent]) -> None:
+        for row in rows:
+            if row.seq != self.expected:
+                self.failure = _fail(self.expected, self.expected,
+                                     f"event #{self.expected} is missing (the next stored "
+                                     f"event is #{row.seq}, id {row.event_id})")
+                return
+            if auditlog.leaf_hash(row.as_dict()) != row.leaf_hash:
+                self.failure = _fail(self.expected, row.seq, "its contents do not match "
+                                     "its leaf hash (edited)", row.event_id)
+                return
+            if chain(self.previous, row.leaf_hash) != row.chain_hash:
+                self.failure = _fail(self.expected, row.seq, "the hash chain is broken "
+                                     "here (edited, removed or reordered)", row.event_id)
+                return
+            self.previous = row.chain_hash
+            self.push(row.leaf_hash)
+
+    def push(self, leaf: bytes) -> None:
+        node, index = leaf, self.expected
+        while index & 1:
+            node = merkle.node_hash(self.stack.pop(), node)
+            index >>= 1
+        self.stack.append(node)
+        self.expected += 1
+        if self.expected in self.wanted:
+            self.roots[self.expected] = _fold(self.stack)
+
+
+def _pruned_leaves(session: Session, upto: int) -> Iterator[bytes]:
+    yield from session.scalars(
+        select(AuditNode.hash).where(AuditNode.level == 0, AuditNode.index < upto)
+        .order_by(AuditNode.index).execution_options(yield_per=5000))
+
+
+def _check_nodes(session: Session, size: int) -> VerifyResult | None:
+    """Every stored subtree hash equals the hash of its two children, level by level."""
+    levels = session.scalars(select(AuditNode.level).where(AuditNode.level > 0)
+                             .distinct().order_by(AuditNode.level)).all()
+    for level in levels:
+        children: dict[int, bytes] = {}
+        if level == 1:
+            rows = session.execute(select(AuditEvent.seq, AuditEvent.leaf_hash))
+            children = dict(rows.all())
+            children.update(session.execute(select(AuditNode.index, AuditNode.hash).where(
+                AuditNode.level == 0)).all())
+        else:
+            children = dict(session.execute(select(AuditNode.index, AuditNode.hash).where(
+                AuditNode.level == level - 1)).all())
+        for index, stored in session.execute(
+                select(AuditNode.index, AuditNode.hash).where(AuditNode.level == level)
+                .order_by(AuditNode.index)):
+            left, right = children.get(2 * index), children.get(2 * index + 1)
+            first = index << level
+            if left is None or right is None or merkle.node_hash(left, right) != stored:
+                return _fail(size, first, f"the stored subtree hash over events #{first} to "
+                             f"#{first + (1 << level) - 1} is wrong (the tree was edited)")
+    return None
 
 
 def verify(
     session: Session, *, public_key: bytes | None = None, origin: str | None = None
 ) -> VerifyResult:
-    """Recompute every leaf and chain hash from the rows; name the first bad event.
+    """Recompute every leaf, the chain, the tree and its root; name the first bad event.
 
-    Also checks the head row and every stored checkpoint against the recomputed chain
-    (and, given the hub's public key, each checkpoint's signature).
+    Also checks the head row and every stored checkpoint against the recomputed tree (and,
+    given the hub's public key, each checkpoint's signature).
     """
     checkpoints = list(session.scalars(select(AuditCheckpoint).order_by(AuditCheckpoint.size)))
+    pruned = session.scalar(select(AuditPruned).order_by(AuditPruned.upto.desc()).limit(1))
+    walk = _Walk(0, ZERO, {c.size for c in checkpoints})
+    if pruned is not None:
+        for leaf in _pruned_leaves(session, pruned.upto):
+            walk.push(leaf)
+        if walk.expected != pruned.upto:
+            return _fail(walk.expected, walk.expected, "the leaf hashes kept for the pruned "
+                         f"events stop at #{walk.expected}, not #{pruned.upto}")
+        walk.previous = pruned.chain_hash
     result = session.execute(
         select(AuditEvent).order_by(AuditEvent.seq).execution_options(yield_per=2000))
     try:
-        failure, expected, previous, chain_at = _walk(
-            iter(result.scalars()), {c.size for c in checkpoints})
+        walk.feed(iter(result.scalars()))
     finally:
         result.close()
+    if walk.failure is not None:
+        return walk.failure
+    expected = walk.expected
+    stored = session.execute(select(AuditHead).where(AuditHead.id == 1)).scalar_one()
+    if stored.size != expected or stored.chain_hash != walk.previous:
+        return _fail(expected, min(stored.size, expected),
+                     f"the log head says {stored.size} events but {expected} verify (events "
+                     "removed from the end, or the head was edited)")
+    if stored.root_hash != _fold(walk.stack) or stored.frontier != b"".join(walk.stack):
+        return _fail(expected, expected, "the log head's Merkle root does not match its events")
+    failure = _check_nodes(session, expected)
     if failure is not None:
         return failure
-    size, stored = head(session)
-    if size != expected or stored != previous:
-        return VerifyResult(False, expected, min(size, expected), None,
-                            f"the log head says {size} events but {expected} verify "
-                            "(events removed from the end, or the head was edited)")
     for cp in checkpoints:
-        if cp.size > expected or chain_at.get(cp.size) != cp.root_hash:
-            return VerifyResult(False, expected, min(cp.size, expected), None,
-                                f"the signed checkpoint at size {cp.size} does not match "
-                                "the log (history was rewritten)")
+        if cp.size > expected or walk.roots.get(cp.size, merkle.EMPTY_ROOT) != cp.root_hash:
+            return _fail(expected, min(cp.size, expected), f"the signed checkpoint at size "
+                         f"{cp.size} does not match the log (history was rewritten)")
         if public_key is not None and origin is not None:
             try:
                 signed = checkpoint.verify(cp.note, public_key, origin)
             except VerificationError:
                 signed = None
             if signed is None or signed.size != cp.size or signed.root_hash != cp.root_hash:
-                return VerifyResult(False, expected, min(cp.size, expected), None,
-                                    f"the checkpoint at size {cp.size} has no valid signature")
+                return _fail(expected, min(cp.size, expected),
+                             f"the checkpoint at size {cp.size} has no valid signature")
     return VerifyResult(True, expected, checkpoints_checked=len(checkpoints),
                         signatures_checked=public_key is not None and origin is not None)
+
+
+# -- checkpoints --------------------------------------------------------------------------
+
+
+def latest_checkpoint(session: Session) -> AuditCheckpoint | None:
+    return session.scalar(select(AuditCheckpoint).order_by(AuditCheckpoint.size.desc())
+                          .limit(1))
 
 
 def sign_checkpoint(
@@ -271,3 +404,10 @@ def sign_checkpoint(
     session.add(cp)
     session.flush()
     return cp
+
+
+def unsigned_events(session: Session) -> int:
+    """How many events the newest checkpoint does not cover yet."""
+    size = session.scalar(select(AuditHead.size).where(AuditHead.id == 1)) or 0
+    signed = session.scalar(select(func.max(AuditCheckpoint.size))) or 0
+    return size - signed

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Engine, func, or_, select, tuple_
+from sqlalchemy import Engine, func, select, tuple_
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
@@ -31,12 +31,11 @@ from exchange.errors import (
     SamenloopError,
 )
 from hub import _audit, _inputs, _matching
+from hub._logops import MIN_LOG_RETENTION, LogOperations
 from hub._models import (
     Alert,
     AlertFeed,
     AlertSignal,
-    AuditCheckpoint,
-    AuditEvent,
     Consent,
     ConsentKey,
     Coordinator,
@@ -89,19 +88,7 @@ class Recipient:
     regions: tuple[str, ...]
 
 
-@dataclass(frozen=True)
-class AuditFilter:
-    subject_ref: str = ""
-    organisation_id: str = ""
-    actor_user_id: str = ""
-    event_type: str = ""
-    action: str = ""
-    outcome: str = ""
-    since: datetime | None = None
-    until: datetime | None = None
-
-
-class Hub:
+class Hub(LogOperations):
     """The matching hub: registry, signals, households, gate, alerts and access log."""
 
     def __init__(
@@ -112,7 +99,11 @@ class Hub:
         clock: Callable[[], datetime] | None = None,
         limits: Limits | None = None,
         oversight: frozenset[str] = frozenset(),
+        log_retention: timedelta = MIN_LOG_RETENTION,
     ) -> None:
+        if log_retention < MIN_LOG_RETENTION:
+            raise ValueError("the access log is kept at least five years")
+        self.log_retention = log_retention
         self._engine = engine
         # Organisations whose privacy officers see the whole access log (the municipality).
         self.oversight = oversight
@@ -639,73 +630,6 @@ class Hub:
                 "alert.acknowledge", "update", subject_ref=alert.household_id,
                 detail={"alert": alert.id}), now)
             return self._view(s, alert)
-
-    # -- privacy officers -----------------------------------------------------------
-
-    def query_events(self, access: _audit.Access, flt: AuditFilter, page_size: int,
-                     page_token: str, *, newest_first: bool = False,
-                     ) -> tuple[list[AuditEvent], str]:
-        """Events visible to the caller, oldest first.
-
-        Administrators and privacy officers of an oversight organisation see every event;
-        other privacy officers see the events their organisation acted in or that concern
-        its data, never another partner's.
-        """
-        with self._tx() as (s, _):
-            self._require_org(s, access)
-            now = self.now()
-            order = AuditEvent.seq.desc() if newest_first else AuditEvent.seq
-            stmt = select(AuditEvent).order_by(order).limit(page_size + 1)
-            if access.role != "administrator" and access.organisation_id not in self.oversight:
-                mine = access.organisation_id
-                stmt = stmt.where(or_(AuditEvent.actor_org == mine, AuditEvent.owner_org == mine))
-            if flt.organisation_id:
-                stmt = stmt.where(or_(AuditEvent.actor_org == flt.organisation_id,
-                                      AuditEvent.owner_org == flt.organisation_id))
-            for column, value in (
-                (AuditEvent.subject_ref, flt.subject_ref),
-                (AuditEvent.actor_user, flt.actor_user_id),
-                (AuditEvent.event_type, flt.event_type),
-                (AuditEvent.action, flt.action),
-                (AuditEvent.outcome, flt.outcome),
-            ):
-                if value:
-                    stmt = stmt.where(column == value)
-            if flt.since is not None:
-                stmt = stmt.where(AuditEvent.occurred_at >= flt.since)
-            if flt.until is not None:
-                stmt = stmt.where(AuditEvent.occurred_at < flt.until)
-            if page_token:
-                if not (page_token.isascii() and page_token.isdigit() and len(page_token) < 19):
-                    raise InvalidInput("page_token is not valid")
-                after = int(page_token)
-                stmt = stmt.where(AuditEvent.seq < after if newest_first
-                                  else AuditEvent.seq > after)
-            rows = list(s.scalars(stmt))
-            more = len(rows) > page_size
-            rows = rows[:page_size]
-            detail = {k: v.isoformat() if isinstance(v, datetime) else v
-                      for k, v in flt.__dict__.items() if v}
-            detail["returned"] = len(rows)
-            _audit.append(s, access, _audit.Event("audit.query", "search", detail=detail), now)
-            return rows, (str(rows[-1].seq) if more else "")
-
-    def checkpoint(self, access: _audit.Access) -> AuditCheckpoint:
-        with self._tx() as (s, _):
-            now = self.now()
-            _audit.append(s, access, _audit.Event("audit.checkpoint", "read"), now)
-            return _audit.sign_checkpoint(s, self._signer, now)
-
-    def verify(self, access: _audit.Access) -> tuple[_audit.VerifyResult, AuditCheckpoint]:
-        with self._sessions() as s:
-            result = _audit.verify(s, public_key=self._signer.public_key, origin=self.origin)
-        with self._tx() as (s, _):
-            now = self.now()
-            _audit.append(s, access, _audit.Event(
-                "audit.verify", "verify", outcome="success" if result.ok else "failed",
-                reason="" if result.ok else "log_inconsistent",
-                detail={"size": result.size}), now)
-            return result, _audit.sign_checkpoint(s, self._signer, now)
 
     # -- administrators -------------------------------------------------------------
 

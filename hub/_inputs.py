@@ -138,6 +138,12 @@ def signal(req: signal_pb2.SubmitSignalRequest) -> SignalInput:
     )
 
 
+def person_keys(keys: list[common_pb2.PseudonymousKey],
+                field: str) -> frozenset[tuple[int, bytes]]:
+    """1 to 16 person keys (for consent and subject access)."""
+    return _keys(keys, field, MAX_CONSENT_KEYS, {int(crypto.KeyKind.PERSON)})
+
+
 def withdrawal(req: signal_pb2.WithdrawSignalRequest) -> tuple[str, str]:
     signal_id = vocab.uuid_str(req.signal_id, "signal_id")
     if req.reason not in WITHDRAWAL_REASONS:
@@ -147,8 +153,7 @@ def withdrawal(req: signal_pb2.WithdrawSignalRequest) -> tuple[str, str]:
 
 def consent(req: signal_pb2.RecordConsentRequest) -> ConsentInput:
     consent_id = vocab.uuid_str(req.consent_id, "consent_id")
-    keys = _keys(list(req.subject_keys), "subject_keys", MAX_CONSENT_KEYS,
-                 {int(crypto.KeyKind.PERSON)})
+    keys = person_keys(list(req.subject_keys), "subject_keys")
     covenant_id = vocab.slug(req.covenant_id, "covenant_id")
     if not 1 <= len(req.purposes) <= MAX_PURPOSES:
         raise InvalidInput(f"purposes must list 1 to {MAX_PURPOSES} purposes")

@@ -77,7 +77,8 @@ def household_for(
     """The household a new signal with these keys belongs to (merging when it bridges)."""
     ids = _households_sharing(session, keys, now)
     if not ids:
-        household = Household(id=uuid.uuid4().hex, created_at=now, merged_into=None)
+        household = Household(id=uuid.uuid4().hex, created_at=now, merged_into=None,
+                              split_from=None)
         session.add(household)
         session.flush()
         changes.households.add(household.id)
@@ -152,7 +153,8 @@ def split(session: Session, household_id: str, now: datetime, access: _audit.Acc
     # The component holding the oldest signal keeps the household id.
     ordered = sorted(groups.values(), key=lambda g: (g[0].received_at, g[0].id))
     for group in ordered[1:]:
-        household = Household(id=uuid.uuid4().hex, created_at=now, merged_into=None)
+        household = Household(id=uuid.uuid4().hex, created_at=now, merged_into=None,
+                              split_from=household_id)
         session.add(household)
         session.flush()
         for sig in group:

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     CheckConstraint,
     ForeignKey,
     Index,
@@ -81,6 +82,8 @@ class Household(Base):
     created_at: Mapped[datetime]
     # Set when merged into another household; references in the log stay valid.
     merged_into: Mapped[str | None] = mapped_column(ForeignKey("households.id"))
+    # Set when split off another household (a withdrawal left two parts).
+    split_from: Mapped[str | None] = mapped_column(ForeignKey("households.id"))
 
 
 class Signal(Base):
@@ -280,7 +283,10 @@ class AuditEvent(Base):
     outcome: Mapped[str] = mapped_column(String(16))
     actor_org: Mapped[str] = mapped_column(String(64), index=True)
     actor_user: Mapped[str] = mapped_column(String(128))
+    actor_name: Mapped[str] = mapped_column(String(200))
     actor_role: Mapped[str] = mapped_column(String(32))
+    # Whether the actor asked for this themselves (false: the hub's own decision).
+    requested: Mapped[bool] = mapped_column(Boolean)
     # The organisation whose data the event concerns ("" for none): its privacy
     # officer sees the event. Decisions about several organisations are one event each.
     owner_org: Mapped[str] = mapped_column(String(64), index=True)
@@ -301,15 +307,48 @@ class AuditEvent(Base):
 
 
 class AuditHead(Base):
-    """The single row holding the log's size and latest chain hash."""
+    """The single row holding the log's size, Merkle root and latest chain hash.
+
+    ``frontier`` holds the roots of the perfect subtrees that make up the tree (one per
+    set bit of the size, largest first): appending needs nothing else.
+    """
 
     __tablename__ = "audit_head"
 
     id: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
     size: Mapped[int] = mapped_column(BigInteger)
+    root_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    frontier: Mapped[bytes] = mapped_column(LargeBinary)
     chain_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
 
     __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
+
+
+class AuditNode(Base):
+    """The hash of the perfect subtree over leaves [index * 2**level, (index+1) * 2**level).
+
+    Levels from 1 are stored as they complete; level 0 (a leaf) is the event's leaf_hash,
+    or is kept here once the event itself was pruned.
+    """
+
+    __tablename__ = "audit_nodes"
+
+    level: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
+    index: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+
+
+class AuditPruned(Base):
+    """A range of events removed after their retention, with what keeps it verifiable."""
+
+    __tablename__ = "audit_pruned"
+
+    upto: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    first: Mapped[int] = mapped_column(BigInteger)
+    # The chain hash after event upto - 1, where verification of the rest starts.
+    chain_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    pruned_at: Mapped[datetime]
+    pruned_by: Mapped[str] = mapped_column(String(128))
 
 
 class AuditCheckpoint(Base):

@@ -20,6 +20,7 @@ from exchange.errors import ConfigError
 from exchange.rpc import MAX_MESSAGE_BYTES
 from hub._core import Hub, Limits
 from hub._keyservice import KeyService
+from hub._logops import MIN_LOG_RETENTION
 from hub._service import IdentityResolver, add_services, metadata_identity
 
 MIGRATIONS = Path(__file__).parent / "_migrations"
@@ -39,6 +40,10 @@ class HubSettings:
     sweep_seconds: float = 60.0
     # Organisations (the municipality) whose privacy officers see the whole access log.
     oversight_organisations: tuple[str, ...] = ()
+    # A checkpoint is signed this often when events were added; 0 signs only on request.
+    checkpoint_seconds: float = 1.0
+    # Access events are kept at least this long (five years at the least).
+    log_retention_days: int = 1827
     migrate: bool = False
 
 
@@ -129,8 +134,11 @@ def open_hub(settings: HubSettings, *, clock: Callable[[], datetime] | None = No
     limits = Limits(max_signal_age=timedelta(days=settings.max_signal_age_days))
     for org in settings.oversight_organisations:
         vocab.slug(org, "oversight_organisations")
+    if settings.log_retention_days < MIN_LOG_RETENTION.days:
+        raise ConfigError(f"log_retention_days must be at least {MIN_LOG_RETENTION.days}")
     return Hub(engine, signer=signer, clock=clock, limits=limits,
-               oversight=frozenset(settings.oversight_organisations))
+               oversight=frozenset(settings.oversight_organisations),
+               log_retention=timedelta(days=settings.log_retention_days))
 
 
 def start_hub(
@@ -146,22 +154,25 @@ def start_hub(
     port = _bind(server, settings.listen)
     server.start()
     if settings.sweep_seconds > 0:
-        threading.Thread(target=_sweep, args=(hub, stopping, settings.sweep_seconds),
+        threading.Thread(target=_every, args=(hub.sweep, stopping, settings.sweep_seconds),
                          name="sweep", daemon=True).start()
+    if settings.checkpoint_seconds > 0:
+        threading.Thread(target=_every, args=(hub.sign_if_due, stopping,
+                                              settings.checkpoint_seconds),
+                         name="checkpoints", daemon=True).start()
     address = f"{settings.listen.rsplit(':', 1)[0]}:{port}"
     _log.info("hub listening", address=address, database=redact_url(settings.database_url),
               checkpoint_key=crypto.fingerprint(hub.checkpoint_public_key).hex())
     return RunningHub(server, address, stopping, hub)
 
 
-def _sweep(hub: Hub, stopping: threading.Event, every: float) -> None:
-    while not stopping.wait(every):
+def _every(job: Callable[[], object], stopping: threading.Event, seconds: float) -> None:
+    """Run a housekeeping job every few seconds until the server stops."""
+    while not stopping.wait(seconds):
         try:
-            decided = hub.sweep()
-        except Exception:  # noqa: BLE001 - keep sweeping; the next run retries
-            _log.exception("sweep failed")
-            continue
-        _log.debug("sweep done", households=decided)
+            job()
+        except Exception:  # noqa: BLE001 - keep going; the next run retries
+            _log.exception("housekeeping failed", job=getattr(job, "__name__", "job"))
 
 
 def load_oprf_key(path: Path) -> crypto.OprfKey:

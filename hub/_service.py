@@ -47,6 +47,7 @@ from exchange.v1 import (
     signal_pb2_grpc,
 )
 from hub import _audit, _core, _inputs
+from hub._logops import SUPPRESS_BELOW, AuditFilter
 from hub._models import AuditCheckpoint, AuditEvent, Consent, Coordinator, Organisation
 
 _log = log.get("hub")
@@ -92,7 +93,7 @@ class _Edge:
                         "auth", "read", Unauthenticated("no identity"), context)
             raise  # pragma: no cover - refuse aborts
         return _audit.Access(caller.organisation_id, caller.user_id, caller.role,
-                             request_id, context.peer())
+                             request_id, context.peer(), user_name=caller.display_name)
 
     def refuse(self, access: _audit.Access, event_type: str, action: str,
                exc: BaseException, context: grpc.ServicerContext) -> None:
@@ -210,7 +211,8 @@ def event_pb(row: AuditEvent) -> audit_pb2.AuditEvent:
         index=row.seq, event_id=row.event_id, occurred_at=to_timestamp(row.occurred_at),
         event_type=row.event_type, action=row.action, outcome=row.outcome,
         actor=audit_pb2.Actor(organisation_id=row.actor_org, user_id=row.actor_user,
-                              role=row.actor_role),
+                              role=row.actor_role, name=row.actor_name),
+        requested=row.requested,
         on_behalf_of=row.on_behalf_of, purpose=row.purpose, subject_ref=row.subject_ref,
         basis=row.basis, reason=row.reason, source_system=row.source_system,
         network_address=row.network_address, request_id=row.request_id,
@@ -222,6 +224,43 @@ def event_pb(row: AuditEvent) -> audit_pb2.AuditEvent:
 def checkpoint_pb(cp: AuditCheckpoint, public_key: bytes) -> audit_pb2.Checkpoint:
     return audit_pb2.Checkpoint(note=cp.note, size=cp.size, root_hash=cp.root_hash,
                                 time=to_timestamp(cp.signed_at), public_key=public_key)
+
+
+def processing_pb(cov: Any, hub: _core.Hub) -> audit_pb2.ProcessingActivity:
+    """A covenant as a GDPR art. 30 processing activity."""
+    years = hub.log_retention.days // 365
+    return audit_pb2.ProcessingActivity(
+        covenant_id=cov.id, covenant_version=cov.version, name=cov.name,
+        controllers=sorted(cov.parties), purposes=sorted(cov.purposes),
+        legal_basis=cov.legal_basis,
+        categories=[f"{c}: {basis}" for c, basis in sorted(cov.categories.items())],
+        regions=sorted(cov.regions),
+        data_subjects=["members of households about whom a party has a concern",
+                       "the parties' professionals (contact details)",
+                       "the coordinator"],
+        personal_data=["pseudonymous person and address keys (RFC 9497 OPRF; the hub cannot "
+                       "compute them)",
+                       "a coarse signal category, a municipality code and dates",
+                       "the professional's name, phone number and e-mail address",
+                       "the household's identity and the party's case reference, encrypted "
+                       "to the coordinator (RFC 9180 HPKE; unreadable to the hub)",
+                       "consent records: scope, validity and evidence reference"],
+        recipients=[f"the coordinator {cov.coordinator_id}: which parties and professionals "
+                    "are involved, and the encrypted identities",
+                    "each party's privacy officer: the access log of its own data",
+                    "the oversight organisations' privacy officers: the whole access log"],
+        retention=[f"signals: at most {hub.limits.max_signal_age.days} days, removed earlier "
+                   "when withdrawn",
+                   f"access log: at least {years} years, pruned only as whole checkpointed "
+                   "ranges"],
+        security_measures=["keyed pseudonyms from a separate key service (OPRF); no party "
+                           "shares a secret",
+                           "identities encrypted end to end to the coordinator",
+                           "every disclosure decided per signal on the covenant or consent",
+                           "every access logged in an RFC 6962 Merkle tree with signed "
+                           "checkpoints that parties verify",
+                           "role- and organisation-based access to every service"],
+        valid_from=to_timestamp(cov.valid_from), valid_until=to_timestamp(cov.valid_until))
 
 
 def organisation_pb(org: Organisation) -> admin_pb2.Organisation:
@@ -403,7 +442,7 @@ class AuditService(audit_pb2_grpc.AuditServiceServicer):
     @rpc("audit.query", "search", OFFICERS)
     def QueryEvents(self, access: _audit.Access, request: audit_pb2.QueryEventsRequest,
                     context: Any) -> audit_pb2.QueryEventsResponse:
-        flt = _core.AuditFilter(
+        flt = AuditFilter(
             subject_ref=vocab.text(request.subject_ref, "subject_ref", max_len=64,
                                    required=False),
             organisation_id=request.organisation_id and vocab.slug(
@@ -436,6 +475,59 @@ class AuditService(audit_pb2_grpc.AuditServiceServicer):
             ok=result.ok, size=result.size, first_bad_index=result.first_bad_index or 0,
             first_bad_event_id=result.first_bad_event_id or "", problem=result.problem or "",
             checkpoint=checkpoint_pb(cp, self._hub.checkpoint_public_key))
+
+    @rpc("audit.proof", "read", EVERYONE)
+    def GetInclusionProof(self, access: _audit.Access,
+                          request: audit_pb2.GetInclusionProofRequest,
+                          context: Any) -> audit_pb2.InclusionProof:
+        leaf, proof = self._hub.inclusion_proof(access, request.index, request.tree_size)
+        return audit_pb2.InclusionProof(index=request.index, tree_size=request.tree_size,
+                                        leaf_hash=leaf, hashes=proof)
+
+    @rpc("audit.consistency", "read", EVERYONE)
+    def GetConsistencyProof(self, access: _audit.Access,
+                            request: audit_pb2.GetConsistencyProofRequest,
+                            context: Any) -> audit_pb2.ConsistencyProof:
+        proof = self._hub.consistency_proof(access, request.from_size, request.to_size)
+        return audit_pb2.ConsistencyProof(from_size=request.from_size,
+                                          to_size=request.to_size, hashes=proof)
+
+    @rpc("audit.subject_access", "search", OFFICERS)
+    def SubjectAccess(self, access: _audit.Access, request: audit_pb2.SubjectAccessRequest,
+                      context: Any) -> audit_pb2.SubjectAccessResponse:
+        keys = _inputs.person_keys(list(request.keys), "keys")
+        found = self._hub.subject_access(access, keys)
+        size = found.checkpoint.size
+        return audit_pb2.SubjectAccessResponse(
+            signals=found.signals,
+            checkpoint=checkpoint_pb(found.checkpoint, self._hub.checkpoint_public_key),
+            disclosures=[
+                audit_pb2.Disclosure(event=event_pb(p.event), proof=audit_pb2.InclusionProof(
+                    index=p.event.seq, tree_size=size, leaf_hash=p.leaf_hash, hashes=p.proof))
+                for p in found.disclosures
+            ])
+
+    @rpc("audit.report", "search", OFFICERS)
+    def GetReport(self, access: _audit.Access, request: audit_pb2.GetReportRequest,
+                  context: Any) -> audit_pb2.Report:
+        since = from_timestamp(request.since, "since")
+        until = from_timestamp(request.until, "until")
+        if since is None or until is None:
+            raise InvalidInput("since and until are required")
+        scope, figures = self._hub.report(access, since, until)
+        return audit_pb2.Report(
+            since=request.since, until=request.until, scope=scope,
+            suppression_threshold=SUPPRESS_BELOW,
+            figures=[audit_pb2.ReportFigure(name=n, value=v, description=d)
+                     for n, v, d in figures])
+
+    @rpc("audit.register", "read", OFFICERS)
+    def GetProcessingRegister(self, access: _audit.Access, request: Any,
+                              context: Any) -> audit_pb2.ProcessingRegister:
+        covenants = self._hub.processing_register(access)
+        return audit_pb2.ProcessingRegister(
+            generated_at=to_timestamp(self._hub.now()),
+            activities=[processing_pb(c, self._hub) for c in covenants])
 
 
 def _choice(value: str, allowed: tuple[str, ...], field: str) -> str:

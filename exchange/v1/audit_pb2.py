@@ -23,31 +23,58 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from exchange.v1 import common_pb2 as samenloop_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18samenloop/v1/audit.proto\x12\x0csamenloop.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"?\n\x05\x41\x63tor\x12\x17\n\x0forganisation_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x0c\n\x04role\x18\x03 \x01(\t\"\xb1\x03\n\nAuditEvent\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12/\n\x0boccurred_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nevent_type\x18\x04 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x05 \x01(\t\x12\x0f\n\x07outcome\x18\x06 \x01(\t\x12\"\n\x05\x61\x63tor\x18\x07 \x01(\x0b\x32\x13.samenloop.v1.Actor\x12\x14\n\x0con_behalf_of\x18\x08 \x01(\t\x12\x0f\n\x07purpose\x18\t \x01(\t\x12\x13\n\x0bsubject_ref\x18\n \x01(\t\x12\r\n\x05\x62\x61sis\x18\x0b \x01(\t\x12\x0e\n\x06reason\x18\x0c \x01(\t\x12\x15\n\rsource_system\x18\r \x01(\t\x12\x17\n\x0fnetwork_address\x18\x0e \x01(\t\x12\x12\n\nrequest_id\x18\x0f \x01(\t\x12\x13\n\x0b\x64\x65tail_json\x18\x10 \x01(\t\x12\x11\n\tleaf_hash\x18\x11 \x01(\x0c\x12\x12\n\nchain_hash\x18\x12 \x01(\x0c\x12\x1d\n\x15owner_organisation_id\x18\x13 \x01(\t\"\xa1\x02\n\x12QueryEventsRequest\x12\x13\n\x0bsubject_ref\x18\x01 \x01(\t\x12\x17\n\x0forganisation_id\x18\x02 \x01(\t\x12\x15\n\ractor_user_id\x18\x03 \x01(\t\x12\x12\n\nevent_type\x18\x04 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x05 \x01(\t\x12\x0f\n\x07outcome\x18\x06 \x01(\t\x12)\n\x05since\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05until\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tpage_size\x18\t \x01(\r\x12\x12\n\npage_token\x18\n \x01(\t\x12\x14\n\x0cnewest_first\x18\x0b \x01(\x08\"X\n\x13QueryEventsResponse\x12(\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x18.samenloop.v1.AuditEvent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x16\n\x14GetCheckpointRequest\"y\n\nCheckpoint\x12\x0c\n\x04note\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x04\x12\x11\n\troot_hash\x18\x03 \x01(\x0c\x12(\n\x04time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\npublic_key\x18\x05 \x01(\x0c\"\x0f\n\rVerifyRequest\"\x9e\x01\n\x0eVerifyResponse\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x0c\n\x04size\x18\x02 \x01(\x04\x12\x17\n\x0f\x66irst_bad_index\x18\x03 \x01(\x04\x12\x1a\n\x12\x66irst_bad_event_id\x18\x04 \x01(\t\x12\x0f\n\x07problem\x18\x05 \x01(\t\x12,\n\ncheckpoint\x18\x06 \x01(\x0b\x32\x18.samenloop.v1.Checkpoint2\xf6\x01\n\x0c\x41uditService\x12R\n\x0bQueryEvents\x12 .samenloop.v1.QueryEventsRequest\x1a!.samenloop.v1.QueryEventsResponse\x12M\n\rGetCheckpoint\x12\".samenloop.v1.GetCheckpointRequest\x1a\x18.samenloop.v1.Checkpoint\x12\x43\n\x06Verify\x12\x1b.samenloop.v1.VerifyRequest\x1a\x1c.samenloop.v1.VerifyResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18samenloop/v1/audit.proto\x12\x0csamenloop.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19samenloop/v1/common.proto\"M\n\x05\x41\x63tor\x12\x17\n\x0forganisation_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x0c\n\x04role\x18\x03 \x01(\t\x12\x0c\n\x04name\x18\x04 \x01(\t\"\xc4\x03\n\nAuditEvent\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12/\n\x0boccurred_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nevent_type\x18\x04 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x05 \x01(\t\x12\x0f\n\x07outcome\x18\x06 \x01(\t\x12\"\n\x05\x61\x63tor\x18\x07 \x01(\x0b\x32\x13.samenloop.v1.Actor\x12\x14\n\x0con_behalf_of\x18\x08 \x01(\t\x12\x0f\n\x07purpose\x18\t \x01(\t\x12\x13\n\x0bsubject_ref\x18\n \x01(\t\x12\r\n\x05\x62\x61sis\x18\x0b \x01(\t\x12\x0e\n\x06reason\x18\x0c \x01(\t\x12\x15\n\rsource_system\x18\r \x01(\t\x12\x17\n\x0fnetwork_address\x18\x0e \x01(\t\x12\x12\n\nrequest_id\x18\x0f \x01(\t\x12\x13\n\x0b\x64\x65tail_json\x18\x10 \x01(\t\x12\x11\n\tleaf_hash\x18\x11 \x01(\x0c\x12\x12\n\nchain_hash\x18\x12 \x01(\x0c\x12\x1d\n\x15owner_organisation_id\x18\x13 \x01(\t\x12\x11\n\trequested\x18\x14 \x01(\x08\"\xa1\x02\n\x12QueryEventsRequest\x12\x13\n\x0bsubject_ref\x18\x01 \x01(\t\x12\x17\n\x0forganisation_id\x18\x02 \x01(\t\x12\x15\n\ractor_user_id\x18\x03 \x01(\t\x12\x12\n\nevent_type\x18\x04 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x05 \x01(\t\x12\x0f\n\x07outcome\x18\x06 \x01(\t\x12)\n\x05since\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05until\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tpage_size\x18\t \x01(\r\x12\x12\n\npage_token\x18\n \x01(\t\x12\x14\n\x0cnewest_first\x18\x0b \x01(\x08\"X\n\x13QueryEventsResponse\x12(\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x18.samenloop.v1.AuditEvent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x16\n\x14GetCheckpointRequest\"y\n\nCheckpoint\x12\x0c\n\x04note\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x04\x12\x11\n\troot_hash\x18\x03 \x01(\x0c\x12(\n\x04time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\npublic_key\x18\x05 \x01(\x0c\"\x0f\n\rVerifyRequest\"\x9e\x01\n\x0eVerifyResponse\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x0c\n\x04size\x18\x02 \x01(\x04\x12\x17\n\x0f\x66irst_bad_index\x18\x03 \x01(\x04\x12\x1a\n\x12\x66irst_bad_event_id\x18\x04 \x01(\t\x12\x0f\n\x07problem\x18\x05 \x01(\t\x12,\n\ncheckpoint\x18\x06 \x01(\x0b\x32\x18.samenloop.v1.Checkpoint\"<\n\x18GetInclusionProofRequest\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x11\n\ttree_size\x18\x02 \x01(\x04\"U\n\x0eInclusionProof\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x11\n\ttree_size\x18\x02 \x01(\x04\x12\x11\n\tleaf_hash\x18\x03 \x01(\x0c\x12\x0e\n\x06hashes\x18\x04 \x03(\x0c\"@\n\x1aGetConsistencyProofRequest\x12\x11\n\tfrom_size\x18\x01 \x01(\x04\x12\x0f\n\x07to_size\x18\x02 \x01(\x04\"F\n\x10\x43onsistencyProof\x12\x11\n\tfrom_size\x18\x01 \x01(\x04\x12\x0f\n\x07to_size\x18\x02 \x01(\x04\x12\x0e\n\x06hashes\x18\x03 \x03(\x0c\"C\n\x14SubjectAccessRequest\x12+\n\x04keys\x18\x01 \x03(\x0b\x32\x1d.samenloop.v1.PseudonymousKey\"b\n\nDisclosure\x12\'\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x18.samenloop.v1.AuditEvent\x12+\n\x05proof\x18\x02 \x01(\x0b\x32\x1c.samenloop.v1.InclusionProof\"\x85\x01\n\x15SubjectAccessResponse\x12\x0f\n\x07signals\x18\x01 \x01(\r\x12-\n\x0b\x64isclosures\x18\x02 \x03(\x0b\x32\x18.samenloop.v1.Disclosure\x12,\n\ncheckpoint\x18\x03 \x01(\x0b\x32\x18.samenloop.v1.Checkpoint\"h\n\x10GetReportRequest\x12)\n\x05since\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05until\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"@\n\x0cReportFigure\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\"\xb9\x01\n\x06Report\x12)\n\x05since\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05until\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05scope\x18\x03 \x01(\t\x12\x1d\n\x15suppression_threshold\x18\x04 \x01(\r\x12+\n\x07\x66igures\x18\x05 \x03(\x0b\x32\x1a.samenloop.v1.ReportFigure\"\x1e\n\x1cGetProcessingRegisterRequest\"\x83\x03\n\x12ProcessingActivity\x12\x13\n\x0b\x63ovenant_id\x18\x01 \x01(\t\x12\x18\n\x10\x63ovenant_version\x18\x02 \x01(\r\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x13\n\x0b\x63ontrollers\x18\x04 \x03(\t\x12\x10\n\x08purposes\x18\x05 \x03(\t\x12\x13\n\x0blegal_basis\x18\x06 \x01(\t\x12\x12\n\ncategories\x18\x07 \x03(\t\x12\x0f\n\x07regions\x18\x08 \x03(\t\x12\x15\n\rdata_subjects\x18\t \x03(\t\x12\x15\n\rpersonal_data\x18\n \x03(\t\x12\x12\n\nrecipients\x18\x0b \x03(\t\x12\x11\n\tretention\x18\x0c \x03(\t\x12\x19\n\x11security_measures\x18\r \x03(\t\x12.\n\nvalid_from\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bvalid_until\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"|\n\x12ProcessingRegister\x12\x30\n\x0cgenerated_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x34\n\nactivities\x18\x02 \x03(\x0b\x32 .samenloop.v1.ProcessingActivity2\xb6\x05\n\x0c\x41uditService\x12R\n\x0bQueryEvents\x12 .samenloop.v1.QueryEventsRequest\x1a!.samenloop.v1.QueryEventsResponse\x12M\n\rGetCheckpoint\x12\".samenloop.v1.GetCheckpointRequest\x1a\x18.samenloop.v1.Checkpoint\x12\x43\n\x06Verify\x12\x1b.samenloop.v1.VerifyRequest\x1a\x1c.samenloop.v1.VerifyResponse\x12Y\n\x11GetInclusionProof\x12&.samenloop.v1.GetInclusionProofRequest\x1a\x1c.samenloop.v1.InclusionProof\x12_\n\x13GetConsistencyProof\x12(.samenloop.v1.GetConsistencyProofRequest\x1a\x1e.samenloop.v1.ConsistencyProof\x12X\n\rSubjectAccess\x12\".samenloop.v1.SubjectAccessRequest\x1a#.samenloop.v1.SubjectAccessResponse\x12\x41\n\tGetReport\x12\x1e.samenloop.v1.GetReportRequest\x1a\x14.samenloop.v1.Report\x12\x65\n\x15GetProcessingRegister\x12*.samenloop.v1.GetProcessingRegisterRequest\x1a .samenloop.v1.ProcessingRegisterb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'exchange.v1.audit_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ACTOR']._serialized_start=75
-  _globals['_ACTOR']._serialized_end=138
-  _globals['_AUDITEVENT']._serialized_start=141
-  _globals['_AUDITEVENT']._serialized_end=574
-  _globals['_QUERYEVENTSREQUEST']._serialized_start=577
-  _globals['_QUERYEVENTSREQUEST']._serialized_end=866
-  _globals['_QUERYEVENTSRESPONSE']._serialized_start=868
-  _globals['_QUERYEVENTSRESPONSE']._serialized_end=956
-  _globals['_GETCHECKPOINTREQUEST']._serialized_start=958
-  _globals['_GETCHECKPOINTREQUEST']._serialized_end=980
-  _globals['_CHECKPOINT']._serialized_start=982
-  _globals['_CHECKPOINT']._serialized_end=1103
-  _globals['_VERIFYREQUEST']._serialized_start=1105
-  _globals['_VERIFYREQUEST']._serialized_end=1120
-  _globals['_VERIFYRESPONSE']._serialized_start=1123
-  _globals['_VERIFYRESPONSE']._serialized_end=1281
-  _globals['_AUDITSERVICE']._serialized_start=1284
-  _globals['_AUDITSERVICE']._serialized_end=1530
+  _globals['_ACTOR']._serialized_start=102
+  _globals['_ACTOR']._serialized_end=179
+  _globals['_AUDITEVENT']._serialized_start=182
+  _globals['_AUDITEVENT']._serialized_end=634
+  _globals['_QUERYEVENTSREQUEST']._serialized_start=637
+  _globals['_QUERYEVENTSREQUEST']._serialized_end=926
+  _globals['_QUERYEVENTSRESPONSE']._serialized_start=928
+  _globals['_QUERYEVENTSRESPONSE']._serialized_end=1016
+  _globals['_GETCHECKPOINTREQUEST']._serialized_start=1018
+  _globals['_GETCHECKPOINTREQUEST']._serialized_end=1040
+  _globals['_CHECKPOINT']._serialized_start=1042
+  _globals['_CHECKPOINT']._serialized_end=1163
+  _globals['_VERIFYREQUEST']._serialized_start=1165
+  _globals['_VERIFYREQUEST']._serialized_end=1180
+  _globals['_VERIFYRESPONSE']._serialized_start=1183
+  _globals['_VERIFYRESPONSE']._serialized_end=1341
+  _globals['_GETINCLUSIONPROOFREQUEST']._serialized_start=1343
+  _globals['_GETINCLUSIONPROOFREQUEST']._serialized_end=1403
+  _globals['_INCLUSIONPROOF']._serialized_start=1405
+  _globals['_INCLUSIONPROOF']._serialized_end=1490
+  _globals['_GETCONSISTENCYPROOFREQUEST']._serialized_start=1492
+  _globals['_GETCONSISTENCYPROOFREQUEST']._serialized_end=1556
+  _globals['_CONSISTENCYPROOF']._serialized_start=1558
+  _globals['_CONSISTENCYPROOF']._serialized_end=1628
+  _globals['_SUBJECTACCESSREQUEST']._serialized_start=1630
+  _globals['_SUBJECTACCESSREQUEST']._serialized_end=1697
+  _globals['_DISCLOSURE']._serialized_start=1699
+  _globals['_DISCLOSURE']._serialized_end=1797
+  _globals['_SUBJECTACCESSRESPONSE']._serialized_start=1800
+  _globals['_SUBJECTACCESSRESPONSE']._serialized_end=1933
+  _globals['_GETREPORTREQUEST']._serialized_start=1935
+  _globals['_GETREPORTREQUEST']._serialized_end=2039
+  _globals['_REPORTFIGURE']._serialized_start=2041
+  _globals['_REPORTFIGURE']._serialized_end=2105
+  _globals['_REPORT']._serialized_start=2108
+  _globals['_REPORT']._serialized_end=2293
+  _globals['_GETPROCESSINGREGISTERREQUEST']._serialized_start=2295
+  _globals['_GETPROCESSINGREGISTERREQUEST']._serialized_end=2325
+  _globals['_PROCESSINGACTIVITY']._serialized_start=2328
+  _globals['_PROCESSINGACTIVITY']._serialized_end=2715
+  _globals['_PROCESSINGREGISTER']._serialized_start=2717
+  _globals['_PROCESSINGREGISTER']._serialized_end=2841
+  _globals['_AUDITSERVICE']._serialized_start=2844
+  _globals['_AUDITSERVICE']._serialized_end=3538
 # @@protoc_insertion_point(module_scope)

@@ -10,6 +10,7 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from exchange.v1 import common_pb2 as _common_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -28,20 +29,24 @@ class Actor(_message.Message):
     ORGANISATION_ID_FIELD_NUMBER: _builtins.int
     USER_ID_FIELD_NUMBER: _builtins.int
     ROLE_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
     organisation_id: _builtins.str
     user_id: _builtins.str
     role: _builtins.str
-    """partner, coordinator, privacy_officer, administrator, key_client"""
+    """partner, coordinator, privacy_officer, administrator, key_client, system"""
+    name: _builtins.str
+    """The user's display name, as their identity gives it."""
     def __init__(
         self,
         *,
         organisation_id: _builtins.str = ...,
         user_id: _builtins.str = ...,
         role: _builtins.str = ...,
+        name: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["organisation_id", b"organisation_id", "role", b"role", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "organisation_id", b"organisation_id", "role", b"role", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -70,6 +75,7 @@ class AuditEvent(_message.Message):
     LEAF_HASH_FIELD_NUMBER: _builtins.int
     CHAIN_HASH_FIELD_NUMBER: _builtins.int
     OWNER_ORGANISATION_ID_FIELD_NUMBER: _builtins.int
+    REQUESTED_FIELD_NUMBER: _builtins.int
     index: _builtins.int
     """Position in the log, from 0 (the Merkle leaf index)."""
     event_id: _builtins.str
@@ -100,6 +106,8 @@ class AuditEvent(_message.Message):
     """The organisation whose data the event concerns; empty for none. Its privacy
     officer sees the event.
     """
+    requested: _builtins.bool
+    """True when the actor asked for this themselves; false for the hub's own decisions."""
     @_builtins.property
     def occurred_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -126,10 +134,11 @@ class AuditEvent(_message.Message):
         leaf_hash: _builtins.bytes = ...,
         chain_hash: _builtins.bytes = ...,
         owner_organisation_id: _builtins.str = ...,
+        requested: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "occurred_at", b"occurred_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "actor", b"actor", "basis", b"basis", "chain_hash", b"chain_hash", "detail_json", b"detail_json", "event_id", b"event_id", "event_type", b"event_type", "index", b"index", "leaf_hash", b"leaf_hash", "network_address", b"network_address", "occurred_at", b"occurred_at", "on_behalf_of", b"on_behalf_of", "outcome", b"outcome", "owner_organisation_id", b"owner_organisation_id", "purpose", b"purpose", "reason", b"reason", "request_id", b"request_id", "source_system", b"source_system", "subject_ref", b"subject_ref"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "actor", b"actor", "basis", b"basis", "chain_hash", b"chain_hash", "detail_json", b"detail_json", "event_id", b"event_id", "event_type", b"event_type", "index", b"index", "leaf_hash", b"leaf_hash", "network_address", b"network_address", "occurred_at", b"occurred_at", "on_behalf_of", b"on_behalf_of", "outcome", b"outcome", "owner_organisation_id", b"owner_organisation_id", "purpose", b"purpose", "reason", b"reason", "request_id", b"request_id", "requested", b"requested", "source_system", b"source_system", "subject_ref", b"subject_ref"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -311,3 +320,381 @@ class VerifyResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___VerifyResponse: _TypeAlias = VerifyResponse  # noqa: Y015
+
+@_typing.final
+class GetInclusionProofRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INDEX_FIELD_NUMBER: _builtins.int
+    TREE_SIZE_FIELD_NUMBER: _builtins.int
+    index: _builtins.int
+    tree_size: _builtins.int
+    def __init__(
+        self,
+        *,
+        index: _builtins.int = ...,
+        tree_size: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["index", b"index", "tree_size", b"tree_size"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetInclusionProofRequest: _TypeAlias = GetInclusionProofRequest  # noqa: Y015
+
+@_typing.final
+class InclusionProof(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INDEX_FIELD_NUMBER: _builtins.int
+    TREE_SIZE_FIELD_NUMBER: _builtins.int
+    LEAF_HASH_FIELD_NUMBER: _builtins.int
+    HASHES_FIELD_NUMBER: _builtins.int
+    index: _builtins.int
+    tree_size: _builtins.int
+    leaf_hash: _builtins.bytes
+    @_builtins.property
+    def hashes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]: ...
+    def __init__(
+        self,
+        *,
+        index: _builtins.int = ...,
+        tree_size: _builtins.int = ...,
+        leaf_hash: _builtins.bytes = ...,
+        hashes: _abc.Iterable[_builtins.bytes] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["hashes", b"hashes", "index", b"index", "leaf_hash", b"leaf_hash", "tree_size", b"tree_size"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InclusionProof: _TypeAlias = InclusionProof  # noqa: Y015
+
+@_typing.final
+class GetConsistencyProofRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FROM_SIZE_FIELD_NUMBER: _builtins.int
+    TO_SIZE_FIELD_NUMBER: _builtins.int
+    from_size: _builtins.int
+    """At least 1: any tree is consistent with the empty one."""
+    to_size: _builtins.int
+    def __init__(
+        self,
+        *,
+        from_size: _builtins.int = ...,
+        to_size: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["from_size", b"from_size", "to_size", b"to_size"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetConsistencyProofRequest: _TypeAlias = GetConsistencyProofRequest  # noqa: Y015
+
+@_typing.final
+class ConsistencyProof(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FROM_SIZE_FIELD_NUMBER: _builtins.int
+    TO_SIZE_FIELD_NUMBER: _builtins.int
+    HASHES_FIELD_NUMBER: _builtins.int
+    from_size: _builtins.int
+    to_size: _builtins.int
+    @_builtins.property
+    def hashes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]: ...
+    def __init__(
+        self,
+        *,
+        from_size: _builtins.int = ...,
+        to_size: _builtins.int = ...,
+        hashes: _abc.Iterable[_builtins.bytes] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["from_size", b"from_size", "hashes", b"hashes", "to_size", b"to_size"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ConsistencyProof: _TypeAlias = ConsistencyProof  # noqa: Y015
+
+@_typing.final
+class SubjectAccessRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEYS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def keys(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.PseudonymousKey]:
+        """The person's keys, derived by the caller's agent through the key service
+        (KEY_KIND_PERSON from the BSN).
+        """
+
+    def __init__(
+        self,
+        *,
+        keys: _abc.Iterable[_common_pb2.PseudonymousKey] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["keys", b"keys"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SubjectAccessRequest: _TypeAlias = SubjectAccessRequest  # noqa: Y015
+
+@_typing.final
+class Disclosure(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_FIELD_NUMBER: _builtins.int
+    PROOF_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def event(self) -> Global___AuditEvent: ...
+    @_builtins.property
+    def proof(self) -> Global___InclusionProof: ...
+    def __init__(
+        self,
+        *,
+        event: Global___AuditEvent | None = ...,
+        proof: Global___InclusionProof | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "proof", b"proof"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "proof", b"proof"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Disclosure: _TypeAlias = Disclosure  # noqa: Y015
+
+@_typing.final
+class SubjectAccessResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SIGNALS_FIELD_NUMBER: _builtins.int
+    DISCLOSURES_FIELD_NUMBER: _builtins.int
+    CHECKPOINT_FIELD_NUMBER: _builtins.int
+    signals: _builtins.int
+    """How many of the caller's visible signals concern this person."""
+    @_builtins.property
+    def disclosures(self) -> _containers.RepeatedCompositeFieldContainer[Global___Disclosure]: ...
+    @_builtins.property
+    def checkpoint(self) -> Global___Checkpoint:
+        """The checkpoint every proof is against."""
+
+    def __init__(
+        self,
+        *,
+        signals: _builtins.int = ...,
+        disclosures: _abc.Iterable[Global___Disclosure] | None = ...,
+        checkpoint: Global___Checkpoint | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["checkpoint", b"checkpoint"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkpoint", b"checkpoint", "disclosures", b"disclosures", "signals", b"signals"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SubjectAccessResponse: _TypeAlias = SubjectAccessResponse  # noqa: Y015
+
+@_typing.final
+class GetReportRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SINCE_FIELD_NUMBER: _builtins.int
+    UNTIL_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def since(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def until(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        since: _timestamp_pb2.Timestamp | None = ...,
+        until: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["since", b"since", "until", b"until"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["since", b"since", "until", b"until"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetReportRequest: _TypeAlias = GetReportRequest  # noqa: Y015
+
+@_typing.final
+class ReportFigure(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    VALUE_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    value: _builtins.str
+    """A count, a duration, or "<5" when the count is too small to publish."""
+    description: _builtins.str
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        value: _builtins.str = ...,
+        description: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "name", b"name", "value", b"value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReportFigure: _TypeAlias = ReportFigure  # noqa: Y015
+
+@_typing.final
+class Report(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SINCE_FIELD_NUMBER: _builtins.int
+    UNTIL_FIELD_NUMBER: _builtins.int
+    SCOPE_FIELD_NUMBER: _builtins.int
+    SUPPRESSION_THRESHOLD_FIELD_NUMBER: _builtins.int
+    FIGURES_FIELD_NUMBER: _builtins.int
+    scope: _builtins.str
+    """"all organisations", or the caller's organisation for a partner's officer."""
+    suppression_threshold: _builtins.int
+    @_builtins.property
+    def since(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def until(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def figures(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReportFigure]: ...
+    def __init__(
+        self,
+        *,
+        since: _timestamp_pb2.Timestamp | None = ...,
+        until: _timestamp_pb2.Timestamp | None = ...,
+        scope: _builtins.str = ...,
+        suppression_threshold: _builtins.int = ...,
+        figures: _abc.Iterable[Global___ReportFigure] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["since", b"since", "until", b"until"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["figures", b"figures", "scope", b"scope", "since", b"since", "suppression_threshold", b"suppression_threshold", "until", b"until"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Report: _TypeAlias = Report  # noqa: Y015
+
+@_typing.final
+class GetProcessingRegisterRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetProcessingRegisterRequest: _TypeAlias = GetProcessingRegisterRequest  # noqa: Y015
+
+@_typing.final
+class ProcessingActivity(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COVENANT_ID_FIELD_NUMBER: _builtins.int
+    COVENANT_VERSION_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    CONTROLLERS_FIELD_NUMBER: _builtins.int
+    PURPOSES_FIELD_NUMBER: _builtins.int
+    LEGAL_BASIS_FIELD_NUMBER: _builtins.int
+    CATEGORIES_FIELD_NUMBER: _builtins.int
+    REGIONS_FIELD_NUMBER: _builtins.int
+    DATA_SUBJECTS_FIELD_NUMBER: _builtins.int
+    PERSONAL_DATA_FIELD_NUMBER: _builtins.int
+    RECIPIENTS_FIELD_NUMBER: _builtins.int
+    RETENTION_FIELD_NUMBER: _builtins.int
+    SECURITY_MEASURES_FIELD_NUMBER: _builtins.int
+    VALID_FROM_FIELD_NUMBER: _builtins.int
+    VALID_UNTIL_FIELD_NUMBER: _builtins.int
+    covenant_id: _builtins.str
+    covenant_version: _builtins.int
+    name: _builtins.str
+    legal_basis: _builtins.str
+    @_builtins.property
+    def controllers(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The parties, joint controllers for the exchange."""
+
+    @_builtins.property
+    def purposes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def categories(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Category codes, each "code: covenant" or "code: consent"."""
+
+    @_builtins.property
+    def regions(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def data_subjects(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def personal_data(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def recipients(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def retention(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def security_measures(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def valid_from(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def valid_until(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        covenant_id: _builtins.str = ...,
+        covenant_version: _builtins.int = ...,
+        name: _builtins.str = ...,
+        controllers: _abc.Iterable[_builtins.str] | None = ...,
+        purposes: _abc.Iterable[_builtins.str] | None = ...,
+        legal_basis: _builtins.str = ...,
+        categories: _abc.Iterable[_builtins.str] | None = ...,
+        regions: _abc.Iterable[_builtins.str] | None = ...,
+        data_subjects: _abc.Iterable[_builtins.str] | None = ...,
+        personal_data: _abc.Iterable[_builtins.str] | None = ...,
+        recipients: _abc.Iterable[_builtins.str] | None = ...,
+        retention: _abc.Iterable[_builtins.str] | None = ...,
+        security_measures: _abc.Iterable[_builtins.str] | None = ...,
+        valid_from: _timestamp_pb2.Timestamp | None = ...,
+        valid_until: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["valid_from", b"valid_from", "valid_until", b"valid_until"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["categories", b"categories", "controllers", b"controllers", "covenant_id", b"covenant_id", "covenant_version", b"covenant_version", "data_subjects", b"data_subjects", "legal_basis", b"legal_basis", "name", b"name", "personal_data", b"personal_data", "purposes", b"purposes", "recipients", b"recipients", "regions", b"regions", "retention", b"retention", "security_measures", b"security_measures", "valid_from", b"valid_from", "valid_until", b"valid_until"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ProcessingActivity: _TypeAlias = ProcessingActivity  # noqa: Y015
+
+@_typing.final
+class ProcessingRegister(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GENERATED_AT_FIELD_NUMBER: _builtins.int
+    ACTIVITIES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def generated_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def activities(self) -> _containers.RepeatedCompositeFieldContainer[Global___ProcessingActivity]: ...
+    def __init__(
+        self,
+        *,
+        generated_at: _timestamp_pb2.Timestamp | None = ...,
+        activities: _abc.Iterable[Global___ProcessingActivity] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["generated_at", b"generated_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activities", b"activities", "generated_at", b"generated_at"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ProcessingRegister: _TypeAlias = ProcessingRegister  # noqa: Y015

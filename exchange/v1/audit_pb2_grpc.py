@@ -49,6 +49,31 @@ class AuditServiceStub:
                 request_serializer=samenloop_dot_v1_dot_audit__pb2.VerifyRequest.SerializeToString,
                 response_deserializer=samenloop_dot_v1_dot_audit__pb2.VerifyResponse.FromString,
                 _registered_method=True)
+        self.GetInclusionProof = channel.unary_unary(
+                '/samenloop.v1.AuditService/GetInclusionProof',
+                request_serializer=samenloop_dot_v1_dot_audit__pb2.GetInclusionProofRequest.SerializeToString,
+                response_deserializer=samenloop_dot_v1_dot_audit__pb2.InclusionProof.FromString,
+                _registered_method=True)
+        self.GetConsistencyProof = channel.unary_unary(
+                '/samenloop.v1.AuditService/GetConsistencyProof',
+                request_serializer=samenloop_dot_v1_dot_audit__pb2.GetConsistencyProofRequest.SerializeToString,
+                response_deserializer=samenloop_dot_v1_dot_audit__pb2.ConsistencyProof.FromString,
+                _registered_method=True)
+        self.SubjectAccess = channel.unary_unary(
+                '/samenloop.v1.AuditService/SubjectAccess',
+                request_serializer=samenloop_dot_v1_dot_audit__pb2.SubjectAccessRequest.SerializeToString,
+                response_deserializer=samenloop_dot_v1_dot_audit__pb2.SubjectAccessResponse.FromString,
+                _registered_method=True)
+        self.GetReport = channel.unary_unary(
+                '/samenloop.v1.AuditService/GetReport',
+                request_serializer=samenloop_dot_v1_dot_audit__pb2.GetReportRequest.SerializeToString,
+                response_deserializer=samenloop_dot_v1_dot_audit__pb2.Report.FromString,
+                _registered_method=True)
+        self.GetProcessingRegister = channel.unary_unary(
+                '/samenloop.v1.AuditService/GetProcessingRegister',
+                request_serializer=samenloop_dot_v1_dot_audit__pb2.GetProcessingRegisterRequest.SerializeToString,
+                response_deserializer=samenloop_dot_v1_dot_audit__pb2.ProcessingRegister.FromString,
+                _registered_method=True)
 
 
 class AuditServiceServicer:
@@ -74,6 +99,41 @@ class AuditServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetInclusionProof(self, request, context):
+        """RFC 6962 proof that event `index` is in the tree of `tree_size` events.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetConsistencyProof(self, request, context):
+        """RFC 6962 proof that the tree of `to_size` extends the tree of `from_size`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SubjectAccess(self, request, context):
+        """GDPR art. 15: every disclosure about a person, with inclusion proofs.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetReport(self, request, context):
+        """Aggregate figures for oversight; small counts suppressed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetProcessingRegister(self, request, context):
+        """GDPR art. 30: the register of processing, generated from the covenants.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AuditServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -91,6 +151,31 @@ def add_AuditServiceServicer_to_server(servicer, server):
                     servicer.Verify,
                     request_deserializer=samenloop_dot_v1_dot_audit__pb2.VerifyRequest.FromString,
                     response_serializer=samenloop_dot_v1_dot_audit__pb2.VerifyResponse.SerializeToString,
+            ),
+            'GetInclusionProof': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetInclusionProof,
+                    request_deserializer=samenloop_dot_v1_dot_audit__pb2.GetInclusionProofRequest.FromString,
+                    response_serializer=samenloop_dot_v1_dot_audit__pb2.InclusionProof.SerializeToString,
+            ),
+            'GetConsistencyProof': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetConsistencyProof,
+                    request_deserializer=samenloop_dot_v1_dot_audit__pb2.GetConsistencyProofRequest.FromString,
+                    response_serializer=samenloop_dot_v1_dot_audit__pb2.ConsistencyProof.SerializeToString,
+            ),
+            'SubjectAccess': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubjectAccess,
+                    request_deserializer=samenloop_dot_v1_dot_audit__pb2.SubjectAccessRequest.FromString,
+                    response_serializer=samenloop_dot_v1_dot_audit__pb2.SubjectAccessResponse.SerializeToString,
+            ),
+            'GetReport': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetReport,
+                    request_deserializer=samenloop_dot_v1_dot_audit__pb2.GetReportRequest.FromString,
+                    response_serializer=samenloop_dot_v1_dot_audit__pb2.Report.SerializeToString,
+            ),
+            'GetProcessingRegister': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetProcessingRegister,
+                    request_deserializer=samenloop_dot_v1_dot_audit__pb2.GetProcessingRegisterRequest.FromString,
+                    response_serializer=samenloop_dot_v1_dot_audit__pb2.ProcessingRegister.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -174,6 +259,141 @@ class AuditService:
             '/samenloop.v1.AuditService/Verify',
             samenloop_dot_v1_dot_audit__pb2.VerifyRequest.SerializeToString,
             samenloop_dot_v1_dot_audit__pb2.VerifyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetInclusionProof(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/samenloop.v1.AuditService/GetInclusionProof',
+            samenloop_dot_v1_dot_audit__pb2.GetInclusionProofRequest.SerializeToString,
+            samenloop_dot_v1_dot_audit__pb2.InclusionProof.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetConsistencyProof(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/samenloop.v1.AuditService/GetConsistencyProof',
+            samenloop_dot_v1_dot_audit__pb2.GetConsistencyProofRequest.SerializeToString,
+            samenloop_dot_v1_dot_audit__pb2.ConsistencyProof.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubjectAccess(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/samenloop.v1.AuditService/SubjectAccess',
+            samenloop_dot_v1_dot_audit__pb2.SubjectAccessRequest.SerializeToString,
+            samenloop_dot_v1_dot_audit__pb2.SubjectAccessResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetReport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/samenloop.v1.AuditService/GetReport',
+            samenloop_dot_v1_dot_audit__pb2.GetReportRequest.SerializeToString,
+            samenloop_dot_v1_dot_audit__pb2.Report.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetProcessingRegister(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/samenloop.v1.AuditService/GetProcessingRegister',
+            samenloop_dot_v1_dot_audit__pb2.GetProcessingRegisterRequest.SerializeToString,
+            samenloop_dot_v1_dot_audit__pb2.ProcessingRegister.FromString,
             options,
             channel_credentials,
             insecure,

@@ -38,6 +38,16 @@ class AuditServiceStub:
     """The latest checkpoint, signed by the hub (C2SP signed-note format)."""
     Verify: _grpc.UnaryUnaryMultiCallable[_audit_pb2.VerifyRequest, _audit_pb2.VerifyResponse]
     """The hub re-verifies its whole log and reports the first bad event."""
+    GetInclusionProof: _grpc.UnaryUnaryMultiCallable[_audit_pb2.GetInclusionProofRequest, _audit_pb2.InclusionProof]
+    """RFC 6962 proof that event `index` is in the tree of `tree_size` events."""
+    GetConsistencyProof: _grpc.UnaryUnaryMultiCallable[_audit_pb2.GetConsistencyProofRequest, _audit_pb2.ConsistencyProof]
+    """RFC 6962 proof that the tree of `to_size` extends the tree of `from_size`."""
+    SubjectAccess: _grpc.UnaryUnaryMultiCallable[_audit_pb2.SubjectAccessRequest, _audit_pb2.SubjectAccessResponse]
+    """GDPR art. 15: every disclosure about a person, with inclusion proofs."""
+    GetReport: _grpc.UnaryUnaryMultiCallable[_audit_pb2.GetReportRequest, _audit_pb2.Report]
+    """Aggregate figures for oversight; small counts suppressed."""
+    GetProcessingRegister: _grpc.UnaryUnaryMultiCallable[_audit_pb2.GetProcessingRegisterRequest, _audit_pb2.ProcessingRegister]
+    """GDPR art. 30: the register of processing, generated from the covenants."""
 
 @_typing.type_check_only
 class AuditServiceAsyncStub(AuditServiceStub):
@@ -47,6 +57,16 @@ class AuditServiceAsyncStub(AuditServiceStub):
     """The latest checkpoint, signed by the hub (C2SP signed-note format)."""
     Verify: _aio.UnaryUnaryMultiCallable[_audit_pb2.VerifyRequest, _audit_pb2.VerifyResponse]  # type: ignore[assignment]
     """The hub re-verifies its whole log and reports the first bad event."""
+    GetInclusionProof: _aio.UnaryUnaryMultiCallable[_audit_pb2.GetInclusionProofRequest, _audit_pb2.InclusionProof]  # type: ignore[assignment]
+    """RFC 6962 proof that event `index` is in the tree of `tree_size` events."""
+    GetConsistencyProof: _aio.UnaryUnaryMultiCallable[_audit_pb2.GetConsistencyProofRequest, _audit_pb2.ConsistencyProof]  # type: ignore[assignment]
+    """RFC 6962 proof that the tree of `to_size` extends the tree of `from_size`."""
+    SubjectAccess: _aio.UnaryUnaryMultiCallable[_audit_pb2.SubjectAccessRequest, _audit_pb2.SubjectAccessResponse]  # type: ignore[assignment]
+    """GDPR art. 15: every disclosure about a person, with inclusion proofs."""
+    GetReport: _aio.UnaryUnaryMultiCallable[_audit_pb2.GetReportRequest, _audit_pb2.Report]  # type: ignore[assignment]
+    """Aggregate figures for oversight; small counts suppressed."""
+    GetProcessingRegister: _aio.UnaryUnaryMultiCallable[_audit_pb2.GetProcessingRegisterRequest, _audit_pb2.ProcessingRegister]  # type: ignore[assignment]
+    """GDPR art. 30: the register of processing, generated from the covenants."""
 
 class AuditServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -71,5 +91,45 @@ class AuditServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_audit_pb2.VerifyResponse, _abc.Awaitable[_audit_pb2.VerifyResponse]]:
         """The hub re-verifies its whole log and reports the first bad event."""
+
+    @_abc_1.abstractmethod
+    def GetInclusionProof(
+        self,
+        request: _audit_pb2.GetInclusionProofRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_audit_pb2.InclusionProof, _abc.Awaitable[_audit_pb2.InclusionProof]]:
+        """RFC 6962 proof that event `index` is in the tree of `tree_size` events."""
+
+    @_abc_1.abstractmethod
+    def GetConsistencyProof(
+        self,
+        request: _audit_pb2.GetConsistencyProofRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_audit_pb2.ConsistencyProof, _abc.Awaitable[_audit_pb2.ConsistencyProof]]:
+        """RFC 6962 proof that the tree of `to_size` extends the tree of `from_size`."""
+
+    @_abc_1.abstractmethod
+    def SubjectAccess(
+        self,
+        request: _audit_pb2.SubjectAccessRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_audit_pb2.SubjectAccessResponse, _abc.Awaitable[_audit_pb2.SubjectAccessResponse]]:
+        """GDPR art. 15: every disclosure about a person, with inclusion proofs."""
+
+    @_abc_1.abstractmethod
+    def GetReport(
+        self,
+        request: _audit_pb2.GetReportRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_audit_pb2.Report, _abc.Awaitable[_audit_pb2.Report]]:
+        """Aggregate figures for oversight; small counts suppressed."""
+
+    @_abc_1.abstractmethod
+    def GetProcessingRegister(
+        self,
+        request: _audit_pb2.GetProcessingRegisterRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_audit_pb2.ProcessingRegister, _abc.Awaitable[_audit_pb2.ProcessingRegister]]:
+        """GDPR art. 30: the register of processing, generated from the covenants."""
 
 def add_AuditServiceServicer_to_server(servicer: AuditServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

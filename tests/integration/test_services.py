@@ -235,6 +235,8 @@ def test_malformed_submissions_are_refused_and_change_nothing(
     assert info.value.details()
     after = row_counts(engine)
     assert after.pop("audit_events") == before.pop("audit_events") + 1  # the refusal is logged
+    after.pop("audit_nodes")  # the log's tree grows with it
+    before.pop("audit_nodes")
     assert after == before
 
 

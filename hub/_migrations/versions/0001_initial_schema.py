@@ -5,6 +5,7 @@ Revises:
 Create Date: 2026-11-22 10:52:14.722835
 """
 
+import hashlib
 from collections.abc import Sequence
 
 import sqlalchemy as sa
@@ -35,7 +36,9 @@ def upgrade() -> None:
         sa.Column("outcome", sa.String(length=16), nullable=False),
         sa.Column("actor_org", sa.String(length=64), nullable=False),
         sa.Column("actor_user", sa.String(length=128), nullable=False),
+        sa.Column("actor_name", sa.String(length=200), nullable=False),
         sa.Column("actor_role", sa.String(length=32), nullable=False),
+        sa.Column("requested", sa.Boolean(), nullable=False),
         sa.Column("owner_org", sa.String(length=64), nullable=False),
         sa.Column("on_behalf_of", sa.String(length=128), nullable=False),
         sa.Column("purpose", sa.String(length=64), nullable=False),
@@ -67,6 +70,8 @@ def upgrade() -> None:
         "audit_head",
         sa.Column("id", sa.SmallInteger(), autoincrement=False, nullable=False),
         sa.Column("size", sa.BigInteger(), nullable=False),
+        sa.Column("root_hash", sa.LargeBinary(length=32), nullable=False),
+        sa.Column("frontier", sa.LargeBinary(), nullable=False),
         sa.Column("chain_hash", sa.LargeBinary(length=32), nullable=False),
         sa.CheckConstraint("id = 1", name=op.f("ck_audit_head_single_row")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_audit_head")),
@@ -75,16 +80,40 @@ def upgrade() -> None:
         "audit_head",
         sa.column("id", sa.SmallInteger()),
         sa.column("size", sa.BigInteger()),
+        sa.column("root_hash", sa.LargeBinary()),
+        sa.column("frontier", sa.LargeBinary()),
         sa.column("chain_hash", sa.LargeBinary()),
     )
-    op.bulk_insert(audit_head, [{"id": 1, "size": 0, "chain_hash": bytes(32)}])
+    empty_root = hashlib.sha256(b"").digest()  # RFC 6962: the root of an empty tree
+    op.bulk_insert(audit_head, [{"id": 1, "size": 0, "root_hash": empty_root,
+                                 "frontier": b"", "chain_hash": bytes(32)}])
+    op.create_table(
+        "audit_nodes",
+        sa.Column("level", sa.SmallInteger(), autoincrement=False, nullable=False),
+        sa.Column("index", sa.BigInteger(), autoincrement=False, nullable=False),
+        sa.Column("hash", sa.LargeBinary(length=32), nullable=False),
+        sa.PrimaryKeyConstraint("level", "index", name=op.f("pk_audit_nodes")),
+    )
+    op.create_table(
+        "audit_pruned",
+        sa.Column("upto", sa.BigInteger(), autoincrement=False, nullable=False),
+        sa.Column("first", sa.BigInteger(), nullable=False),
+        sa.Column("chain_hash", sa.LargeBinary(length=32), nullable=False),
+        sa.Column("pruned_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("pruned_by", sa.String(length=128), nullable=False),
+        sa.PrimaryKeyConstraint("upto", name=op.f("pk_audit_pruned")),
+    )
     op.create_table(
         "households",
         sa.Column("id", sa.String(length=32), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("merged_into", sa.String(length=32), nullable=True),
+        sa.Column("split_from", sa.String(length=32), nullable=True),
         sa.ForeignKeyConstraint(
             ["merged_into"], ["households.id"], name=op.f("fk_households_merged_into_households")
+        ),
+        sa.ForeignKeyConstraint(
+            ["split_from"], ["households.id"], name=op.f("fk_households_split_from_households")
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_households")),
     )
@@ -434,6 +463,8 @@ def downgrade() -> None:
     op.drop_table("consents")
     op.drop_table("organisations")
     op.drop_table("households")
+    op.drop_table("audit_pruned")
+    op.drop_table("audit_nodes")
     op.drop_table("audit_head")
     with op.batch_alter_table("audit_events", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_audit_events_subject_ref"))

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, delete, select, update
 
-from exchange import checkpoint
+from exchange import auditlog, checkpoint
 from exchange.db import make_engine, migrate, session_factory
 from hub import _audit, verify_database
 from hub._core import Hub
@@ -57,7 +57,7 @@ def test_events_chain_and_carry_no_personal_fields(hub: Hub) -> None:
     rows = [_row(hub._engine, i) for i in range(3)]
     assert rows[0]["chain_hash"] == _audit.chain(_audit.ZERO, rows[0]["leaf_hash"])
     assert rows[2]["chain_hash"] == _audit.chain(rows[1]["chain_hash"], rows[2]["leaf_hash"])
-    assert all(r["leaf_hash"] == _audit.leaf_hash(r) for r in rows)
+    assert all(r["leaf_hash"] == auditlog.leaf_hash(r) for r in rows)
     assert rows[0]["actor_org"] == "gemeente" and rows[0]["actor_role"] == "administrator"
 
 
@@ -66,8 +66,10 @@ def test_editing_any_column_names_that_event(hub: Hub, column: str) -> None:
     _fill(hub)
     original = _row(hub._engine, 3)
     value = original[column]
-    if isinstance(value, bytes):
-        changed: Any = bytes([value[0] ^ 1]) + value[1:]
+    if isinstance(value, bool):
+        changed: Any = not value
+    elif isinstance(value, bytes):
+        changed = bytes([value[0] ^ 1]) + value[1:]
     elif isinstance(value, str) and value:
         changed = value[:-1] + ("y" if value[-1] == "x" else "x")
     elif isinstance(value, str):
@@ -114,9 +116,15 @@ def test_truncating_and_rewriting_the_head_is_caught_by_a_checkpoint(hub: Hub) -
     cp = hub.checkpoint(ADMIN)  # appends its own event, then signs size 7
     assert cp.size == 7
     with session_factory(hub._engine).begin() as s:
-        last = s.get_one(AuditEvent, 5)
+        kept = [s.get_one(AuditEvent, i) for i in range(6)]
         s.execute(delete(AuditEvent).where(AuditEvent.seq == 6))
-        s.execute(update(AuditHead).values(size=6, chain_hash=last.chain_hash))
+        # a careful attacker rewrites the head to match the shorter log exactly
+        walk = _audit._Walk(0, _audit.ZERO, set())
+        for row in kept:
+            walk.push(row.leaf_hash)
+        s.execute(update(AuditHead).values(
+            size=6, chain_hash=kept[-1].chain_hash, root_hash=_audit._fold(walk.stack),
+            frontier=b"".join(walk.stack)))
     result = _verify(hub._engine)
     assert not result.ok and "checkpoint at size 7" in (result.problem or "")
 
@@ -163,14 +171,16 @@ def test_any_byte_edited_in_any_event_is_caught(template: Path, seq: int, column
         shutil.copy(template, path)
         engine = make_engine(f"sqlite:///{path}")
         value = _row(engine, seq)[column]
-        if isinstance(value, bytes | str):
+        if isinstance(value, bool):
+            changed: Any = not value
+        elif isinstance(value, bytes | str):
             raw = bytearray(value.encode() if isinstance(value, str) else value)
             i = data.draw(st.integers(0, len(raw) - 1)) if raw else 0
             if raw:
                 raw[i] = (raw[i] + data.draw(st.integers(1, 94))) % 95 + 32
             else:
                 raw = bytearray(b"x")
-            changed: Any = raw.decode() if isinstance(value, str) else bytes(raw)
+            changed = raw.decode() if isinstance(value, str) else bytes(raw)
         else:
             changed = value.replace(second=(value.second + 1) % 60)
         if changed == value:
@@ -199,3 +209,39 @@ def test_concurrent_appends_form_one_chain(hub: Hub) -> None:
     assert result.ok and result.size == 40
     with session_factory(hub._engine)() as s:
         assert list(s.scalars(select(AuditEvent.seq).order_by(AuditEvent.seq))) == list(range(40))
+
+
+def test_the_stored_tree_matches_a_tree_built_from_the_leaves(hub: Hub) -> None:
+    from exchange import merkle
+    from hub._models import AuditNode
+
+    _fill(hub, 13)
+    with session_factory(hub._engine)() as s:
+        leaves = list(s.scalars(select(AuditEvent.leaf_hash).order_by(AuditEvent.seq)))
+        reference = merkle.MemoryTree()
+        for leaf in leaves:
+            reference.append(leaf)
+        size, root = _audit.head(s)
+        assert (size, root) == (13, reference.root())
+        stored = {(n.level, n.index): n.hash for n in s.scalars(select(AuditNode))}
+        assert stored == {(lvl, i): h for lvl, hashes in enumerate(reference.levels)
+                          for i, h in enumerate(hashes) if lvl > 0}
+        for old in range(1, 14):
+            proof = _audit.consistency_proof(s, old, 13)
+            merkle.verify_consistency(old, 13, proof, reference.root(old), root)
+            assert _audit.root_at(s, old) == reference.root(old)
+        for index in range(13):
+            leaf, proof = _audit.inclusion_proof(s, index, 13)
+            merkle.verify_inclusion(index, 13, leaf, proof, root)
+
+
+def test_a_tampered_subtree_hash_is_caught(hub: Hub) -> None:
+    from hub._models import AuditNode
+
+    _fill(hub, 8)
+    with session_factory(hub._engine).begin() as s:
+        s.execute(update(AuditNode).where(AuditNode.level == 1, AuditNode.index == 2)
+                  .values(hash=bytes(32)))
+    result = _verify(hub._engine)
+    assert not result.ok and result.first_bad_index == 4
+    assert "subtree hash over events #4 to #5" in (result.problem or "")

@@ -1,0 +1,359 @@
+"""The access log's operations: queries, checkpoints, proofs and the privacy officer's tools.
+
+A mixin of hub._core.Hub. Visibility is one rule everywhere: administrators and privacy
+officers of an oversight organisation see every event; a partner's privacy officer sees
+the events their organisation acted in or that concern its data (``owner_org``).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+from sqlalchemy import Select, delete, func, insert, literal, or_, select, tuple_
+from sqlalchemy.orm import Session
+
+import consent
+from exchange import checkpoint
+from exchange.errors import FailedPrecondition, InvalidInput
+from hub import _audit, _matching
+from hub._models import (
+    AuditCheckpoint,
+    AuditEvent,
+    AuditHead,
+    AuditNode,
+    AuditPruned,
+    Organisation,
+    Signal,
+    SignalKey,
+)
+
+SUPPRESS_BELOW = 5
+MIN_LOG_RETENTION = timedelta(days=5 * 365 + 1)
+S = TypeVar("S", bound=Select[Any])
+
+
+@dataclass(frozen=True)
+class AuditFilter:
+    subject_ref: str = ""
+    organisation_id: str = ""
+    actor_user_id: str = ""
+    event_type: str = ""
+    action: str = ""
+    outcome: str = ""
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ProvenEvent:
+    event: AuditEvent
+    leaf_hash: bytes
+    proof: list[bytes]
+
+
+@dataclass(frozen=True)
+class SubjectAccess:
+    signals: int
+    disclosures: list[ProvenEvent]
+    checkpoint: AuditCheckpoint
+
+
+class LogOperations:
+    """Mixed into Hub, which provides the members declared here."""
+
+    oversight: frozenset[str]
+    log_retention: timedelta
+    _signer: checkpoint.CheckpointSigner
+    _sessions: Callable[[], Session]
+
+    def _tx(self) -> AbstractContextManager[tuple[Session, _matching.Changes]]:
+        raise NotImplementedError  # pragma: no cover - Hub implements it
+
+    def now(self) -> datetime:
+        raise NotImplementedError  # pragma: no cover
+
+    @property
+    def origin(self) -> str:
+        raise NotImplementedError  # pragma: no cover
+
+    @staticmethod
+    def _require_org(s: Session, access: _audit.Access) -> Organisation:
+        raise NotImplementedError  # pragma: no cover
+
+    def _covenants(self, s: Session) -> list[consent.Covenant]:
+        raise NotImplementedError  # pragma: no cover
+
+    # -- visibility -------------------------------------------------------------------
+
+    def sees_everything(self, access: _audit.Access) -> bool:
+        return access.role == "administrator" or access.organisation_id in self.oversight
+
+    def _visible(self, access: _audit.Access, stmt: S) -> S:
+        if self.sees_everything(access):
+            return stmt
+        mine = access.organisation_id
+        return stmt.where(or_(AuditEvent.actor_org == mine, AuditEvent.owner_org == mine))
+
+    # -- queries ----------------------------------------------------------------------
+
+    def query_events(self, access: _audit.Access, flt: AuditFilter, page_size: int,
+                     page_token: str, *, newest_first: bool = False,
+                     ) -> tuple[list[AuditEvent], str]:
+        """Events visible to the caller, oldest (or newest) first, one page."""
+        with self._tx() as (s, _):
+            self._require_org(s, access)
+            now = self.now()
+            order = AuditEvent.seq.desc() if newest_first else AuditEvent.seq
+            stmt = self._visible(access, select(AuditEvent).order_by(order)
+                                 .limit(page_size + 1))
+            if flt.organisation_id:
+                stmt = stmt.where(or_(AuditEvent.actor_org == flt.organisation_id,
+                                      AuditEvent.owner_org == flt.organisation_id))
+            for column, value in (
+                (AuditEvent.subject_ref, flt.subject_ref),
+                (AuditEvent.actor_user, flt.actor_user_id),
+                (AuditEvent.event_type, flt.event_type),
+                (AuditEvent.action, flt.action),
+                (AuditEvent.outcome, flt.outcome),
+            ):
+                if value:
+                    stmt = stmt.where(column == value)
+            if flt.since is not None:
+                stmt = stmt.where(AuditEvent.occurred_at >= flt.since)
+            if flt.until is not None:
+                stmt = stmt.where(AuditEvent.occurred_at < flt.until)
+            if page_token:
+                if not (page_token.isascii() and page_token.isdigit() and len(page_token) < 19):
+                    raise InvalidInput("page_token is not valid")
+                after = int(page_token)
+                stmt = stmt.where(AuditEvent.seq < after if newest_first
+                                  else AuditEvent.seq > after)
+            rows = list(s.scalars(stmt))
+            more = len(rows) > page_size
+            rows = rows[:page_size]
+            detail = {k: v.isoformat() if isinstance(v, datetime) else v
+                      for k, v in flt.__dict__.items() if v}
+            detail["returned"] = len(rows)
+            _audit.append(s, access, _audit.Event("audit.query", "search", detail=detail), now)
+            return rows, (str(rows[-1].seq) if more else "")
+
+    # -- checkpoints and proofs -------------------------------------------------------
+
+    def checkpoint(self, access: _audit.Access) -> AuditCheckpoint:
+        with self._tx() as (s, _):
+            now = self.now()
+            _audit.append(s, access, _audit.Event("audit.checkpoint", "read"), now)
+            return _audit.sign_checkpoint(s, self._signer, now)
+
+    def sign_if_due(self) -> AuditCheckpoint | None:
+        """Sign a checkpoint when events were appended since the last one."""
+        with self._tx() as (s, _):
+            if _audit.unsigned_events(s) <= 0:
+                return None
+            return _audit.sign_checkpoint(s, self._signer, self.now())
+
+    def _check_sizes(self, s: Session, *sizes: int) -> int:
+        size = s.scalar(select(AuditHead.size).where(AuditHead.id == 1)) or 0
+        if any(not 0 < n <= size for n in sizes):
+            raise InvalidInput(f"tree sizes must be between 1 and the log's size ({size})")
+        return size
+
+    def inclusion_proof(self, access: _audit.Access, index: int,
+                        tree_size: int) -> tuple[bytes, list[bytes]]:
+        with self._tx() as (s, _):
+            self._check_sizes(s, tree_size)
+            if not 0 <= index < tree_size:
+                raise InvalidInput("index must be below tree_size")
+            proof = _audit.inclusion_proof(s, index, tree_size)
+            _audit.append(s, access, _audit.Event(
+                "audit.proof", "read", detail={"index": index, "tree_size": tree_size}),
+                self.now())
+            return proof
+
+    def consistency_proof(self, access: _audit.Access, from_size: int,
+                          to_size: int) -> list[bytes]:
+        with self._tx() as (s, _):
+            self._check_sizes(s, from_size, to_size)
+            if from_size > to_size:
+                raise InvalidInput("from_size must not exceed to_size")
+            proof = _audit.consistency_proof(s, from_size, to_size)
+            _audit.append(s, access, _audit.Event(
+                "audit.consistency", "read", detail={"from": from_size, "to": to_size}),
+                self.now())
+            return proof
+
+    def verify(self, access: _audit.Access) -> tuple[_audit.VerifyResult, AuditCheckpoint]:
+        with self._sessions() as s:
+            result = _audit.verify(s, public_key=self._signer.public_key, origin=self.origin)
+        with self._tx() as (s, _):
+            now = self.now()
+            _audit.append(s, access, _audit.Event(
+                "audit.verify", "verify", outcome="success" if result.ok else "failed",
+                reason="" if result.ok else "log_inconsistent",
+                detail={"size": result.size}), now)
+            return result, _audit.sign_checkpoint(s, self._signer, now)
+
+    # -- the privacy officer's tools --------------------------------------------------
+
+    def subject_access(self, access: _audit.Access,
+                       keys: frozenset[tuple[int, bytes]]) -> SubjectAccess:
+        """Every disclosure of a person's signals the caller may see, each with a proof.
+
+        A person is found by their person keys; a disclosure event names the signals it
+        disclosed, so only disclosures of this person's signals are returned, not those of
+        other members of a household they were linked with.
+        """
+        with self._tx() as (s, _):
+            self._require_org(s, access)
+            now = self.now()
+            found = select(Signal.id).join(SignalKey, SignalKey.signal_id == Signal.id).where(
+                tuple_(SignalKey.kind, SignalKey.value).in_(list(keys)))
+            if not self.sees_everything(access):
+                found = found.where(Signal.organisation_id == access.organisation_id)
+            signal_ids = sorted(set(s.scalars(found)))
+            events: list[AuditEvent] = []
+            if signal_ids:
+                events = list(s.scalars(self._visible(access, select(AuditEvent).where(
+                    AuditEvent.action == "disclose",
+                    or_(*(AuditEvent.detail.contains(f'"{sid}"') for sid in signal_ids)),
+                ).order_by(AuditEvent.seq))))
+            _audit.append(s, access, _audit.Event(
+                "audit.subject_access", "search", purpose="gdpr_art15",
+                detail={"signals": len(signal_ids), "disclosures": len(events)}), now)
+            cp = _audit.sign_checkpoint(s, self._signer, now)
+            proven = []
+            for event in events:
+                leaf, proof = _audit.inclusion_proof(s, event.seq, cp.size)
+                proven.append(ProvenEvent(event, leaf, proof))
+            return SubjectAccess(len(signal_ids), proven, cp)
+
+    def report(self, access: _audit.Access, since: datetime,
+               until: datetime) -> tuple[str, list[tuple[str, str, str]]]:
+        """Aggregate figures for a period; counts below the threshold are suppressed."""
+        if until <= since:
+            raise InvalidInput("until must be after since")
+        with self._tx() as (s, _):
+            self._require_org(s, access)
+            events = list(s.scalars(self._visible(access, select(AuditEvent).where(
+                AuditEvent.occurred_at >= since, AuditEvent.occurred_at < until))))
+            figures = _figures(s, access, self, events)
+            scope = ("all organisations" if self.sees_everything(access)
+                     else access.organisation_id)
+            _audit.append(s, access, _audit.Event(
+                "audit.report", "search", purpose="oversight",
+                detail={"since": since.isoformat(), "until": until.isoformat()}), self.now())
+            return scope, figures
+
+    def processing_register(self, access: _audit.Access) -> list[consent.Covenant]:
+        """The covenants in force now: the processing activities of GDPR art. 30."""
+        with self._tx() as (s, _):
+            self._require_org(s, access)
+            now = self.now()
+            covenants = [c for c in self._covenants(s) if c.in_force(now)]
+            _audit.append(s, access, _audit.Event(
+                "audit.register", "read", detail={"covenants": len(covenants)}), now)
+            return covenants
+
+    # -- retention --------------------------------------------------------------------
+
+    def prune_log(self, access: _audit.Access, before: datetime) -> tuple[int, int]:
+        """Remove the events of a whole checkpointed range older than ``before``.
+
+        Only events past the retention period go, only up to a signed checkpoint, and
+        their leaf hashes stay (as level-0 nodes), so every root and proof still verifies.
+        Returns the range [first, upto) removed.
+        """
+        with self._tx() as (s, _):
+            now = self.now()
+            if before > now - self.log_retention:
+                raise FailedPrecondition(
+                    f"events are kept at least {self.log_retention.days} days: choose a date "
+                    f"before {(now - self.log_retention).date().isoformat()}")
+            previous = s.scalar(select(func.max(AuditPruned.upto))) or 0
+            newest_old = s.scalar(select(func.min(AuditEvent.seq)).where(
+                AuditEvent.occurred_at >= before))
+            limit = newest_old if newest_old is not None else (
+                s.scalar(select(AuditHead.size).where(AuditHead.id == 1)) or 0)
+            upto = s.scalar(select(func.max(AuditCheckpoint.size)).where(
+                AuditCheckpoint.size <= limit, AuditCheckpoint.size > previous))
+            if upto is None:
+                raise FailedPrecondition("no signed checkpoint ends a range of events old "
+                                         "enough to prune")
+            last = s.get_one(AuditEvent, upto - 1)
+            s.execute(insert(AuditNode).from_select(
+                ["level", "index", "hash"],
+                select(literal(0), AuditEvent.seq, AuditEvent.leaf_hash).where(
+                    AuditEvent.seq < upto)))
+            s.add(AuditPruned(upto=upto, first=previous, chain_hash=last.chain_hash,
+                              pruned_at=now, pruned_by=access.user_id))
+            s.execute(delete(AuditEvent).where(AuditEvent.seq < upto))
+            _audit.append(s, access, _audit.Event(
+                "audit.prune", "delete", purpose="retention",
+                detail={"first": previous, "upto": upto, "before": before.isoformat()}), now)
+            return previous, upto
+
+
+def _count(value: int) -> str:
+    return f"<{SUPPRESS_BELOW}" if 0 < value < SUPPRESS_BELOW else str(value)
+
+
+def _details(events: list[AuditEvent]) -> Iterator[tuple[AuditEvent, dict[str, Any]]]:
+    for event in events:
+        try:
+            yield event, json.loads(event.detail)
+        except ValueError:  # pragma: no cover - the hub writes valid JSON
+            yield event, {}
+
+
+def _figures(s: Session, access: _audit.Access, ops: LogOperations,
+             events: list[AuditEvent]) -> list[tuple[str, str, str]]:
+    by_type: dict[str, list[tuple[AuditEvent, dict[str, Any]]]] = {}
+    for event, detail in _details(events):
+        by_type.setdefault(event.event_type, []).append((event, detail))
+
+    def fresh(kind: str) -> int:
+        return sum(1 for e, d in by_type.get(kind, []) if e.outcome == "success"
+                   and not d.get("duplicate"))
+
+    created = {d.get("alert") for _, d in by_type.get("alert.create", [])}
+    held = {e.subject_ref for e, _ in by_type.get("match.hold", [])}
+    acknowledged = {d.get("alert"): e.occurred_at for e, d in by_type.get("alert.acknowledge", [])}
+    hours = _hours_to_contact(s, access, ops, acknowledged)
+    median = (f"{statistics.median(hours):.1f}" if len(hours) >= SUPPRESS_BELOW
+              else "suppressed" if hours else "-")
+    return [
+        ("signals_submitted", _count(fresh("signal.submit")), "signals received"),
+        ("signals_withdrawn", _count(fresh("signal.withdraw")), "signals withdrawn"),
+        ("alerts_created", _count(len(created - {None})),
+         "matches disclosed to a coordinator as a new alert"),
+        ("households_held", _count(len(held)),
+         "households with a match held back for want of a basis"),
+        ("consents_recorded", _count(fresh("consent.grant")), "consents recorded"),
+        ("consents_revoked", _count(fresh("consent.revoke")), "consents revoked"),
+        ("alerts_acknowledged", _count(len(acknowledged)),
+         "alerts the coordinator acknowledged (contact made)"),
+        ("median_hours_to_contact", median,
+         f"median hours from alert to acknowledgement (shown from {SUPPRESS_BELOW} alerts)"),
+        ("denials", _count(sum(1 for e in events if e.outcome == "denied")),
+         "requests refused or disclosures denied"),
+    ]
+
+
+def _hours_to_contact(s: Session, access: _audit.Access, ops: LogOperations,
+                      acknowledged: dict[Any, datetime]) -> list[float]:
+    hours = []
+    for alert_id, at in acknowledged.items():
+        if not isinstance(alert_id, str):
+            continue
+        created = s.scalar(ops._visible(access, select(func.min(AuditEvent.occurred_at)).where(
+            AuditEvent.event_type == "alert.create",
+            AuditEvent.detail.contains(f'"{alert_id}"'))))
+        if created is not None:
+            hours.append((at - created).total_seconds() / 3600)
+    return hours
