@@ -8,6 +8,7 @@ sends nothing twice; requests stored but not acknowledged are resent unchanged.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from agent import _source
 from agent._client import HubClient, KeyServiceClient
 from agent._identity import envelope_context
 from agent._models import ConsentRecord, Pin, Submission
+from agent._witness import Seen, Witness, parse_hub_key
 from exchange import config, crypto, log, rpc, vocab
 from exchange.db import make_engine, migrate, session_factory
 from exchange.errors import FailedPrecondition, InvalidInput, NotFound, VerificationError
@@ -48,6 +50,9 @@ class AgentSettings:
     keyservice: str = "127.0.0.1:50052"
     state_database: str = "sqlite:///samenloop-agent.db"
     batch_size: int = 256
+    # The hub's checkpoint origin and, optionally, its key (else pinned on first use).
+    hub_origin: str = "samenloop.local/hub"
+    hub_key: str = ""
 
 
 @dataclass
@@ -99,6 +104,12 @@ class Agent:
         self._engine = engine
         self._sessions = session_factory(engine)
         self._key: tuple[bytes, str] | None = None
+        given = parse_hub_key(settings.hub_key) if settings.hub_key else None
+        last = self._pinned("log:checkpoint")
+        self.witness = Witness(
+            self.hub, origin=settings.hub_origin, trusted_key=given or self._pinned("key:hub"),
+            last=Seen.from_json(json.loads(last)) if last else None,
+            remember=self._remember_log)
         bound = self._pinned("organisation")
         if bound is not None and bound != settings.organisation.encode():
             raise FailedPrecondition(
@@ -118,6 +129,23 @@ class Agent:
         self.close()
 
     # -- keys ---------------------------------------------------------------------
+
+    def _remember_log(self, key: bytes, seen: Seen) -> None:
+        with self._sessions.begin() as s:
+            for name, value in (("key:hub", key),
+                                ("log:checkpoint", json.dumps(seen.to_json()).encode())):
+                pin = s.get(Pin, name)
+                if pin is None:
+                    s.add(Pin(name=name, value=value, recorded_at=self._clock()))
+                else:
+                    pin.value, pin.recorded_at = value, self._clock()
+
+    def witness_log(self) -> None:
+        """Check the hub's access log against the last checkpoint this agent saw.
+
+        Done before every operation: an agent does not feed a log that forked or shrank.
+        """
+        self.witness.contact()
 
     def _pinned(self, name: str) -> bytes | None:
         with self._sessions() as s:
@@ -221,6 +249,7 @@ class Agent:
     def submit_records(self, records: Iterable[_source.Record | _source.RowError],
                        progress: Callable[[int], None] | None = None) -> SubmitSummary:
         summary = SubmitSummary()
+        self.witness_log()
         recipients = self.recipients()
         seen: set[str] = set()
         batch: list[_source.Record] = []
@@ -348,6 +377,7 @@ class Agent:
         """Withdraw this partner's signal(s) for a case, or one signal by id."""
         if reason not in _REASONS:
             raise InvalidInput(f"reason must be one of {', '.join(_REASONS)}")
+        self.witness_log()
         with self._sessions() as s:
             stmt = select(Submission).where(Submission.state == "submitted")
             if signal_id:
@@ -402,6 +432,7 @@ class Agent:
                       bsn: str | None = None,
                       valid_from: datetime | None = None) -> signal_pb2.ConsentRecord:
         vocab.reference(evidence, "the evidence reference")
+        self.witness_log()
         keys = self._person_keys(case_ref, bsn)
         consent_id = str(uuid.uuid4())
         record = self.hub.call(self.hub.signals.RecordConsent, signal_pb2.RecordConsentRequest(
@@ -420,6 +451,7 @@ class Agent:
         return record
 
     def revoke_consent(self, consent_id: str) -> signal_pb2.ConsentRecord:
+        self.witness_log()
         record = self.hub.call(self.hub.signals.RevokeConsent,
                                signal_pb2.RevokeConsentRequest(consent_id=consent_id))
         with self._sessions.begin() as s:

@@ -1,29 +1,28 @@
 """The privacy officer's client of the access log.
 
-It trusts the hub's checkpoint key it was given (``hub_key``) or, failing that, the key
-it saw first (pinned in ``state_file``), and it remembers the last checkpoint it verified:
-a log that shrank, or a different root at a size it already saw, is refused loudly.
+Every contact starts by witnessing the log (agent._witness): the hub's checkpoint key is
+the one given (``hub_key``) or first seen, kept in ``state_file`` with the last checkpoint
+verified; a log that shrank, forked or was rewritten is refused, unless the officer
+continues read-only to investigate. Subject-access answers come with an inclusion proof
+for every disclosure, each checked here against the witnessed checkpoint.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import os
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from agent._client import HubUser
+from agent._client import HubUser, KeyServiceClient
+from agent._witness import Seen, Witness, parse_hub_key
+from exchange import auditlog, config, crypto, merkle, rpc
 from exchange import checkpoint as notes
-from exchange import config, rpc
-from exchange.errors import ConfigError, FailedPrecondition, IntegrityError
-from exchange.v1 import audit_pb2
-
-_HEX_KEY = re.compile(r"[0-9a-f]{64}")
+from exchange.errors import ConfigError, FailedPrecondition, IntegrityError, VerificationError
+from exchange.v1 import audit_pb2, common_pb2
 
 
 @config.section("audit")
@@ -32,53 +31,44 @@ class AuditSettings:
     organisation: str
     user: str = "privacy-officer"
     hub: str = "127.0.0.1:50051"
+    # For subject-access requests: the key service derives the person's pseudonyms.
+    keyservice: str = "127.0.0.1:50052"
     # Hex of the hub's Ed25519 checkpoint key, given out of band (printed by 'hub serve').
     hub_key: str = ""
     origin: str = "samenloop.local/hub"
-    # Where the key seen first and the last verified checkpoint are kept.
+    # Where the keys seen first and the last verified checkpoint are kept.
     state_file: Path = Path("samenloop-audit-state.json")
 
 
-def parse_hub_key(value: str) -> bytes:
-    if not _HEX_KEY.fullmatch(value):
-        raise ConfigError("the hub key must be 64 lowercase hex characters")
-    return bytes.fromhex(value)
+@dataclass(frozen=True)
+class ProvenDisclosure:
+    event: audit_pb2.AuditEvent
+    recipient: str
 
 
 class Auditor(HubUser):
-    def __init__(self, settings: AuditSettings, role: str = "privacy_officer") -> None:
+    def __init__(self, settings: AuditSettings, role: str = "privacy_officer", *,
+                 read_only_on_failure: bool = False) -> None:
         super().__init__(settings.hub, rpc.Caller(settings.organisation, settings.user, role))
         self.settings = settings
-        self.notices: list[str] = []
-        self._pinned_key = parse_hub_key(settings.hub_key) if settings.hub_key else None
+        self._caller = rpc.Caller(settings.organisation, settings.user, role)
+        state = self._state()
+        given = parse_hub_key(settings.hub_key) if settings.hub_key else None
+        pinned = bytes.fromhex(state["hub_key"]) if "hub_key" in state else None
+        if given is not None and pinned is not None and given != pinned:
+            raise IntegrityError(f"the configured hub key differs from the key pinned in "
+                                 f"{settings.state_file}: resolve this before trusting either")
+        last = Seen.from_json(state["checkpoint"]) if "checkpoint" in state else None
+        self.witness = Witness(self.hub, origin=settings.origin, trusted_key=given or pinned,
+                               last=last, remember=self._remember,
+                               read_only_on_failure=read_only_on_failure)
+        self._contacted = False
 
-    def query(self, *, limit: int, since: datetime | None = None,
-              until: datetime | None = None, newest_first: bool = False,
-              **filters: str) -> Iterator[audit_pb2.AuditEvent]:
-        token, left = "", limit
-        while left > 0:
-            page = self.hub.call(self.hub.audit.QueryEvents, audit_pb2.QueryEventsRequest(
-                since=rpc.to_timestamp(since), until=rpc.to_timestamp(until),
-                page_size=min(left, 1000), page_token=token, newest_first=newest_first,
-                **filters))
-            yield from page.events
-            left -= len(page.events)
-            token = page.next_page_token
-            if not token:
-                return
+    @property
+    def notices(self) -> list[str]:
+        return self.witness.notices
 
-    def checkpoint(self) -> tuple[audit_pb2.Checkpoint, notes.Checkpoint]:
-        """The hub's latest checkpoint, its signature and history checked."""
-        cp = self.hub.call(self.hub.audit.GetCheckpoint, audit_pb2.GetCheckpointRequest())
-        return cp, self._check(cp)
-
-    def verify(self) -> audit_pb2.VerifyResponse:
-        response = self.hub.call(self.hub.audit.Verify, audit_pb2.VerifyRequest(),
-                                 timeout=600.0)
-        self._check(response.checkpoint)
-        return response
-
-    # -- trust ----------------------------------------------------------------------
+    # -- state ------------------------------------------------------------------------
 
     def _state(self) -> dict[str, Any]:
         try:
@@ -95,42 +85,131 @@ class Auditor(HubUser):
         tmp.write_text(json.dumps(state, indent=2))
         os.replace(tmp, path)
 
-    def _check(self, cp: audit_pb2.Checkpoint) -> notes.Checkpoint:
+    def _remember(self, key: bytes, seen: Seen) -> None:
         state = self._state()
-        presented = bytes(cp.public_key)
-        if self._pinned_key is not None:
-            trusted = self._pinned_key
-        elif "hub_key" in state:
-            trusted = bytes.fromhex(state["hub_key"])
-        else:
-            trusted = presented
-            state["hub_key"] = presented.hex()
-            self.notices.append(
-                f"pinned the hub's checkpoint key {presented.hex()} on first use: compare "
-                "it with the key 'samenloop hub serve' prints, or set [audit] hub_key")
-        if presented != trusted:
-            raise IntegrityError(
-                f"the hub now signs with key {presented.hex()}, not the trusted key "
-                f"{trusted.hex()}: do not rely on this log until this is explained")
-        origin = cp.note.split("\n", 1)[0]
-        if origin != self.settings.origin:
-            raise FailedPrecondition(
-                f"the hub signs as origin '{origin}', not '{self.settings.origin}' as "
-                "configured: set [audit] origin (or --origin) to the hub's origin")
-        signed = notes.verify(cp.note, trusted, self.settings.origin)
-        if signed.size != cp.size or signed.root_hash != cp.root_hash:
-            raise IntegrityError("the checkpoint's fields differ from its signed note")
-        last = state.get("checkpoint")
-        if last is not None:
-            size, root = int(last["size"]), base64.b64decode(last["root"])
-            if signed.size < size or (signed.size == size and signed.root_hash != root):
-                raise IntegrityError(
-                    f"THE HUB'S LOG WAS REWRITTEN: it now has {signed.size} events with root "
-                    f"{signed.root_hash.hex()[:16]}..., but this client verified {size} events "
-                    f"with root {root.hex()[:16]}... before. Keep {self.settings.state_file} "
-                    "as evidence and report it")
-        state["checkpoint"] = {"size": signed.size,
-                               "root": base64.b64encode(signed.root_hash).decode(),
-                               "note": cp.note}
+        state["hub_key"] = key.hex()
+        state["checkpoint"] = seen.to_json()
         self._save(state)
-        return signed
+
+    def _contact(self) -> None:
+        if not self._contacted:
+            self.witness.contact()
+            self._contacted = True
+
+    # -- the log ------------------------------------------------------------------------
+
+    def query(self, *, limit: int, since: datetime | None = None,
+              until: datetime | None = None, newest_first: bool = False,
+              **filters: str) -> Iterator[audit_pb2.AuditEvent]:
+        """Events visible to this officer; each one's leaf hash recomputed here."""
+        self._contact()
+        token, left = "", limit
+        while left > 0:
+            page = self.hub.call(self.hub.audit.QueryEvents, audit_pb2.QueryEventsRequest(
+                since=rpc.to_timestamp(since), until=rpc.to_timestamp(until),
+                page_size=min(left, 1000), page_token=token, newest_first=newest_first,
+                **filters))
+            for event in page.events:
+                if auditlog.leaf_hash(auditlog.from_message(event)) != event.leaf_hash:
+                    raise IntegrityError(f"event #{event.index} does not match its leaf hash")
+                yield event
+            left -= len(page.events)
+            token = page.next_page_token
+            if not token:
+                return
+
+    def checkpoint(self) -> tuple[str, notes.Checkpoint]:
+        """The hub's latest checkpoint note, verified and consistent with the last seen."""
+        signed = self.witness.contact()
+        self._contacted = True
+        return self.witness.latest, signed
+
+    def verify(self) -> audit_pb2.VerifyResponse:
+        """Witness the log, then ask the hub to re-verify all of it."""
+        self._contact()
+        response = self.hub.call(self.hub.audit.Verify, audit_pb2.VerifyRequest(),
+                                 timeout=600.0)
+        self.witness.check(response.checkpoint)
+        return response
+
+    def compare(self, other_note: str) -> tuple[notes.Checkpoint, notes.Checkpoint]:
+        return self.witness.compare(other_note)
+
+    def report(self, since: datetime, until: datetime) -> audit_pb2.Report:
+        self._contact()
+        return self.hub.call(self.hub.audit.GetReport, audit_pb2.GetReportRequest(
+            since=rpc.to_timestamp(since), until=rpc.to_timestamp(until)))
+
+    def register(self) -> audit_pb2.ProcessingRegister:
+        self._contact()
+        return self.hub.call(self.hub.audit.GetProcessingRegister,
+                             audit_pb2.GetProcessingRegisterRequest())
+
+    # -- subject access ---------------------------------------------------------------
+
+    def _person_key(self, bsn: str) -> bytes:
+        keyservice = KeyServiceClient(self.settings.keyservice, self._caller)
+        try:
+            response = keyservice.public_key()
+            public_key = bytes(response.public_key)
+            state = self._state()
+            pinned = state.get("oprf_key")
+            if pinned is not None and pinned != public_key.hex():
+                raise IntegrityError(
+                    f"the key service now presents OPRF key {response.key_id}, not the key "
+                    f"this client pinned in {self.settings.state_file}")
+            if pinned is None:
+                state["oprf_key"] = public_key.hex()
+                self._save(state)
+            (key,) = crypto.pseudonymise([(crypto.KeyKind.PERSON, bsn.encode())],
+                                         public_key=public_key,
+                                         evaluate=keyservice.evaluator(response.key_id))
+            return key
+        finally:
+            keyservice.close()
+
+    def subject_access(self, bsn: str) -> tuple[int, list[ProvenDisclosure]]:
+        """GDPR art. 15: every disclosure of the person's data this officer may see.
+
+        The BSN is pseudonymised here, through the key service; it never reaches the hub.
+        Every disclosure's inclusion proof is checked against a checkpoint that is itself
+        checked against the last one this client saw.
+        """
+        self._contact()
+        key = self._person_key(bsn)
+        response = self.hub.call(self.hub.audit.SubjectAccess, audit_pb2.SubjectAccessRequest(
+            keys=[common_pb2.PseudonymousKey(kind=common_pb2.KEY_KIND_PERSON, value=key)]))
+        signed = self.witness.check(response.checkpoint)
+        found = []
+        for item in response.disclosures:
+            event, proof = item.event, item.proof
+            leaf = auditlog.leaf_hash(auditlog.from_message(event))
+            try:
+                if leaf != proof.leaf_hash or proof.index != event.index or (
+                        proof.tree_size != signed.size):
+                    raise VerificationError()
+                merkle.verify_inclusion(proof.index, proof.tree_size, leaf, list(proof.hashes),
+                                        signed.root_hash)
+            except VerificationError:
+                raise IntegrityError(f"the disclosure in event #{event.index} is not proven "
+                                     "to be in the signed log") from None
+            detail = json.loads(event.detail_json or "{}")
+            recipient = (detail.get("recipient") if event.event_type != "alert.open"
+                         else f"{event.actor.user_id} ({event.actor.organisation_id})")
+            found.append(ProvenDisclosure(event, str(recipient or "?")))
+        return response.signals, found
+
+
+def read_checkpoint_file(path: Path) -> str:
+    """A checkpoint note from a file: the note itself, or a client's state file."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise FailedPrecondition(f"cannot read {path}: {exc.strerror}") from None
+    if text.lstrip().startswith("{"):
+        try:
+            return str(json.loads(text)["checkpoint"]["note"])
+        except (ValueError, KeyError, TypeError):
+            raise FailedPrecondition(f"{path} holds no checkpoint") from None
+    return text
+

@@ -51,7 +51,9 @@ def _hub_flag(p: argparse.ArgumentParser) -> None:
 def register(sub: Any) -> None:
     _register_agent(sub)
     _register_coordinator(sub)
-    _register_audit(sub)
+    from agent._audit_cli import register_audit
+
+    register_audit(sub)
     _register_admin(sub)
 
 
@@ -441,133 +443,6 @@ def _coord_ack(args: argparse.Namespace) -> int:
     with _desk(args) as desk:
         alert = desk.acknowledge(_resolve_alert(desk, args.alert_id, "seen"))
     print(f"alert {alert.alert_id} is {_STATE_NAMES[alert.state]}")
-    return 0
-
-
-# -- audit ----------------------------------------------------------------------------
-
-
-def _register_audit(sub: Any) -> None:
-    audit = sub.add_parser(
-        "audit", help="privacy officer: query and verify the access log",
-        description="Query and verify the hub's access log.")
-    a_sub = audit.add_subparsers(dest="command", metavar="COMMAND", required=True)
-
-    def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--organisation", metavar="ID", help="your organisation id")
-        p.add_argument("--user", metavar="ID", help="your user id")
-        p.add_argument("--state-file", type=Path, metavar="FILE",
-                       help="the hub key pinned on first use and the last checkpoint seen "
-                       "(default samenloop-audit-state.json)")
-        _hub_flag(p)
-
-    verify = a_sub.add_parser(
-        "verify", help="verify the access log (offline with --database)",
-        description="With --database, recompute every event's hash and the chain from "
-        "the database itself and name the first bad event (exit 1). Without it, ask "
-        "the running hub to verify and check its signed checkpoint.")
-    verify.add_argument("--database", metavar="URL",
-                        help="SQLAlchemy URL of a hub database to verify offline")
-    verify.add_argument("--hub-key", metavar="HEX",
-                        help="the hub's checkpoint public key, to check signatures")
-    verify.add_argument("--origin", metavar="NAME", help="the hub's checkpoint origin")
-    common(verify)
-    verify.set_defaults(func=_audit_verify)
-
-    query = a_sub.add_parser(
-        "query", help="search the access log",
-        description="Search events by household reference, organisation, actor, type, "
-        "action, outcome and period. The query itself is logged.")
-    query.add_argument("--subject", metavar="REF", help="pseudonymous household reference")
-    query.add_argument("--actor-organisation", metavar="ID", help="acting organisation")
-    query.add_argument("--actor", metavar="ID", help="acting user id")
-    query.add_argument("--type", metavar="TYPE", help="event type, e.g. alert.open")
-    query.add_argument("--action", help="create, read, update, delete, disclose, search, "
-                       "deny or verify")
-    query.add_argument("--outcome", help="success, denied, invalid or failed")
-    query.add_argument("--since", type=_date, metavar="YYYY-MM-DD")
-    query.add_argument("--until", type=_end_date, metavar="YYYY-MM-DD")
-    query.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
-    query.add_argument("--newest", action="store_true", help="newest events first")
-    query.add_argument("--json", action="store_true", help="JSON lines for scripts")
-    common(query)
-    query.set_defaults(func=_audit_query)
-
-    cp = a_sub.add_parser("checkpoint", help="fetch and verify the hub's signed checkpoint",
-                          description="Print the hub's latest signed checkpoint.")
-    common(cp)
-    cp.set_defaults(func=_audit_checkpoint)
-
-
-def _auditor(args: argparse.Namespace) -> Any:
-    from agent import Auditor, AuditSettings
-
-    settings = config.load(AuditSettings, path=args.config, overrides={
-        "organisation": args.organisation, "user": args.user, "hub": args.hub,
-        "hub_key": getattr(args, "hub_key", None), "origin": getattr(args, "origin", None),
-        "state_file": getattr(args, "state_file", None)})
-    return Auditor(settings)
-
-
-def _audit_verify(args: argparse.Namespace) -> int:
-    if args.database:
-        from agent._auditor import parse_hub_key
-        from hub import verify_database
-
-        key = parse_hub_key(args.hub_key) if args.hub_key else None
-        result = verify_database(args.database, public_key=key,
-                                 origin=args.origin or "samenloop.local/hub")
-        print(result.describe())
-        return 0 if result.ok else 1
-    with _auditor(args) as auditor:
-        response = auditor.verify()
-        _notices(auditor)
-    if response.ok:
-        print(f"access log verified by the hub: all {response.size} events intact. The "
-              f"verification is itself logged, so the signed checkpoint (valid) covers "
-              f"{response.checkpoint.size} events")
-        return 0
-    print(f"access log verification FAILED at event #{response.first_bad_index}"
-          f" (id {response.first_bad_event_id or '?'}): {response.problem}")
-    return 1
-
-
-def _notices(auditor: Any) -> None:
-    for notice in auditor.notices:
-        print(f"note: {notice}", file=sys.stderr)
-
-
-def _audit_query(args: argparse.Namespace) -> int:
-    if not 1 <= args.limit <= 100_000:
-        raise InvalidInput("--limit must be between 1 and 100000")
-    filters = {k: v for k, v in {
-        "subject_ref": args.subject, "organisation_id": args.actor_organisation,
-        "actor_user_id": args.actor, "event_type": args.type, "action": args.action,
-        "outcome": args.outcome}.items() if v}
-    with _auditor(args) as auditor:
-        events = list(auditor.query(limit=args.limit, since=args.since, until=args.until,
-                                    newest_first=args.newest, **filters))
-    if args.json:
-        for event in events:
-            print(_json(event))
-        return 0
-    rows = [[str(e.index), e.occurred_at.ToDatetime().strftime("%Y-%m-%d %H:%M:%S"),
-             e.event_type, e.outcome,
-             f"{e.actor.organisation_id}/{e.actor.user_id}", e.subject_ref or "-",
-             e.basis or e.reason or "-"] for e in events]
-    if not rows:
-        print("no events")
-        return 0
-    print_table(rows, ["#", "TIME (UTC)", "EVENT", "OUTCOME", "ACTOR", "SUBJECT", "BASIS"])
-    return 0
-
-
-def _audit_checkpoint(args: argparse.Namespace) -> int:
-    with _auditor(args) as auditor:
-        cp, signed = auditor.checkpoint()
-        _notices(auditor)
-    print(cp.note, end="")
-    print(f"signature valid; hub key {cp.public_key.hex()}; size {signed.size}")
     return 0
 
 
