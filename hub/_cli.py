@@ -34,6 +34,18 @@ def register(sub: Any) -> None:
                        "usually the municipality (repeatable)")
     serve.set_defaults(func=_serve_hub, server=True)
 
+    prune = hub_sub.add_parser(
+        "prune-log", help="remove access events past their retention period",
+        description="Remove the access events older than DATE, as one whole range that "
+        "ends at a signed checkpoint. Their leaf hashes stay, so every root and proof still "
+        "verifies. Refused while DATE is within the retention period (at least 5 years).")
+    prune.add_argument("--before", required=True, metavar="YYYY-MM-DD",
+                       help="remove events that occurred before this day")
+    prune.add_argument("--database-url", metavar="URL", help="SQLAlchemy URL")
+    prune.add_argument("--checkpoint-key", type=Path, metavar="FILE",
+                       help="the hub's checkpoint key (default hub-checkpoint.key)")
+    prune.set_defaults(func=_prune)
+
     mig = hub_sub.add_parser("migrate", help="create or upgrade the hub database schema",
                              description="Apply every pending Alembic migration.")
     mig.add_argument("--database-url", metavar="URL", help="SQLAlchemy URL")
@@ -99,6 +111,31 @@ def _migrate(args: argparse.Namespace) -> int:
         print(f"{where} was already at the newest schema (revision {after})")
     else:
         print(f"upgraded {where} from revision {before} to {after}")
+    return 0
+
+
+def _prune(args: argparse.Namespace) -> int:
+    import getpass
+    import uuid
+    from datetime import UTC, datetime
+
+    from exchange.errors import InvalidInput
+    from hub._audit import Access
+    from hub._server import open_hub
+
+    try:
+        before = datetime.strptime(args.before, "%Y-%m-%d").replace(tzinfo=UTC)
+    except ValueError:
+        raise InvalidInput("--before must be a date like 2021-01-01") from None
+    hub = open_hub(_hub_settings(args))
+    try:
+        operator = Access("samenloop-hub", getpass.getuser(), "administrator",
+                          str(uuid.uuid4()), "local")
+        first, upto = hub.prune_log(operator, before)
+    finally:
+        hub.close()
+    print(f"pruned access events #{first} to #{upto - 1}; their leaf hashes remain, so the "
+          "log still verifies")
     return 0
 
 

@@ -41,7 +41,7 @@ class HubSettings:
     # Organisations (the municipality) whose privacy officers see the whole access log.
     oversight_organisations: tuple[str, ...] = ()
     # A checkpoint is signed this often when events were added; 0 signs only on request.
-    checkpoint_seconds: float = 1.0
+    checkpoint_seconds: float = 0.5
     # Access events are kept at least this long (five years at the least).
     log_retention_days: int = 1827
     migrate: bool = False

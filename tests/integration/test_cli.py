@@ -93,7 +93,8 @@ def servers(tmp_path: Path) -> Iterator[tuple[Server, Server]]:
                 cwd=tmp_path)
     assert samenloop("hub", "migrate", "--database-url", "sqlite:///hub.db",
                      cwd=tmp_path).returncode == 0
-    hub = Server("hub", "serve", "--listen", "127.0.0.1:0", "--database-url", "sqlite:///hub.db",
+    hub = Server("hub", "serve", "--listen", "127.0.0.1:0", "--oversight-organisation", "gemeente",
+                 "--database-url", "sqlite:///hub.db",
                  cwd=tmp_path)
     yield ks, hub
     assert hub.stop() == 0
@@ -163,7 +164,25 @@ def test_each_role_from_the_command_line(servers: tuple[Server, Server], tmp_pat
     assert "withdrew signal" in run("agent", "withdraw", "--case-ref", "A-1",
                                     "--reason", "risk_gone", *agent_a)
     officer = ["--organisation", "gemeente", "--hub", hub.address]
-    events = run("audit", "query", "--type", "alert.open", *officer)
+    events = run("audit", "query", "--type", "alert.open", "--user", "po", *officer)
     assert "alert.open" in events and "covenant:test-covenant@v1" in events
-    assert "signature valid" in run("audit", "checkpoint", *officer)
+    assert "signature valid" in run("audit", "checkpoint", "--save", "mine.note", *officer)
     assert "the hub found all" in run("audit", "verify", *officer)
+    assert "lie on one history" in run("audit", "compare", "mine.note", "--state-file",
+                                       "other-officer.json", *officer)
+    bundle = json.loads(run("audit", "export", "--format", "fhir", *officer))
+    assert bundle["resourceType"] == "Bundle" and len(bundle["entry"]) > 10
+    assert all(e["resource"]["resourceType"] == "AuditEvent" for e in bundle["entry"])
+    assert "signal.submit" in run("audit", "export", "--format", "csv", *officer)
+    register = run("audit", "register", *officer)
+    assert "## Test covenant (test-covenant, version 1)" in register
+    assert "Joint controllers: org-a, org-b, org-c" in register
+    today = datetime.now(UTC).date().isoformat()
+    report = run("audit", "report", "--since", today, "--until", today, *officer)
+    assert "signals_submitted" in report and "<5" in report
+    access = subprocess.run(
+        [str(script), "audit", "subject-access", "--keyservice", ks.address, *officer],
+        input="111222333\n", capture_output=True, text=True, cwd=tmp_path, check=False)
+    assert access.returncode == 0, access.stderr
+    assert "disclosure(s), each proven to be in the signed log" in access.stdout
+    assert "alert.open" in access.stdout

@@ -487,3 +487,63 @@ def test_newest_first_and_repeated_withdrawal(services: Services, tmp_path: Path
     assert newest == sorted(newest, reverse=True) and len(newest) == 5
     oldest = [e.index for e in auditor.query(limit=5)]
     assert oldest == [0, 1, 2, 3, 4]
+
+
+def test_a_checkpoint_is_signed_within_a_second_of_a_write(services: Services,
+                                                           tmp_path: Path) -> None:
+    from hub import _audit
+
+    services.agent("org-a").submit_file(write_csv(tmp_path / "a.csv",
+                                                  [person("A-1", "111222333")]))
+    deadline = time.monotonic() + 1.0
+    while time.monotonic() < deadline:
+        with session_factory(services.engine)() as s:
+            if _audit.unsigned_events(s) == 0:
+                break
+        time.sleep(0.05)
+    with session_factory(services.engine)() as s:
+        assert _audit.unsigned_events(s) == 0
+        latest = _audit.latest_checkpoint(s)
+        assert latest is not None and latest.size == _audit.head(s)[0]
+
+
+def test_subject_access_end_to_end(services: Services, tmp_path: Path) -> None:
+    from agent import Auditor, AuditSettings
+
+    services.agent("org-a").submit_file(write_csv(tmp_path / "a.csv", [
+        person("A-1", "111222333"), person("A-2", "123456782")]))
+    services.agent("org-b").submit_file(write_csv(tmp_path / "b.csv", [
+        person("B-1", "111222333", category="housing")]))
+    desk = services.desk()
+    (alert,) = desk.alerts()
+    desk.open(alert.alert_id, services.coord_key)
+    settings = AuditSettings(organisation="org-a", hub=services.hub.address,
+                             keyservice=services.keyservice.address,
+                             origin=services.hub.hub.origin, state_file=tmp_path / "po.json")
+    with Auditor(settings) as officer:
+        signals, found = officer.subject_access("111222333")
+        assert signals == 1
+        assert [(d.event.event_type, d.recipient) for d in found] == [
+            ("alert.create", "coord-a"), ("alert.open", "coord-a (gemeente)")]
+        assert all(d.event.owner_organisation_id == "org-a" for d in found)
+        assert officer.subject_access("123456782") == (1, [])  # known, never disclosed
+        assert officer.subject_access("100000009") == (0, [])  # unknown to org-a
+
+
+def test_the_agent_refuses_a_log_that_shrank(services: Services, tmp_path: Path) -> None:
+    import json
+
+    from agent._models import Pin
+    from exchange.errors import IntegrityError
+
+    state = f"sqlite:///{tmp_path / 'a.db'}"
+    agent = services.agent("org-a", state_database=state)
+    agent.submit_file(write_csv(tmp_path / "a.csv", [person("A-1", "111222333")]))
+    with session_factory(agent._engine).begin() as s:
+        pin = s.get_one(Pin, "log:checkpoint")
+        seen = json.loads(pin.value)
+        seen["size"] += 1000
+        pin.value = json.dumps(seen).encode()
+    again = services.agent("org-a", state_database=state)
+    with pytest.raises(IntegrityError, match="shrank"):
+        again.submit_file(write_csv(tmp_path / "b.csv", [person("A-2", "123456782")]))

@@ -1,0 +1,116 @@
+"""The privacy officer's tools at the hub: subject access, report, register, retention."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from exchange import merkle
+from exchange.db import session_factory
+from exchange.errors import FailedPrecondition, InvalidInput
+from hub import _audit
+from hub._core import Hub
+from hub._logops import AuditFilter
+from hub._models import AuditEvent
+from tests.support import ADMIN, Clock, Registry, access, pseudonym, setup_registry, signal
+
+COORD = access("gemeente", "coordinator", "coord-a")
+OFFICER_A = access("org-a", "privacy_officer", "po-a")
+PERSON = frozenset({(1, pseudonym("person:p"))})
+
+
+@pytest.fixture
+def reg(hub: Hub) -> Registry:
+    return setup_registry(hub)
+
+
+def _disclose(hub: Hub) -> tuple[str, str]:
+    a, _ = hub.submit(access("org-a"), signal(hub, "org-a", person="p"))
+    b, _ = hub.submit(access("org-b"), signal(hub, "org-b", person="q", category="housing"))
+    hub.submit(access("org-b"), signal(hub, "org-b", person="p", category="housing"))
+    (view,), _ = hub.list_alerts(COORD, ("new",), 10, "")
+    hub.open_alert(COORD, view.alert_id)
+    return a.id, b.id
+
+
+def test_subject_access_lists_this_persons_disclosures_with_proofs(hub: Hub,
+                                                                   reg: Registry) -> None:
+    a, b = _disclose(hub)
+    found = hub.subject_access(OFFICER_A, PERSON)
+    assert found.signals == 1
+    assert [(p.event.event_type, p.event.owner_org) for p in found.disclosures] == [
+        ("alert.create", "org-a"), ("alert.open", "org-a")]
+    assert all(a in p.event.detail for p in found.disclosures)
+    for proven in found.disclosures:
+        merkle.verify_inclusion(proven.event.seq, found.checkpoint.size, proven.leaf_hash,
+                                proven.proof, found.checkpoint.root_hash)
+    everything = hub.subject_access(access("gemeente", "administrator", "a"), PERSON)
+    assert everything.signals == 2 and len(everything.disclosures) == 4
+    assert hub.subject_access(OFFICER_A, frozenset({(1, pseudonym("person:x"))})).signals == 0
+    assert b  # org-b's signal about someone else is never in org-a's answer
+
+
+def test_the_report_suppresses_small_counts(hub: Hub, reg: Registry, clock: Clock) -> None:
+    _disclose(hub)
+    start = clock.now - timedelta(days=1)
+    scope, figures = hub.report(access("gemeente", "administrator", "a"), start,
+                                clock.now + timedelta(days=1))
+    values = {name: value for name, value, _ in figures}
+    assert scope == "all organisations"
+    assert values["signals_submitted"] == "<5"   # 3 signals
+    assert values["alerts_created"] == "<5"
+    assert values["median_hours_to_contact"] == "-"
+    for i in range(7):
+        hub.submit(access("org-c"), signal(hub, "org-c", person=f"x{i}"))
+    _, figures = hub.report(access("gemeente", "administrator", "a"), start,
+                            clock.now + timedelta(days=1))
+    assert {n: v for n, v, _ in figures}["signals_submitted"] == "10"
+    scope, _ = hub.report(OFFICER_A, start, clock.now + timedelta(days=1))
+    assert scope == "org-a"
+    with pytest.raises(InvalidInput):
+        hub.report(OFFICER_A, clock.now, clock.now)
+
+
+def test_the_register_holds_the_covenants_in_force(hub: Hub, reg: Registry,
+                                                   clock: Clock) -> None:
+    (cov,) = hub.processing_register(OFFICER_A)
+    assert cov.id == "test-covenant"
+    clock.now = clock.now.replace(year=2027, month=2)
+    assert hub.processing_register(OFFICER_A) == []
+
+
+def test_pruning_keeps_the_log_verifiable(hub: Hub, reg: Registry, clock: Clock) -> None:
+    _disclose(hub)
+    old = hub.checkpoint(ADMIN)
+    clock.now += timedelta(days=1)
+    with pytest.raises(FailedPrecondition, match="kept at least"):
+        hub.prune_log(ADMIN, clock.now)
+    clock.now += timedelta(days=6 * 365)
+    hub.register_organisation(ADMIN, "org-late", "Late")
+    first, upto = hub.prune_log(ADMIN, clock.now - timedelta(days=6 * 365))
+    assert (first, upto) == (0, old.size)
+    with session_factory(hub._engine)() as s:
+        assert s.scalar(select(func.min(AuditEvent.seq))) == old.size
+        result = _audit.verify(s, public_key=hub.checkpoint_public_key, origin=hub.origin)
+        assert result.ok, result.describe()
+        size, root = _audit.head(s)
+        assert _audit.root_at(s, old.size) == old.root_hash
+        merkle.verify_consistency(old.size, size, _audit.consistency_proof(s, old.size, size),
+                                  old.root_hash, root)
+        leaf, proof = _audit.inclusion_proof(s, 3, size)  # a pruned event is still proven
+        merkle.verify_inclusion(3, size, leaf, proof, root)
+    rows, _ = hub.query_events(ADMIN, AuditFilter(), 1000, "")
+    assert rows[0].seq == old.size
+    with pytest.raises(FailedPrecondition, match="no signed checkpoint"):
+        hub.prune_log(ADMIN, clock.now - timedelta(days=6 * 365))
+
+
+def test_proof_requests_are_checked(hub: Hub, reg: Registry) -> None:
+    with pytest.raises(InvalidInput, match="tree sizes"):
+        hub.consistency_proof(OFFICER_A, 0, 3)
+    with pytest.raises(InvalidInput, match="tree sizes"):
+        hub.inclusion_proof(OFFICER_A, 0, 10_000)
+    with pytest.raises(InvalidInput, match="index"):
+        hub.inclusion_proof(OFFICER_A, 5, 5)
