@@ -6,6 +6,7 @@ timezone-safe datetimes, and the Alembic runner each package's migrations use.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import DateTime, Engine, create_engine, event
+from sqlalchemy import DateTime, Engine, and_, create_engine, event, false, or_
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -127,6 +128,20 @@ def run_alembic_env(metadata: Any) -> None:
         with context.begin_transaction():
             context.run_migrations()
         connection.commit()
+
+
+def pairs_in(first: Any, second: Any, pairs: Iterable[tuple[Any, Any]]) -> Any:
+    """``(first, second) IN pairs`` written so that SQLite uses the index on them.
+
+    SQLite scans the whole table for a row-value IN; one ``first = a AND second IN (...)``
+    per distinct first value is an index search on SQLite and PostgreSQL alike.
+    """
+    grouped: dict[Any, list[Any]] = {}
+    for a, b in pairs:
+        grouped.setdefault(a, []).append(b)
+    if not grouped:
+        return false()
+    return or_(*(and_(first == a, second.in_(bs)) for a, bs in grouped.items()))
 
 
 def _alembic_config(script_location: Path, engine: Engine) -> Config:

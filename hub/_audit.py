@@ -23,10 +23,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import func, select, tuple_
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from exchange import auditlog, checkpoint, merkle
+from exchange.db import pairs_in
 from exchange.errors import VerificationError
 from hub._models import AuditCheckpoint, AuditEvent, AuditHead, AuditNode, AuditPruned
 
@@ -122,11 +123,26 @@ def _fold(stack: list[bytes]) -> bytes:
     return root
 
 
-def append(session: Session, access: Access, event: Event, at: datetime) -> AuditEvent:
-    """Append one event inside the caller's transaction (commit makes both durable)."""
-    head = session.execute(
-        select(AuditHead).where(AuditHead.id == 1).with_for_update()
-    ).scalar_one()
+_HEAD = AuditHead.__table__
+# Built once: appending runs for every access, and building statements costs more than
+# running them.
+_LOCK_HEAD = (select(_HEAD.c.size, _HEAD.c.frontier, _HEAD.c.chain_hash)
+              .where(_HEAD.c.id == 1).with_for_update())
+_INSERT_EVENT = insert(AuditEvent)
+_INSERT_NODES = insert(AuditNode)
+_UPDATE_HEAD = update(AuditHead).where(AuditHead.id == 1).values(
+    size=bindparam("new_size"), frontier=bindparam("new_frontier"),
+    root_hash=bindparam("new_root"), chain_hash=bindparam("new_chain"))
+
+
+def append(session: Session, access: Access, event: Event, at: datetime) -> int:
+    """Append one event inside the caller's transaction (commit makes both durable).
+
+    Written with prebuilt Core statements on the session's connection (no unit of
+    work): this runs for every access. Returns the event's index.
+    """
+    conn = session.connection()
+    head = conn.execute(_LOCK_HEAD).one()
     system = access.role == "system"
     row: dict[str, Any] = {
         "seq": head.size,
@@ -155,27 +171,26 @@ def append(session: Session, access: Access, event: Event, at: datetime) -> Audi
     leaf = auditlog.leaf_hash(row)
     row["leaf_hash"] = leaf
     row["chain_hash"] = chain(head.chain_hash, leaf)
-    entry = AuditEvent(**row)
-    session.add(entry)
+    conn.execute(_INSERT_EVENT, row)
     stack = _split(head.frontier)
     node, level, index = leaf, 0, head.size
+    nodes = []
     while index & 1:
         node = merkle.node_hash(stack.pop(), node)
         level, index = level + 1, index >> 1
-        session.add(AuditNode(level=level, index=index, hash=node))
+        nodes.append({"level": level, "index": index, "hash": node})
+    if nodes:
+        conn.execute(_INSERT_NODES, nodes)
     stack.append(node)
-    head.frontier = b"".join(stack)
-    head.root_hash = _fold(stack)
-    head.chain_hash = row["chain_hash"]
-    head.size += 1
-    session.flush()
-    return entry
+    conn.execute(_UPDATE_HEAD, {"new_size": head.size + 1, "new_frontier": b"".join(stack),
+                                "new_root": _fold(stack), "new_chain": row["chain_hash"]})
+    return int(head.size)
 
 
 def head(session: Session) -> tuple[int, bytes]:
     """(size, Merkle root) of the log now."""
-    h = session.execute(select(AuditHead).where(AuditHead.id == 1)).scalar_one()
-    return h.size, h.root_hash
+    h = session.execute(select(_HEAD.c.size, _HEAD.c.root_hash).where(_HEAD.c.id == 1)).one()
+    return int(h.size), bytes(h.root_hash)
 
 
 # -- proofs from stored subtree hashes ----------------------------------------------------
@@ -205,7 +220,7 @@ def with_nodes(session: Session, compute: Callable[[merkle.Node], T]) -> T:
         part = nodes[start:start + 500]
         found.update(((lvl, i), h) for lvl, i, h in session.execute(
             select(AuditNode.level, AuditNode.index, AuditNode.hash).where(
-                tuple_(AuditNode.level, AuditNode.index).in_(part))))
+                pairs_in(AuditNode.level, AuditNode.index, part))))
     missing = wanted - set(found)
     if missing:
         raise VerificationError(f"the log lacks {len(missing)} stored subtree hash(es)")
@@ -357,7 +372,7 @@ def verify(
     if walk.failure is not None:
         return walk.failure
     expected = walk.expected
-    stored = session.execute(select(AuditHead).where(AuditHead.id == 1)).scalar_one()
+    stored = session.execute(select(_HEAD).where(_HEAD.c.id == 1)).one()
     if stored.size != expected or stored.chain_hash != walk.previous:
         return _fail(expected, min(stored.size, expected),
                      f"the log head says {stored.size} events but {expected} verify (events "

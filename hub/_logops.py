@@ -15,11 +15,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, delete, func, insert, literal, or_, select, tuple_
+from sqlalchemy import Select, delete, func, insert, literal, or_, select
 from sqlalchemy.orm import Session
 
 import consent
 from exchange import checkpoint
+from exchange.db import pairs_in
 from exchange.errors import FailedPrecondition, InvalidInput
 from hub import _audit, _matching
 from hub._models import (
@@ -213,7 +214,7 @@ class LogOperations:
             self._require_org(s, access)
             now = self.now()
             found = select(Signal.id).join(SignalKey, SignalKey.signal_id == Signal.id).where(
-                tuple_(SignalKey.kind, SignalKey.value).in_(list(keys)))
+                pairs_in(SignalKey.kind, SignalKey.value, keys))
             if not self.sees_everything(access):
                 found = found.where(Signal.organisation_id == access.organisation_id)
             signal_ids = sorted(set(s.scalars(found)))

@@ -21,10 +21,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, and_, func, select, tuple_, update
+from sqlalchemy import ColumnElement, and_, func, select, update
 from sqlalchemy.orm import Session, selectinload
 
 import consent
+from exchange.db import pairs_in
 from hub import _audit
 from hub._models import (
     Alert,
@@ -54,7 +55,7 @@ def _households_sharing(
     stmt = (
         select(Signal.household_id)
         .join(SignalKey, SignalKey.signal_id == Signal.id)
-        .where(active(now), tuple_(SignalKey.kind, SignalKey.value).in_(keys))
+        .where(active(now), pairs_in(SignalKey.kind, SignalKey.value, keys))
         .distinct()
     )
     if exclude is not None:
@@ -204,7 +205,7 @@ def grants_for(
     if not keys:
         return []
     matching = select(ConsentKey.consent_id).where(
-        tuple_(ConsentKey.kind, ConsentKey.value).in_(keys))
+        pairs_in(ConsentKey.kind, ConsentKey.value, keys))
     rows = session.scalars(
         select(Consent)
         .where(Consent.covenant_id == covenant_id, Consent.id.in_(matching))
