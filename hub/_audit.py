@@ -19,11 +19,12 @@ import hashlib
 import json
 import uuid
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import bindparam, event, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from exchange import auditlog, checkpoint, merkle
@@ -37,6 +38,12 @@ OUTCOMES = ("success", "denied", "invalid", "failed")
 SOURCE_SYSTEM = "samenloop-hub"
 # The actor of decisions the hub takes by itself (disclosures, holds).
 SYSTEM_ACTOR = ("samenloop-hub", "disclosure-gate", "system")
+# The purpose of use (NEN 7513) when an operation names none: what the role is there for.
+DEFAULT_PURPOSE = {
+    "partner": "care_coordination", "coordinator": "care_coordination",
+    "system": "care_coordination", "privacy_officer": "oversight",
+    "administrator": "administration", "key_client": "pseudonymisation",
+}
 T = TypeVar("T")
 
 
@@ -135,14 +142,72 @@ _UPDATE_HEAD = update(AuditHead).where(AuditHead.id == 1).values(
     root_hash=bindparam("new_root"), chain_hash=bindparam("new_chain"))
 
 
+_STATE = "samenloop.audit_head"
+
+
+@dataclass
+class _Head:
+    """The locked head, as this transaction has advanced it (written once, at commit)."""
+
+    size: int
+    frontier: bytes
+    chain_hash: bytes
+    root_hash: bytes
+
+
+@event.listens_for(Session, "before_commit")
+def _write_head(session: Session) -> None:
+    """Write the head a transaction advanced, once, as the outer transaction commits."""
+    if session.in_nested_transaction():
+        return  # a savepoint is released: the outer transaction writes the head
+    state: _Head | None = session.info.pop(_STATE, None)
+    if state is not None:
+        session.connection().execute(_UPDATE_HEAD, {
+            "new_size": state.size, "new_frontier": state.frontier,
+            "new_root": state.root_hash, "new_chain": state.chain_hash})
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_head(session: Session) -> None:
+    session.info.pop(_STATE, None)
+
+
+def _locked_head(session: Session) -> _Head:
+    """Lock the head row for this transaction (once) and keep its state in the session."""
+    state: _Head | None = session.info.get(_STATE)
+    if state is None:
+        row = session.connection().execute(_LOCK_HEAD).one()
+        state = _Head(int(row.size), bytes(row.frontier), bytes(row.chain_hash),
+                      _fold(_split(bytes(row.frontier))))
+        session.info[_STATE] = state
+    return state
+
+
+@contextmanager
+def savepoint(session: Session) -> Iterator[None]:
+    """A nested transaction whose rollback also rolls back the head this one advanced."""
+    state: _Head | None = session.info.get(_STATE)
+    saved = None if state is None else _Head(**state.__dict__)
+    try:
+        with session.begin_nested():
+            yield
+    except BaseException:
+        if saved is None:
+            session.info.pop(_STATE, None)
+        else:
+            session.info[_STATE] = saved
+        raise
+
+
 def append(session: Session, access: Access, event: Event, at: datetime) -> int:
     """Append one event inside the caller's transaction (commit makes both durable).
 
     Written with prebuilt Core statements on the session's connection (no unit of
-    work): this runs for every access. Returns the event's index.
+    work): this runs for every access. The head row is locked at the first append of a
+    transaction and written once, before it commits. Returns the event's index.
     """
     conn = session.connection()
-    head = conn.execute(_LOCK_HEAD).one()
+    head = _locked_head(session)
     system = access.role == "system"
     row: dict[str, Any] = {
         "seq": head.size,
@@ -159,7 +224,9 @@ def append(session: Session, access: Access, event: Event, at: datetime) -> int:
         "owner_org": event.owner if event.owner is not None
         else "" if system else access.organisation_id,
         "on_behalf_of": access.on_behalf_of,
-        "purpose": event.purpose,
+        "purpose": event.purpose or (
+            "oversight" if event.event_type.startswith("audit.")
+            else DEFAULT_PURPOSE.get(access.role, "")),
         "subject_ref": event.subject_ref,
         "basis": event.basis,
         "reason": event.reason,
@@ -182,13 +249,19 @@ def append(session: Session, access: Access, event: Event, at: datetime) -> int:
     if nodes:
         conn.execute(_INSERT_NODES, nodes)
     stack.append(node)
-    conn.execute(_UPDATE_HEAD, {"new_size": head.size + 1, "new_frontier": b"".join(stack),
-                                "new_root": _fold(stack), "new_chain": row["chain_hash"]})
-    return int(head.size)
+    index = head.size
+    head.size += 1
+    head.frontier = b"".join(stack)
+    head.root_hash = _fold(stack)
+    head.chain_hash = row["chain_hash"]
+    return index
 
 
 def head(session: Session) -> tuple[int, bytes]:
-    """(size, Merkle root) of the log now."""
+    """(size, Merkle root) of the log now, as this transaction sees it."""
+    state: _Head | None = session.info.get(_STATE)
+    if state is not None:
+        return state.size, state.root_hash
     h = session.execute(select(_HEAD.c.size, _HEAD.c.root_hash).where(_HEAD.c.id == 1)).one()
     return int(h.size), bytes(h.root_hash)
 
@@ -423,6 +496,6 @@ def sign_checkpoint(
 
 def unsigned_events(session: Session) -> int:
     """How many events the newest checkpoint does not cover yet."""
-    size = session.scalar(select(AuditHead.size).where(AuditHead.id == 1)) or 0
+    size, _ = head(session)
     signed = session.scalar(select(func.max(AuditCheckpoint.size))) or 0
     return size - signed

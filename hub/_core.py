@@ -252,7 +252,7 @@ class Hub(LogOperations):
                 else:
                     touched = set(changes.households)
                     try:
-                        with s.begin_nested():
+                        with _audit.savepoint(s):
                             results.append(
                                 self._store(s, changes, access, item, now, recipients))
                         continue

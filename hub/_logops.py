@@ -26,7 +26,6 @@ from hub import _audit, _matching
 from hub._models import (
     AuditCheckpoint,
     AuditEvent,
-    AuditHead,
     AuditNode,
     AuditPruned,
     Organisation,
@@ -160,7 +159,7 @@ class LogOperations:
             return _audit.sign_checkpoint(s, self._signer, self.now())
 
     def _check_sizes(self, s: Session, *sizes: int) -> int:
-        size = s.scalar(select(AuditHead.size).where(AuditHead.id == 1)) or 0
+        size, _ = _audit.head(s)
         if any(not 0 < n <= size for n in sizes):
             raise InvalidInput(f"tree sizes must be between 1 and the log's size ({size})")
         return size
@@ -279,8 +278,7 @@ class LogOperations:
             previous = s.scalar(select(func.max(AuditPruned.upto))) or 0
             newest_old = s.scalar(select(func.min(AuditEvent.seq)).where(
                 AuditEvent.occurred_at >= before))
-            limit = newest_old if newest_old is not None else (
-                s.scalar(select(AuditHead.size).where(AuditHead.id == 1)) or 0)
+            limit = newest_old if newest_old is not None else _audit.head(s)[0]
             upto = s.scalar(select(func.max(AuditCheckpoint.size)).where(
                 AuditCheckpoint.size <= limit, AuditCheckpoint.size > previous))
             if upto is None:

@@ -245,3 +245,60 @@ def test_a_tampered_subtree_hash_is_caught(hub: Hub) -> None:
     result = _verify(hub._engine)
     assert not result.ok and result.first_bad_index == 4
     assert "subtree hash over events #4 to #5" in (result.problem or "")
+
+
+def test_every_event_names_a_purpose_and_who_asked(hub: Hub) -> None:
+    from tests.support import access
+
+    _fill(hub, 2)
+    hub.checkpoint(access("org-a", "partner", "agent"))
+    rows = [_row(hub._engine, i) for i in range(3)]
+    assert [r["purpose"] for r in rows] == ["administration", "administration", "oversight"]
+    assert all(r["requested"] for r in rows)
+    assert rows[0]["actor_name"] == "admin"  # the user id when no display name was given
+
+
+def test_a_rolled_back_savepoint_takes_its_events_with_it(hub: Hub) -> None:
+    from tests.support import access
+
+    who = access("org-a")
+    with session_factory(hub._engine).begin() as s:
+        _audit.append(s, who, _audit.Event("t.one", "read"), hub.now())
+        _audit.append(s, who, _audit.Event("t.two", "read"), hub.now())
+        def failing_item() -> None:
+            with _audit.savepoint(s):
+                _audit.append(s, who, _audit.Event("t.gone", "read"), hub.now())
+                raise RuntimeError("this item fails after logging")
+
+        with pytest.raises(RuntimeError):
+            failing_item()
+        _audit.append(s, who, _audit.Event("t.three", "read"), hub.now())
+        with _audit.savepoint(s):
+            _audit.append(s, who, _audit.Event("t.four", "read"), hub.now())
+        # appending after a released savepoint, as a bulk submission's decisions do
+        _audit.append(s, who, _audit.Event("t.five", "read"), hub.now())
+    with session_factory(hub._engine).begin() as s:
+        _audit.append(s, who, _audit.Event("t.six", "read"), hub.now())
+    with session_factory(hub._engine)() as s:
+        types = list(s.scalars(select(AuditEvent.event_type).order_by(AuditEvent.seq)))
+        assert types == ["t.one", "t.two", "t.three", "t.four", "t.five", "t.six"]
+        assert _audit.head(s)[0] == 6
+    result = _verify(hub._engine)
+    assert result.ok, result.describe()
+
+
+def test_a_failed_transaction_leaves_the_head_as_it_was(hub: Hub) -> None:
+    from tests.support import access
+
+    _fill(hub, 2)
+
+    def failing_request() -> None:
+        with session_factory(hub._engine).begin() as s:
+            _audit.append(s, access("org-a"), _audit.Event("t.lost", "read"), hub.now())
+            raise RuntimeError
+
+    with pytest.raises(RuntimeError):
+        failing_request()
+    _fill(hub, 1)
+    result = _verify(hub._engine)
+    assert result.ok and result.size == 3
