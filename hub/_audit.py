@@ -147,19 +147,43 @@ _STATE = "samenloop.audit_head"
 
 @dataclass
 class _Head:
-    """The locked head, as this transaction has advanced it (written once, at commit)."""
+    """The locked head as this transaction advanced it, and the rows it has yet to write.
+
+    Events and subtree hashes are written as multi-row inserts when someone in the
+    transaction reads the log, or as it commits; the head row once, as it commits.
+    """
 
     size: int
     frontier: bytes
     chain_hash: bytes
     root_hash: bytes
+    events: list[dict[str, Any]] = field(default_factory=list)
+    nodes: list[dict[str, Any]] = field(default_factory=list)
+
+    def copy(self) -> _Head:
+        return _Head(self.size, self.frontier, self.chain_hash, self.root_hash,
+                     list(self.events), list(self.nodes))
+
+
+def flush(session: Session) -> None:
+    """Write the events and subtree hashes this transaction appended so far."""
+    state: _Head | None = session.info.get(_STATE)
+    if state is None or not (state.events or state.nodes):
+        return
+    conn = session.connection()
+    if state.events:
+        conn.execute(_INSERT_EVENT, state.events)
+    if state.nodes:
+        conn.execute(_INSERT_NODES, state.nodes)
+    state.events, state.nodes = [], []
 
 
 @event.listens_for(Session, "before_commit")
 def _write_head(session: Session) -> None:
-    """Write the head a transaction advanced, once, as the outer transaction commits."""
+    """Write what a transaction appended, once, as the outer transaction commits."""
     if session.in_nested_transaction():
-        return  # a savepoint is released: the outer transaction writes the head
+        return  # a savepoint is released: the outer transaction writes the log
+    flush(session)
     state: _Head | None = session.info.pop(_STATE, None)
     if state is not None:
         session.connection().execute(_UPDATE_HEAD, {
@@ -187,7 +211,7 @@ def _locked_head(session: Session) -> _Head:
 def savepoint(session: Session) -> Iterator[None]:
     """A nested transaction whose rollback also rolls back the head this one advanced."""
     state: _Head | None = session.info.get(_STATE)
-    saved = None if state is None else _Head(**state.__dict__)
+    saved = None if state is None else state.copy()
     try:
         with session.begin_nested():
             yield
@@ -206,7 +230,6 @@ def append(session: Session, access: Access, event: Event, at: datetime) -> int:
     work): this runs for every access. The head row is locked at the first append of a
     transaction and written once, before it commits. Returns the event's index.
     """
-    conn = session.connection()
     head = _locked_head(session)
     system = access.role == "system"
     row: dict[str, Any] = {
@@ -238,16 +261,13 @@ def append(session: Session, access: Access, event: Event, at: datetime) -> int:
     leaf = auditlog.leaf_hash(row)
     row["leaf_hash"] = leaf
     row["chain_hash"] = chain(head.chain_hash, leaf)
-    conn.execute(_INSERT_EVENT, row)
+    head.events.append(row)
     stack = _split(head.frontier)
     node, level, index = leaf, 0, head.size
-    nodes = []
     while index & 1:
         node = merkle.node_hash(stack.pop(), node)
         level, index = level + 1, index >> 1
-        nodes.append({"level": level, "index": index, "hash": node})
-    if nodes:
-        conn.execute(_INSERT_NODES, nodes)
+        head.nodes.append({"level": level, "index": index, "hash": node})
     stack.append(node)
     index = head.size
     head.size += 1
@@ -275,6 +295,7 @@ def with_nodes(session: Session, compute: Callable[[merkle.Node], T]) -> T:
     The computation's path does not depend on hash values, so it runs once with a
     recorder to learn which nodes it needs, then again with the stored ones.
     """
+    flush(session)
     wanted: set[tuple[int, int]] = set()
 
     def record(level: int, index: int) -> bytes:

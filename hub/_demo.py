@@ -132,6 +132,7 @@ class DemoResult:
     withdrawn: bool = False
     log_verified: bool = False
     offline_verified: bool = False
+    subject_access: int = 0
     events: int = 0
 
 
@@ -165,7 +166,7 @@ def _main(args: argparse.Namespace) -> int:
     data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="samenloop-demo-"))
     result = run(data_dir, sys.stdout)
     ok = (result.alerts_opened and result.held_then_released and result.withdrawn
-          and result.log_verified and result.offline_verified)
+          and result.log_verified and result.offline_verified and result.subject_access)
     return 0 if ok else 1
 
 
@@ -227,6 +228,7 @@ def run(data_dir: Path, out: IO[str], *, configure_logging: bool = True) -> Demo
         demo.submit(inputs)
         demo.coordinator()
         demo.audit()
+        demo.subject_access()
     finally:
         demo.close()
         hub.stop(grace=2)
@@ -390,6 +392,7 @@ class _Demo:
         self.story.section("The municipality's privacy officer checks the access log")
         events = list(self.auditor.query(limit=10_000))
         self.result.events = len(events)
+
         def count(*types: str) -> int:
             return sum(e.event_type in types for e in events)
 
@@ -402,14 +405,37 @@ class _Demo:
         say(f"every access is logged, {len(events)} events so far, among them: "
             + "; ".join(f"{n} {label}" for label, n in counts.items()))
         response = self.auditor.verify()
-        say(f"the hub re-checked its whole log: {'intact' if response.ok else 'FAILED'} "
-            f"(these checks are logged too, so the log now holds {response.checkpoint.size} "
-            "events, sealed by the hub's signature)")
+        say("her client checked that the hub's signed log extends the one it saw before "
+            "(an RFC 6962 consistency proof), and the hub re-checked every event: "
+            f"{'intact' if response.ok else 'FAILED'} (these checks are logged too, so the log "
+            f"now holds {response.checkpoint.size} events)")
         self.result.log_verified = response.ok
         offline = verify_database(self.database, public_key=self.hub.hub.checkpoint_public_key,
                                   origin=self.hub.hub.origin)
         say(f"and independently, straight from the database file: {offline.describe()}")
         self.result.offline_verified = offline.ok
+
+    def subject_access(self) -> None:
+        from agent import Auditor, AuditSettings
+
+        say = self.story.say
+        self.story.section("Anna de Vries asks Woonstad Noord who received data about her")
+        settings = AuditSettings(
+            organisation="woonstad-noord", user="privacy-officer", hub=self.hub.address,
+            keyservice=self.keyservice, hub_key=self.hub.hub.checkpoint_public_key.hex(),
+            origin=self.hub.hub.origin, state_file=self.data_dir / "woonstad-audit.json")
+        with Auditor(settings) as officer:
+            signals, found = officer.subject_access(bsn_from(2))
+        say(f"Woonstad Noord's privacy officer enters her BSN; it is pseudonymised on the "
+            f"officer's computer. {signals} of Woonstad's signals concern her, disclosed "
+            f"{len(found)} times, each proven to be in the signed log:")
+        for item in found:
+            when = item.event.occurred_at.ToDatetime().strftime("%Y-%m-%d %H:%M")
+            what = ("told that Woonstad is involved" if item.event.event_type != "alert.open"
+                    else "opened her identity")
+            say(f"  {when} UTC: coordinator {item.recipient} {what}, for "
+                f"{item.event.purpose}, on the basis of {item.event.basis}")
+        self.result.subject_access = len(found)
 
 
 def _watch(desk: CoordinatorDesk, events: queue.Queue[coordinator_pb2.AlertEvent]) -> None:

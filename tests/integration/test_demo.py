@@ -39,7 +39,8 @@ def test_the_demo_tells_the_whole_story(demo_dir: Path) -> None:
                    "so the hub holds the match", "category_not_covered",
                    "appeared on the coordinator's screen", "withdraws its signal",
                    "was closed (dissolved)", "access log verified",
-                   "re-checked its whole log: intact"):
+                   "consistency proof", "intact", "who received data about her",
+                   "opened her identity"):
         assert phrase in out
     assert "BSN " in out  # the coordinator's opened envelope shows the identity
     assert (demo_dir / "hub.db").exists()

@@ -63,3 +63,6 @@ def test_the_walkthrough_runs_as_written(tmp_path: Path) -> None:
     assert "closed: dissolved" in out
     assert "the hub found all" in out and "intact" in out
     assert "access log verified:" in out and "signatures NOT checked" in out
+    assert "Joint controllers: jeugdzorg-noord, woonstad-noord" in out
+    assert "signals_submitted" in out
+    assert '"resourceType": "Bundle"' in (tmp_path / "audit.json").read_text()
