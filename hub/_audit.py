@@ -19,13 +19,12 @@ import hashlib
 import json
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import bindparam, event, func, insert, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, SessionTransaction
 
 from exchange import auditlog, checkpoint, merkle
 from exchange.db import pairs_in
@@ -143,6 +142,8 @@ _UPDATE_HEAD = update(AuditHead).where(AuditHead.id == 1).values(
 
 
 _STATE = "samenloop.audit_head"
+_SAVED = "samenloop.audit_savepoints"
+_ROLLED_BACK = "samenloop.audit_rolled_back"
 
 
 @dataclass
@@ -191,9 +192,35 @@ def _write_head(session: Session) -> None:
             "new_root": state.root_hash, "new_chain": state.chain_hash})
 
 
+@event.listens_for(Session, "after_transaction_create")
+def _remember_at_savepoint(session: Session, transaction: SessionTransaction) -> None:
+    """A savepoint starts: keep a copy of what the log buffer holds, to restore on rollback."""
+    if transaction.nested:
+        state: _Head | None = session.info.get(_STATE)
+        session.info.setdefault(_SAVED, {})[id(transaction)] = (
+            None if state is None else state.copy())
+
+
 @event.listens_for(Session, "after_rollback")
-def _forget_head(session: Session) -> None:
-    session.info.pop(_STATE, None)
+def _note_rollback(session: Session) -> None:
+    session.info[_ROLLED_BACK] = True
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _end_transaction(session: Session, transaction: SessionTransaction) -> None:
+    """A savepoint that rolled back takes its appends with it; a transaction that ends
+    without committing leaves nothing behind."""
+    rolled_back = session.info.pop(_ROLLED_BACK, False)
+    if transaction.nested:
+        saved = session.info.get(_SAVED, {}).pop(id(transaction), None)
+        if rolled_back:
+            if saved is None:
+                session.info.pop(_STATE, None)
+            else:
+                session.info[_STATE] = saved
+    elif transaction.parent is None:
+        session.info.pop(_STATE, None)
+        session.info.pop(_SAVED, None)
 
 
 def _locked_head(session: Session) -> _Head:
@@ -205,22 +232,6 @@ def _locked_head(session: Session) -> _Head:
                       _fold(_split(bytes(row.frontier))))
         session.info[_STATE] = state
     return state
-
-
-@contextmanager
-def savepoint(session: Session) -> Iterator[None]:
-    """A nested transaction whose rollback also rolls back the head this one advanced."""
-    state: _Head | None = session.info.get(_STATE)
-    saved = None if state is None else state.copy()
-    try:
-        with session.begin_nested():
-            yield
-    except BaseException:
-        if saved is None:
-            session.info.pop(_STATE, None)
-        else:
-            session.info[_STATE] = saved
-        raise
 
 
 def append(session: Session, access: Access, event: Event, at: datetime) -> int:

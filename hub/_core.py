@@ -252,7 +252,7 @@ class Hub(LogOperations):
                 else:
                     touched = set(changes.households)
                     try:
-                        with _audit.savepoint(s):
+                        with s.begin_nested():
                             results.append(
                                 self._store(s, changes, access, item, now, recipients))
                         continue

@@ -258,7 +258,7 @@ def test_every_event_names_a_purpose_and_who_asked(hub: Hub) -> None:
     assert rows[0]["actor_name"] == "admin"  # the user id when no display name was given
 
 
-def test_a_rolled_back_savepoint_takes_its_events_with_it(hub: Hub) -> None:
+def test_a_rolled_back_savepoint_takes_only_its_own_events(hub: Hub) -> None:
     from tests.support import access
 
     who = access("org-a")
@@ -266,14 +266,14 @@ def test_a_rolled_back_savepoint_takes_its_events_with_it(hub: Hub) -> None:
         _audit.append(s, who, _audit.Event("t.one", "read"), hub.now())
         _audit.append(s, who, _audit.Event("t.two", "read"), hub.now())
         def failing_item() -> None:
-            with _audit.savepoint(s):
+            with s.begin_nested():
                 _audit.append(s, who, _audit.Event("t.gone", "read"), hub.now())
                 raise RuntimeError("this item fails after logging")
 
         with pytest.raises(RuntimeError):
             failing_item()
         _audit.append(s, who, _audit.Event("t.three", "read"), hub.now())
-        with _audit.savepoint(s):
+        with s.begin_nested():
             _audit.append(s, who, _audit.Event("t.four", "read"), hub.now())
         # appending after a released savepoint, as a bulk submission's decisions do
         _audit.append(s, who, _audit.Event("t.five", "read"), hub.now())
