@@ -243,6 +243,13 @@ def append(session: Session, access: Access, event: Event, at: datetime) -> int:
     """
     head = _locked_head(session)
     system = access.role == "system"
+    owner = (event.owner if event.owner is not None
+             else "" if system else access.organisation_id)
+    on_behalf_of = access.on_behalf_of
+    if system and owner and on_behalf_of.partition("/")[0] != owner:
+        # The hub's decision on one organisation's data, caused by another's request:
+        # the owner's privacy officer sees the decision, not who elsewhere caused it.
+        on_behalf_of = ""
     row: dict[str, Any] = {
         "seq": head.size,
         "event_id": str(uuid.uuid4()),
@@ -255,9 +262,8 @@ def append(session: Session, access: Access, event: Event, at: datetime) -> int:
         "actor_name": (access.user_name or access.user_id)[:200],
         "actor_role": access.role,
         "requested": not system,
-        "owner_org": event.owner if event.owner is not None
-        else "" if system else access.organisation_id,
-        "on_behalf_of": access.on_behalf_of,
+        "owner_org": owner,
+        "on_behalf_of": on_behalf_of,
         "purpose": event.purpose or (
             "oversight" if event.event_type.startswith("audit.")
             else DEFAULT_PURPOSE.get(access.role, "")),

@@ -417,7 +417,17 @@ class Hub(LogOperations):
     @staticmethod
     def _log_consent(s: Session, access: _audit.Access, event_type: str, action: str,
                      row: Consent, households: set[str], now: datetime) -> None:
-        for household in sorted(households) or [""]:
+        """One event per household of the recorder's own signals the consent concerns.
+
+        Households only other organisations know stay unnamed: the recorder's privacy
+        officer sees these events, and a household reference would tell them that
+        someone else has a signal about the person.
+        """
+        own = set(s.scalars(select(Signal.household_id).where(
+            Signal.household_id.in_(households),
+            Signal.organisation_id == access.organisation_id,
+            _matching.active(now)).distinct())) if households else set()
+        for household in sorted(own) or [""]:
             _audit.append(s, access, _audit.Event(
                 event_type, action, subject_ref=household, basis=f"consent:{row.id}",
                 purpose=",".join(row.purposes),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import uuid
 from dataclasses import dataclass, field
@@ -114,6 +115,17 @@ def signal(hub: Hub, org: str, *, person: str | None = None, address: str | None
         expires_at=None, envelopes=envelopes,
         content_sha256=hashlib.sha256(signal_id.encode() + category.encode()).digest(),
     )
+
+
+def consent_input(*, person: str, days: int = 30, **changes: object) -> _inputs.ConsentInput:
+    """A valid consent of a person, under the test covenant, for ``days`` from T0."""
+    value = _inputs.ConsentInput(
+        consent_id=str(uuid.uuid4()),
+        subject_keys=frozenset({(1, pseudonym("person:" + person))}),
+        covenant_id="test-covenant", purposes=("care_coordination",),
+        evidence_reference="form-1", valid_from=None,
+        valid_until=T0 + timedelta(days=days), content_sha256=b"x" * 32)
+    return dataclasses.replace(value, **changes)  # type: ignore[arg-type]
 
 
 def row_counts(engine: Engine) -> dict[str, int]:

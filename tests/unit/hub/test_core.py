@@ -30,6 +30,7 @@ from tests.support import (
     Clock,
     Registry,
     access,
+    consent_input,
     pseudonym,
     row_counts,
     setup_registry,
@@ -115,7 +116,7 @@ def test_held_without_basis_then_released_by_consent(hub: Hub, reg: Registry) ->
         assert s.execute(select(Match.status, Match.reason)).all() == [
             ("held", "category_not_covered")]
 
-    record, duplicate = hub.record_consent(access("org-a"), _consent(person="child"))
+    record, duplicate = hub.record_consent(access("org-a"), consent_input(person="child"))
     assert not duplicate
     (view,), _ = hub.list_alerts(COORD, ("new",), 10, "")
     assert view.household_ref == _household(hub, b.id)
@@ -125,25 +126,13 @@ def test_held_without_basis_then_released_by_consent(hub: Hub, reg: Registry) ->
         ("org-b", "covenant:test-covenant@v1")]
 
 
-def _consent(*, person: str, days: int = 30, **changes: object) -> object:
-    from hub import _inputs
-
-    value = _inputs.ConsentInput(
-        consent_id=str(__import__("uuid").uuid4()),
-        subject_keys=frozenset({(1, pseudonym("person:" + person))}),
-        covenant_id="test-covenant", purposes=("care_coordination",),
-        evidence_reference="form-1", valid_from=None,
-        valid_until=Clock().now + timedelta(days=days), content_sha256=b"x" * 32)
-    return dataclasses.replace(value, **changes)  # type: ignore[arg-type]
-
-
 def test_consent_does_not_cover_a_party_added_in_a_later_version(hub: Hub,
                                                                   reg: Registry) -> None:
     two_parties = COVENANT.replace('"org-b", "org-c"]', '"org-b"]')
     hub.register_covenant(ADMIN, two_parties)  # version 2: org-c is no party any more
     hub.submit(access("org-a"), signal(hub, "org-a", person="p", category="mental_health"))
     hub.submit(access("org-b"), signal(hub, "org-b", person="p", category="housing"))
-    record, _ = hub.record_consent(access("org-a"), _consent(person="p"))
+    record, _ = hub.record_consent(access("org-a"), consent_input(person="p"))
     assert record.covenant_version == 2
     (view,), _ = hub.list_alerts(COORD, ("new",), 10, "")
     hub.register_covenant(ADMIN, COVENANT)  # version 3 adds org-c again
@@ -165,7 +154,7 @@ def test_a_consent_category_is_held_while_covered_ones_are_shown(hub: Hub,
     assert {i.organisation_id for i in view.involved} == {"org-a", "org-b"}
     (hold,) = _events(hub, "match.hold")
     assert (hold.owner_org, hold.reason) == ("org-c", "category_not_covered")
-    hub.record_consent(access("org-c"), _consent(person="p"))
+    hub.record_consent(access("org-c"), consent_input(person="p"))
     (view,), _ = hub.list_alerts(COORD, ("new",), 10, "")
     assert {i.organisation_id for i in view.involved} == {"org-a", "org-b", "org-c"}
     (update,) = _events(hub, "alert.update")
@@ -185,7 +174,7 @@ def test_consent_recorded_by_an_uninvolved_partner_releases_nothing(hub: Hub,
                                                                     reg: Registry) -> None:
     hub.submit(access("org-a"), signal(hub, "org-a", person="p", category="mental_health"))
     hub.submit(access("org-b"), signal(hub, "org-b", person="p", category="housing"))
-    hub.record_consent(access("org-c"), _consent(person="p"))
+    hub.record_consent(access("org-c"), consent_input(person="p"))
     assert hub.list_alerts(COORD, ("new",), 10, "")[0] == []
 
 
@@ -193,7 +182,7 @@ def test_revoked_consent_stops_disclosure_at_once(hub: Hub, reg: Registry,
                                                   clock: Clock) -> None:
     hub.submit(access("org-a"), signal(hub, "org-a", person="p", category="mental_health"))
     hub.submit(access("org-b"), signal(hub, "org-b", person="p", category="housing"))
-    record, _ = hub.record_consent(access("org-a"), _consent(person="p"))
+    record, _ = hub.record_consent(access("org-a"), consent_input(person="p"))
     (view,), _ = hub.list_alerts(COORD, ("new",), 10, "")
     hub.open_alert(COORD, view.alert_id)  # first disclosure
     clock.advance(hours=1)
@@ -328,11 +317,11 @@ def test_refused_requests_change_nothing(hub: Hub, reg: Registry) -> None:
         lambda: hub.submit(access("org-b"), dataclasses.replace(
             item, observed_at=hub.now() + timedelta(days=1))),
         lambda: hub.withdraw(access("org-b"), item.signal_id, "risk_gone"),
-        lambda: hub.record_consent(access("org-d"), _consent(person="p")),
-        lambda: hub.record_consent(access("org-a"), _consent(person="p", days=4000)),
-        lambda: hub.record_consent(access("org-a"), _consent(person="p",
+        lambda: hub.record_consent(access("org-d"), consent_input(person="p")),
+        lambda: hub.record_consent(access("org-a"), consent_input(person="p", days=4000)),
+        lambda: hub.record_consent(access("org-a"), consent_input(person="p",
                                                              purposes=("research",))),
-        lambda: hub.record_consent(access("org-a"), _consent(person="p",
+        lambda: hub.record_consent(access("org-a"), consent_input(person="p",
                                                              covenant_id="nope")),
         lambda: hub.open_alert(COORD, "00000000-0000-4000-8000-000000000000"),
         lambda: hub.list_alerts(access("gemeente", "coordinator", "coord-z"), ("new",), 1, ""),
@@ -494,7 +483,7 @@ def test_the_sweep_releases_a_consent_that_starts_later(hub: Hub, reg: Registry,
                                                         clock: Clock) -> None:
     hub.submit(access("org-a"), signal(hub, "org-a", person="p", category="mental_health"))
     hub.submit(access("org-b"), signal(hub, "org-b", person="p", category="housing"))
-    hub.record_consent(access("org-a"), _consent(
+    hub.record_consent(access("org-a"), consent_input(
         person="p", valid_from=clock.now + timedelta(days=1)))
     assert hub.sweep() == 1
     assert hub.alert_changes(COORD, 0) == []

@@ -14,7 +14,16 @@ from hub import _audit
 from hub._core import Hub
 from hub._logops import AuditFilter
 from hub._models import AuditEvent
-from tests.support import ADMIN, Clock, Registry, access, pseudonym, setup_registry, signal
+from tests.support import (
+    ADMIN,
+    Clock,
+    Registry,
+    access,
+    consent_input,
+    pseudonym,
+    setup_registry,
+    signal,
+)
 
 COORD = access("gemeente", "coordinator", "coord-a")
 OFFICER_A = access("org-a", "privacy_officer", "po-a")
@@ -50,6 +59,49 @@ def test_subject_access_lists_this_persons_disclosures_with_proofs(hub: Hub,
     assert everything.signals == 2 and len(everything.disclosures) == 4
     assert hub.subject_access(OFFICER_A, frozenset({(1, pseudonym("person:x"))})).signals == 0
     assert b  # org-b's signal about someone else is never in org-a's answer
+
+
+def _seen_by(hub: Hub, who: _audit.Access, event_type: str = "") -> list[AuditEvent]:
+    rows, _ = hub.query_events(who, AuditFilter(event_type=event_type), 1000, "")
+    return rows
+
+
+def test_a_consent_names_only_the_recorders_own_households(hub: Hub, reg: Registry) -> None:
+    hub.submit(access("org-b"), signal(hub, "org-b", person="known-to-b"))
+    hub.submit(access("org-a"), signal(hub, "org-a", person="known-to-a"))
+    for person in ("known-to-b", "known-to-a", "unknown"):
+        record, _ = hub.record_consent(access("org-a"), consent_input(person=person))
+        if person == "known-to-b":
+            hub.revoke_consent(access("org-a"), record.id)
+    grants = _seen_by(hub, OFFICER_A, "consent.grant")
+    revokes = _seen_by(hub, OFFICER_A, "consent.revoke")
+    # org-a's officer cannot tell the person only org-b knows from one nobody knows
+    assert [bool(e.subject_ref) for e in grants] == [False, True, False]
+    assert [e.subject_ref for e in revokes] == [""]
+    with session_factory(hub._engine)() as s:
+        own = s.scalar(select(AuditEvent.subject_ref).where(
+            AuditEvent.event_type == "signal.submit", AuditEvent.actor_org == "org-a"))
+    assert grants[1].subject_ref == own
+
+
+def test_the_hubs_decisions_do_not_say_who_elsewhere_caused_them(hub: Hub,
+                                                                reg: Registry) -> None:
+    hub.submit(access("org-a"), signal(hub, "org-a", person="p", category="mental_health"))
+    hub.submit(access("org-b", user="b-worker-17"),
+               signal(hub, "org-b", person="p", category="mental_health"))
+    hub.submit(access("org-c", user="c-worker-3"),
+               signal(hub, "org-c", person="p", category="housing"))
+    decisions = [e for e in _seen_by(hub, OFFICER_A) if e.actor_role == "system"]
+    assert {e.event_type for e in decisions} >= {"match.hold"}
+    assert all(e.owner_org == "org-a" for e in decisions)
+    assert all("org-b" not in e.on_behalf_of and "org-c" not in e.on_behalf_of
+               for e in decisions)
+    # the organisation whose request caused a decision about its own data still sees who
+    own = [e for e in _seen_by(hub, access("org-b", "privacy_officer", "po-b"))
+           if e.actor_role == "system" and e.owner_org == "org-b"]
+    assert {e.on_behalf_of for e in own} == {"org-b/b-worker-17", ""}  # "": org-c's doing
+    everything = _seen_by(hub, access("gemeente", "administrator", "a"), "match.hold")
+    assert {e.on_behalf_of for e in everything} & {"org-b/b-worker-17", "org-c/c-worker-3"}
 
 
 def test_the_report_suppresses_small_counts(hub: Hub, reg: Registry, clock: Clock) -> None:
