@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -102,13 +102,15 @@ def register_audit(sub: Any) -> None:
     access.set_defaults(func=_subject_access)
 
     report = a_sub.add_parser(
-        "report", help="aggregate figures for oversight over a period",
-        description="Figures for a period (signals, alerts, held matches, consents, time "
-        "to contact, denials) that cannot be traced to persons or professionals: counts "
-        "below 5 are shown as '<5'.")
-    report.add_argument("--since", type=_date, required=True, metavar="YYYY-MM-DD")
-    report.add_argument("--until", type=_end_date, required=True, metavar="YYYY-MM-DD",
-                        help="last day (inclusive)")
+        "report", help="aggregate figures for oversight over whole months",
+        description="Figures for whole calendar months (signals, alerts, held matches, "
+        "consents, time to contact, denials) that cannot be traced to persons or "
+        "professionals: counts below 5 are shown as '<5', larger ones rounded to a "
+        "multiple of 5, and the median time to contact needs 10 alerts.")
+    report.add_argument("--since", type=_month, required=True, metavar="YYYY-MM",
+                        help="first month")
+    report.add_argument("--until", type=_end_month, required=True, metavar="YYYY-MM",
+                        help="last month (inclusive)")
     report.add_argument("--json", action="store_true", help="JSON for scripts")
     common(report)
     report.set_defaults(func=_report)
@@ -138,6 +140,21 @@ def register_audit(sub: Any) -> None:
     compare.add_argument("other", type=Path, metavar="FILE")
     common(compare)
     compare.set_defaults(func=_compare)
+
+
+def _month(value: str, *, end: bool = False) -> datetime:
+    """A YYYY-MM month as its first moment, UTC (the month after's when ``end``)."""
+    try:
+        month = datetime.strptime(value, "%Y-%m").replace(tzinfo=UTC)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{value}' is not a month like 2027-12") from None
+    if end:
+        month = month.replace(year=month.year + month.month // 12, month=month.month % 12 + 1)
+    return month
+
+
+def _end_month(value: str) -> datetime:
+    return _month(value, end=True)
 
 
 def _auditor(args: argparse.Namespace) -> Any:
@@ -255,9 +272,10 @@ def _report(args: argparse.Namespace) -> int:
     if args.json:
         print(_json(report))
         return 0
-    until = (args.until - timedelta(days=1)).date()
-    print(f"Samenloop report {args.since.date()} to {until} ({report.scope}); counts "
-          f"below {report.suppression_threshold} are shown as <{report.suppression_threshold}")
+    last = (args.until - timedelta(days=1)).strftime("%Y-%m")
+    print(f"Samenloop report {args.since:%Y-%m} to {last} ({report.scope}); counts below "
+          f"{report.suppression_threshold} are shown as <{report.suppression_threshold}, "
+          f"others rounded to a multiple of {report.rounded_to}")
     print_table([[f.name, f.value, f.description] for f in report.figures],
                 ["FIGURE", "VALUE", "WHAT"])
     return 0

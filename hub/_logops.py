@@ -12,7 +12,7 @@ import statistics
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any, TypeVar
 
 from sqlalchemy import Select, delete, func, insert, literal, or_, select
@@ -34,6 +34,8 @@ from hub._models import (
 )
 
 SUPPRESS_BELOW = 5
+ROUND_TO = 5
+MEDIAN_FROM = 10
 MIN_LOG_RETENTION = timedelta(days=5 * 365 + 1)
 S = TypeVar("S", bound=Select[Any])
 
@@ -235,7 +237,16 @@ class LogOperations:
 
     def report(self, access: _audit.Access, since: datetime,
                until: datetime) -> tuple[str, list[tuple[str, str, str]]]:
-        """Aggregate figures for a period; counts below the threshold are suppressed."""
+        """Aggregate figures for whole calendar months, safe to publish.
+
+        Counts below the threshold show as "<5", larger ones are rounded to a multiple of
+        5, and the median time to contact needs 10 alerts: differences between two
+        reports cannot single out a household or a professional.
+        """
+        for name, moment in (("since", since), ("until", until)):
+            if (moment.astimezone(UTC).day, moment.astimezone(UTC).time()) != (1, time()):
+                raise InvalidInput(f"{name} must be the first day of a month, 00:00 UTC: "
+                                   "reports cover whole calendar months")
         if until <= since:
             raise InvalidInput("until must be after since")
         with self._tx() as (s, _):
@@ -299,7 +310,10 @@ class LogOperations:
 
 
 def _count(value: int) -> str:
-    return f"<{SUPPRESS_BELOW}" if 0 < value < SUPPRESS_BELOW else str(value)
+    """A count fit to publish: "<5" when small, else rounded to a multiple of 5."""
+    if 0 < value < SUPPRESS_BELOW:
+        return f"<{SUPPRESS_BELOW}"
+    return str(ROUND_TO * round(value / ROUND_TO))
 
 
 def _details(events: list[AuditEvent]) -> Iterator[tuple[AuditEvent, dict[str, Any]]]:
@@ -324,7 +338,7 @@ def _figures(s: Session, access: _audit.Access, ops: LogOperations,
     held = {e.subject_ref for e, _ in by_type.get("match.hold", [])}
     acknowledged = {d.get("alert"): e.occurred_at for e, d in by_type.get("alert.acknowledge", [])}
     hours = _hours_to_contact(s, access, ops, acknowledged)
-    median = (f"{statistics.median(hours):.1f}" if len(hours) >= SUPPRESS_BELOW
+    median = (f"{statistics.median(hours):.0f}" if len(hours) >= MEDIAN_FROM
               else "suppressed" if hours else "-")
     return [
         ("signals_submitted", _count(fresh("signal.submit")), "signals received"),
@@ -338,7 +352,8 @@ def _figures(s: Session, access: _audit.Access, ops: LogOperations,
         ("alerts_acknowledged", _count(len(acknowledged)),
          "alerts the coordinator acknowledged (contact made)"),
         ("median_hours_to_contact", median,
-         f"median hours from alert to acknowledgement (shown from {SUPPRESS_BELOW} alerts)"),
+         f"median whole hours from alert to acknowledgement (shown from {MEDIAN_FROM} "
+         "alerts)"),
         ("denials", _count(sum(1 for e in events if e.outcome == "denied")),
          "requests refused or disclosures denied"),
     ]

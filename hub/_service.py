@@ -47,7 +47,7 @@ from exchange.v1 import (
     signal_pb2_grpc,
 )
 from hub import _audit, _core, _inputs
-from hub._logops import SUPPRESS_BELOW, AuditFilter
+from hub._logops import ROUND_TO, SUPPRESS_BELOW, AuditFilter
 from hub._models import AuditCheckpoint, AuditEvent, Consent, Coordinator, Organisation
 
 _log = log.get("hub")
@@ -517,7 +517,7 @@ class AuditService(audit_pb2_grpc.AuditServiceServicer):
         scope, figures = self._hub.report(access, since, until)
         return audit_pb2.Report(
             since=request.since, until=request.until, scope=scope,
-            suppression_threshold=SUPPRESS_BELOW,
+            suppression_threshold=SUPPRESS_BELOW, rounded_to=ROUND_TO,
             figures=[audit_pb2.ReportFigure(name=n, value=v, description=d)
                      for n, v, d in figures])
 

@@ -506,7 +506,11 @@ class GetReportRequest(_message.Message):
     SINCE_FIELD_NUMBER: _builtins.int
     UNTIL_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def since(self) -> _timestamp_pb2.Timestamp: ...
+    def since(self) -> _timestamp_pb2.Timestamp:
+        """Whole calendar months: since is the first day of the first month, until the
+        first day of the month after the last, both 00:00 UTC.
+        """
+
     @_builtins.property
     def until(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -532,7 +536,9 @@ class ReportFigure(_message.Message):
     DESCRIPTION_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     value: _builtins.str
-    """A count, a duration, or "<5" when the count is too small to publish."""
+    """A count rounded to a multiple of `rounded_to`, "<5" when the count is too
+    small to publish, or a duration.
+    """
     description: _builtins.str
     def __init__(
         self,
@@ -558,9 +564,12 @@ class Report(_message.Message):
     SCOPE_FIELD_NUMBER: _builtins.int
     SUPPRESSION_THRESHOLD_FIELD_NUMBER: _builtins.int
     FIGURES_FIELD_NUMBER: _builtins.int
+    ROUNDED_TO_FIELD_NUMBER: _builtins.int
     scope: _builtins.str
     """"all organisations", or the caller's organisation for a partner's officer."""
     suppression_threshold: _builtins.int
+    rounded_to: _builtins.int
+    """Counts from the threshold up are rounded to a multiple of this."""
     @_builtins.property
     def since(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -575,10 +584,11 @@ class Report(_message.Message):
         scope: _builtins.str = ...,
         suppression_threshold: _builtins.int = ...,
         figures: _abc.Iterable[Global___ReportFigure] | None = ...,
+        rounded_to: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["since", b"since", "until", b"until"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["figures", b"figures", "scope", b"scope", "since", b"since", "suppression_threshold", b"suppression_threshold", "until", b"until"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["figures", b"figures", "rounded_to", b"rounded_to", "scope", b"scope", "since", b"since", "suppression_threshold", b"suppression_threshold", "until", b"until"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

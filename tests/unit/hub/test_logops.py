@@ -104,25 +104,46 @@ def test_the_hubs_decisions_do_not_say_who_elsewhere_caused_them(hub: Hub,
     assert {e.on_behalf_of for e in everything} & {"org-b/b-worker-17", "org-c/c-worker-3"}
 
 
-def test_the_report_suppresses_small_counts(hub: Hub, reg: Registry, clock: Clock) -> None:
+def test_the_report_covers_whole_months_suppressed_and_rounded(hub: Hub, reg: Registry,
+                                                                clock: Clock) -> None:
+    admin = access("gemeente", "administrator", "a")
+    june, july = clock.now.replace(day=1, hour=0), clock.now.replace(month=7, day=1, hour=0)
+
+    def figures(who: _audit.Access = admin) -> dict[str, str]:
+        return {name: value for name, value, _ in hub.report(who, june, july)[1]}
+
     _disclose(hub)
-    start = clock.now - timedelta(days=1)
-    scope, figures = hub.report(access("gemeente", "administrator", "a"), start,
-                                clock.now + timedelta(days=1))
-    values = {name: value for name, value, _ in figures}
-    assert scope == "all organisations"
+    values = figures()
     assert values["signals_submitted"] == "<5"   # 3 signals
     assert values["alerts_created"] == "<5"
     assert values["median_hours_to_contact"] == "-"
-    for i in range(7):
+    assert values["denials"] == "0"
+    for i in range(4):
         hub.submit(access("org-c"), signal(hub, "org-c", person=f"x{i}"))
-    _, figures = hub.report(access("gemeente", "administrator", "a"), start,
-                            clock.now + timedelta(days=1))
-    assert {n: v for n, v, _ in figures}["signals_submitted"] == "10"
-    scope, _ = hub.report(OFFICER_A, start, clock.now + timedelta(days=1))
-    assert scope == "org-a"
-    with pytest.raises(InvalidInput):
-        hub.report(OFFICER_A, clock.now, clock.now)
+    assert figures()["signals_submitted"] == "5"    # 7, rounded
+    hub.submit(access("org-c"), signal(hub, "org-c", person="x4"))
+    assert figures()["signals_submitted"] == "10"   # 8, rounded
+    assert hub.report(OFFICER_A, june, july)[0] == "org-a"
+    assert figures(OFFICER_A)["signals_submitted"] == "<5"  # only org-a's own
+    for since, until in ((clock.now, july), (june, july.replace(day=2)), (july, june),
+                         (june, june)):
+        with pytest.raises(InvalidInput):
+            hub.report(OFFICER_A, since, until)
+
+
+def test_the_median_time_to_contact_needs_ten_alerts(hub: Hub, reg: Registry,
+                                                     clock: Clock) -> None:
+    admin = access("gemeente", "administrator", "a")
+    june, july = clock.now.replace(day=1, hour=0), clock.now.replace(month=7, day=1, hour=0)
+    for i in range(10):
+        hub.submit(access("org-a"), signal(hub, "org-a", person=f"p{i}"))
+        hub.submit(access("org-b"), signal(hub, "org-b", person=f"p{i}", category="housing"))
+        clock.advance(hours=2)
+        (view,), _ = hub.list_alerts(COORD, ("new",), 10, "")
+        hub.acknowledge(COORD, view.alert_id)
+        median = {n: v for n, v, _ in hub.report(admin, june, july)[1]}[
+            "median_hours_to_contact"]
+        assert median == ("2" if i == 9 else "suppressed")
 
 
 def test_the_register_holds_the_covenants_in_force(hub: Hub, reg: Registry,
