@@ -60,11 +60,19 @@ def register_audit(sub: Any) -> None:
         "verify", help="verify the access log (offline with --database)",
         description="Without --database: check the hub's checkpoint against the last one "
         "seen (consistency proof), then have the hub recompute its whole log. With "
-        "--database: recompute every event, the hash chain, the Merkle tree, the head and "
-        "every stored checkpoint from the database itself and name the first bad event "
-        "(exit 1).")
+        "--database: recompute every event, the hash chain, the Merkle tree, the head, "
+        "every stored checkpoint and every removal of old events from the database "
+        "itself, and check that the log extends the checkpoints you saw before (the last "
+        "one in your state file, and any --checkpoint), signed by the hub's key (given, "
+        "or pinned in your state file); name the first bad event (exit 1). A database "
+        "checked without a checkpoint seen before only shows that it agrees with itself.")
     verify.add_argument("--database", metavar="URL",
-                        help="SQLAlchemy URL of a hub database to verify offline")
+                        help="SQLAlchemy URL of a hub database to verify offline (a "
+                        "read-only snapshot: the hub keeps running)")
+    verify.add_argument("--checkpoint", type=Path, action="append", default=[],
+                        metavar="FILE", help="with --database: a checkpoint seen before, "
+                        "as saved by 'checkpoint --save' or another client's state file "
+                        "(repeatable)")
     common(verify)
     verify.set_defaults(func=_verify)
 
@@ -176,14 +184,21 @@ def _notices(auditor: Any) -> None:
 
 def _verify(args: argparse.Namespace) -> int:
     if args.database:
-        from agent._witness import parse_hub_key
-        from hub import verify_database
+        from agent import AuditSettings
+        from agent._auditor import offline_trust
+        from hub import Trusted, verify_database
 
-        key = parse_hub_key(args.hub_key) if args.hub_key else None
-        result = verify_database(args.database, public_key=key,
-                                 origin=args.origin or "samenloop.local/hub")
+        settings = config.load(AuditSettings, path=args.config, overrides={
+            "organisation": args.organisation or "-",  # not used offline
+            "hub_key": args.hub_key, "origin": args.origin, "state_file": args.state_file})
+        key, seen = offline_trust(settings, args.checkpoint)
+        result = verify_database(args.database, public_key=key, origin=settings.origin,
+                                 trusted=[Trusted(*item) for item in seen])
         print(result.describe())
         return 0 if result.ok else 1
+    if args.checkpoint:
+        raise InvalidInput("--checkpoint goes with --database; online, the state file "
+                           "holds the checkpoint seen before")
     with _auditor(args) as auditor:
         response = auditor.verify()
         _notices(auditor)

@@ -86,9 +86,17 @@ class Auditor(HubUser):
         os.replace(tmp, path)
 
     def _remember(self, key: bytes, seen: Seen) -> None:
+        """Keep the key and the newest checkpoint: the stored one only ever moves forward,
+        even when another process using the same state file saw a newer one meanwhile."""
         state = self._state()
+        stored = Seen.from_json(state["checkpoint"]) if "checkpoint" in state else None
+        if stored is not None and stored.size == seen.size and stored.root != seen.root:
+            raise IntegrityError(f"THE HUB'S ACCESS LOG CANNOT BE TRUSTED: two signed "
+                                 f"checkpoints of size {seen.size} have different roots "
+                                 f"(see {self.settings.state_file})")
         state["hub_key"] = key.hex()
-        state["checkpoint"] = seen.to_json()
+        if stored is None or seen.size > stored.size:
+            state["checkpoint"] = seen.to_json()
         self._save(state)
 
     def _contact(self) -> None:
@@ -198,6 +206,44 @@ class Auditor(HubUser):
                          else f"{event.actor.user_id} ({event.actor.organisation_id})")
             found.append(ProvenDisclosure(event, str(recipient or "?")))
         return response.signals, found
+
+
+def offline_trust(settings: AuditSettings,
+                  files: list[Path]) -> tuple[bytes | None, list[tuple[int, bytes, str]]]:
+    """What offline verification of a hub database can rest on, from outside it.
+
+    The hub's key (configured, or pinned in the state file) and the checkpoints seen
+    before: the state file's last one and any given notes, each signature checked.
+    Returns (key, [(size, root, where it came from)]).
+    """
+    state: dict[str, Any] = {}
+    if settings.state_file.exists():
+        try:
+            state = json.loads(settings.state_file.read_text())
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"cannot read {settings.state_file}: {exc}") from None
+    given = parse_hub_key(settings.hub_key) if settings.hub_key else None
+    pinned = bytes.fromhex(state["hub_key"]) if "hub_key" in state else None
+    if given is not None and pinned is not None and given != pinned:
+        raise IntegrityError(f"the configured hub key differs from the key pinned in "
+                             f"{settings.state_file}: resolve this before trusting either")
+    key = given or pinned
+    notes_seen = [(str(settings.state_file), str(state["checkpoint"]["note"]))
+                  ] if "checkpoint" in state else []
+    notes_seen += [(str(path), read_checkpoint_file(path)) for path in files]
+    trusted = []
+    for source, note in notes_seen:
+        if key is None:
+            raise FailedPrecondition(f"cannot check the checkpoint in {source} without the "
+                                     "hub's key: give --hub-key")
+        try:
+            signed = notes.verify(note, key, settings.origin)
+        except VerificationError:
+            raise IntegrityError(f"the checkpoint in {source} is not signed by the hub's "
+                                 f"key for origin '{settings.origin}'") from None
+        if signed.size:
+            trusted.append((signed.size, signed.root_hash, source))
+    return key, trusted
 
 
 def read_checkpoint_file(path: Path) -> str:

@@ -6,7 +6,8 @@ timezone-safe datetimes, and the Alembic runner each package's migrations use.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import DateTime, Engine, and_, create_engine, event, false, or_
+from sqlalchemy import DateTime, Engine, and_, create_engine, event, false, or_, text
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -65,10 +66,41 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+_READ_ONLY = "samenloop_read_only"
+
+
 def _sqlite_begin(conn: Any) -> None:
+    if conn.get_execution_options().get(_READ_ONLY):
+        # Deferred: the first read fixes a snapshot (WAL) and writers go on meanwhile.
+        conn.exec_driver_sql("BEGIN")
+        return
     # Take the write lock at the start: read-modify-write transactions (the audit
     # log head, household merges) then never fail to upgrade their lock.
     conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+@contextmanager
+def snapshot(engine: Engine) -> Iterator[Session]:
+    """A read-only session on one consistent state of the database, not blocking writers.
+
+    For long reads that must not see later commits halfway (verifying the access log):
+    REPEATABLE READ on PostgreSQL, a deferred transaction on SQLite in WAL mode. Writing
+    in it fails on both.
+    """
+    options: dict[str, Any] = {_READ_ONLY: True}
+    if engine.dialect.name == "postgresql":
+        options.update(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+    with engine.connect() as conn:
+        conn.execution_options(**options)
+        with Session(bind=conn) as session:
+            if engine.dialect.name == "sqlite":
+                session.execute(text("PRAGMA query_only=ON"))
+            try:
+                yield session
+            finally:
+                session.rollback()
+                if engine.dialect.name == "sqlite":
+                    conn.exec_driver_sql("PRAGMA query_only=OFF")
 
 
 def make_engine(url: str, *, must_exist: bool = False, **kwargs: Any) -> Engine:

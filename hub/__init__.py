@@ -1,12 +1,15 @@
 """Central services: the matching hub, the key service, storage and the access log.
 
 Public surface: :class:`HubSettings`, :class:`KeyServiceSettings`, :func:`start_hub`,
-:func:`start_keyservice`, :func:`migrate_database` and :func:`verify_database`.
+:func:`start_keyservice`, :func:`migrate_database` and :func:`verify_database` (with
+:class:`Trusted` checkpoints).
 """
 
 from __future__ import annotations
 
-from hub._audit import VerifyResult
+from collections.abc import Sequence
+
+from hub._audit import Trusted, VerifyResult
 from hub._server import (
     MIGRATIONS,
     HubSettings,
@@ -25,17 +28,19 @@ def migrate_database(url: str) -> None:
     migrate(make_engine(url), MIGRATIONS)
 
 
-def verify_database(url: str, public_key: bytes | None = None,
-                    origin: str | None = None) -> VerifyResult:
-    """Recompute the access log of a hub database offline; see hub._audit.verify."""
-    from exchange.db import check_current, make_engine, session_factory
+def verify_database(url: str, public_key: bytes | None = None, origin: str | None = None,
+                    trusted: Sequence[Trusted] = ()) -> VerifyResult:
+    """Recompute the access log of a hub database offline, in one read-only snapshot that
+    does not hold up a running hub; see hub._audit.verify."""
+    from exchange.db import check_current, make_engine, snapshot
     from hub import _audit
 
     engine = make_engine(url, must_exist=True)
     try:
         check_current(engine, MIGRATIONS)
-        with session_factory(engine)() as session:
-            return _audit.verify(session, public_key=public_key, origin=origin)
+        with snapshot(engine) as session:
+            return _audit.verify(session, public_key=public_key, origin=origin,
+                                 trusted=trusted)
     finally:
         engine.dispose()
 
@@ -46,6 +51,7 @@ __all__ = [
     "KeyServiceSettings",
     "RunningHub",
     "RunningKeyService",
+    "Trusted",
     "VerifyResult",
     "migrate_database",
     "start_hub",

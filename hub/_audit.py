@@ -18,9 +18,9 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from sqlalchemy import bindparam, event, func, insert, select, update
@@ -35,6 +35,8 @@ ZERO = bytes(32)
 ACTIONS = ("create", "read", "update", "delete", "disclose", "search", "deny", "verify")
 OUTCOMES = ("success", "denied", "invalid", "failed")
 SOURCE_SYSTEM = "samenloop-hub"
+# The law asks five years for access logs in care (NEN 7513); no setting goes below it.
+MIN_LOG_RETENTION = timedelta(days=5 * 365 + 1)
 # The actor of decisions the hub takes by itself (disclosures, holds).
 SYSTEM_ACTOR = ("samenloop-hub", "disclosure-gate", "system")
 # The purpose of use (NEN 7513) when an operation names none: what the role is there for.
@@ -357,6 +359,15 @@ def root_at(session: Session, size: int) -> bytes:
 
 
 @dataclass(frozen=True)
+class Trusted:
+    """A checkpoint the verifier trusts from outside the database: one it saw before."""
+
+    size: int
+    root_hash: bytes
+    source: str
+
+
+@dataclass(frozen=True)
 class VerifyResult:
     ok: bool
     size: int
@@ -365,25 +376,41 @@ class VerifyResult:
     problem: str | None = None
     checkpoints_checked: int = 0
     signatures_checked: bool = False
+    # The trusted checkpoints the log was found to extend, as (size, source).
+    anchors: tuple[tuple[int, str], ...] = ()
+    # Ranges [first, upto) removed after their retention period, with their leaf hashes kept.
+    pruned: tuple[tuple[int, int], ...] = ()
+    # Events after the newest signed checkpoint: no signature covers them yet.
+    unsigned: int = 0
 
     def describe(self) -> str:
-        if self.ok:
-            signatures = ("their signatures valid" if self.signatures_checked
-                          else "signatures NOT checked (give the hub's key)")
-            return (
-                f"access log verified: {self.size} events, Merkle tree and hash chain "
-                f"intact, {self.checkpoints_checked} checkpoint(s) consistent, {signatures}"
-            )
-        event = f" (id {self.first_bad_event_id})" if self.first_bad_event_id else ""
-        return (
-            f"access log verification FAILED at event #{self.first_bad_index}{event}: "
-            f"{self.problem}"
-        )
+        if not self.ok:
+            event = f" (id {self.first_bad_event_id})" if self.first_bad_event_id else ""
+            return (f"access log verification FAILED at event #{self.first_bad_index}{event}: "
+                    f"{self.problem}")
+        lines = [f"access log verified: {self.size} events, Merkle tree and hash chain "
+                 f"intact, {self.checkpoints_checked} stored checkpoint(s) consistent"]
+        lines.append("- checkpoint signatures valid" if self.signatures_checked else
+                     "- checkpoint signatures NOT checked: give the hub's key (--hub-key) or "
+                     "the state file that pinned it")
+        for size, source in self.anchors:
+            lines.append(f"- the log extends the checkpoint you trust at size {size} "
+                         f"({source})")
+        if not self.anchors:
+            lines.append("- NO trusted checkpoint: this shows the database agrees with "
+                         "itself, not that it holds the history the hub signed; give a "
+                         "checkpoint you saw before (--checkpoint, or your state file)")
+        for first, upto in self.pruned:
+            lines.append(f"- events #{first} to #{upto - 1} were removed after the retention "
+                         "period, as logged; their leaf hashes remain")
+        if self.unsigned:
+            lines.append(f"- the newest {self.unsigned} event(s) are not yet covered by a "
+                         "signed checkpoint")
+        return "\n".join(lines)
 
 
 def _fail(size: int, index: int, problem: str, event_id: str | None = None) -> VerifyResult:
     return VerifyResult(False, size, index, event_id, problem)
-
 
 class _Walk:
     """One pass over the stored events: leaves, chain, and roots at checkpoint sizes."""
@@ -456,24 +483,74 @@ def _check_nodes(session: Session, size: int) -> VerifyResult | None:
     return None
 
 
+def _prune_event(session: Session, first: int, upto: int) -> AuditEvent | None:
+    """The logged audit.prune event that removed events [first, upto), if it is kept."""
+    for row in session.scalars(select(AuditEvent).where(
+            AuditEvent.event_type == "audit.prune", AuditEvent.seq >= upto)):
+        try:
+            detail = json.loads(row.detail)
+        except ValueError:
+            continue
+        if isinstance(detail, dict) and (detail.get("first"), detail.get("upto")) == (
+                first, upto):
+            return row
+    return None
+
+
+def _check_pruned(session: Session, size: int, ranges: list[AuditPruned],
+                  signed_at: Mapping[int, datetime]) -> VerifyResult | None:
+    """Each removed range ends at a signed checkpoint at least five years older than its
+    removal, and the newest removal is itself in the log."""
+    previous = 0
+    for number, pruned in enumerate(ranges):
+        first, upto = pruned.first, pruned.upto
+        if first != previous:
+            return _fail(size, previous, f"events #{previous} to #{first - 1} are gone "
+                         "without a record of their removal")
+        previous = upto
+        if upto not in signed_at:
+            return _fail(size, first, f"events #{first} to #{upto - 1} were removed, but no "
+                         f"signed checkpoint at size {upto} fixes what they were")
+        event = _prune_event(session, first, upto)
+        if event is None and number == len(ranges) - 1:
+            return _fail(size, first, f"events #{first} to #{upto - 1} were removed without "
+                         "an audit.prune event in the log")
+        removed = event.occurred_at if event is not None else pruned.pruned_at
+        if signed_at[upto] + MIN_LOG_RETENTION > removed:
+            return _fail(size, first, f"events #{first} to #{upto - 1} were removed on "
+                         f"{removed.date()}, before their retention period ended (their "
+                         f"checkpoint was signed on {signed_at[upto].date()})")
+    return None
+
+
+def _range_message(size: int, good: int, what: str) -> str:
+    return (f"{what} (history was rewritten: the log still matches the checkpoint at size "
+            f"{good}, so the change lies in events #{good} to #{size - 1})")
+
+
 def verify(
-    session: Session, *, public_key: bytes | None = None, origin: str | None = None
+    session: Session, *, public_key: bytes | None = None, origin: str | None = None,
+    trusted: Sequence[Trusted] = (),
 ) -> VerifyResult:
     """Recompute every leaf, the chain, the tree and its root; name the first bad event.
 
-    Also checks the head row and every stored checkpoint against the recomputed tree (and,
-    given the hub's public key, each checkpoint's signature).
+    Also checks the head row, every stored checkpoint and every ``trusted`` checkpoint
+    (seen outside the database) against the recomputed tree, each checkpoint's signature
+    given the hub's public key, and that removed events were removed by the retention
+    rule. Run it in a snapshot (exchange.db.snapshot): it reads in several statements.
     """
     checkpoints = list(session.scalars(select(AuditCheckpoint).order_by(AuditCheckpoint.size)))
-    pruned = session.scalar(select(AuditPruned).order_by(AuditPruned.upto.desc()).limit(1))
-    walk = _Walk(0, ZERO, {c.size for c in checkpoints})
-    if pruned is not None:
-        for leaf in _pruned_leaves(session, pruned.upto):
+    ranges = list(session.scalars(select(AuditPruned).order_by(AuditPruned.upto)))
+    wanted = {c.size for c in checkpoints} | {t.size for t in trusted}
+    walk = _Walk(0, ZERO, wanted)
+    if ranges:
+        upto = ranges[-1].upto
+        for leaf in _pruned_leaves(session, upto):
             walk.push(leaf)
-        if walk.expected != pruned.upto:
+        if walk.expected != upto:
             return _fail(walk.expected, walk.expected, "the leaf hashes kept for the pruned "
-                         f"events stop at #{walk.expected}, not #{pruned.upto}")
-        walk.previous = pruned.chain_hash
+                         f"events stop at #{walk.expected}, not #{upto}")
+        walk.previous = ranges[-1].chain_hash
     result = session.execute(
         select(AuditEvent).order_by(AuditEvent.seq).execution_options(yield_per=2000))
     try:
@@ -493,20 +570,44 @@ def verify(
     failure = _check_nodes(session, expected)
     if failure is not None:
         return failure
-    for cp in checkpoints:
-        if cp.size > expected or walk.roots.get(cp.size, merkle.EMPTY_ROOT) != cp.root_hash:
-            return _fail(expected, min(cp.size, expected), f"the signed checkpoint at size "
-                         f"{cp.size} does not match the log (history was rewritten)")
-        if public_key is not None and origin is not None:
-            try:
-                signed = checkpoint.verify(cp.note, public_key, origin)
-            except VerificationError:
-                signed = None
-            if signed is None or signed.size != cp.size or signed.root_hash != cp.root_hash:
-                return _fail(expected, min(cp.size, expected),
-                             f"the checkpoint at size {cp.size} has no valid signature")
-    return VerifyResult(True, expected, checkpoints_checked=len(checkpoints),
-                        signatures_checked=public_key is not None and origin is not None)
+    # Every checkpoint, stored or trusted, smallest first: a mismatch is reported with
+    # the largest one below it that still matches.
+    good = 0
+    signed_at: dict[int, datetime] = {}
+    claims = sorted([(c.size, 1, c) for c in checkpoints] + [(t.size, 0, t) for t in trusted],
+                    key=lambda claim: (claim[0], claim[1]))
+    for size, _, claim in claims:
+        root = claim.root_hash
+        label = (f"the signed checkpoint at size {size} stored in the database"
+                 if isinstance(claim, AuditCheckpoint)
+                 else f"the checkpoint you trust at size {size} ({claim.source})")
+        if size > expected:
+            return _fail(expected, expected, f"{label} covers more events than the "
+                         f"{expected} in the database (events were removed from the end)")
+        if walk.roots.get(size, merkle.EMPTY_ROOT) != root:
+            return _fail(expected, good, _range_message(size, good,
+                                                        f"{label} does not match the log"))
+        if isinstance(claim, AuditCheckpoint):
+            signed_at[size] = claim.signed_at
+            if public_key is not None and origin is not None:
+                try:
+                    note = checkpoint.verify(claim.note, public_key, origin)
+                except VerificationError:
+                    note = None
+                if note is None or note.size != size or note.root_hash != root:
+                    return _fail(expected, good, _range_message(
+                        size, good, f"{label} has no valid signature"))
+                signed_at[size] = note.time
+        good = size
+    failure = _check_pruned(session, expected, ranges, signed_at)
+    if failure is not None:
+        return failure
+    newest = max(signed_at, default=0)
+    return VerifyResult(
+        True, expected, checkpoints_checked=len(checkpoints),
+        signatures_checked=public_key is not None and origin is not None,
+        anchors=tuple((t.size, t.source) for t in sorted(trusted, key=lambda t: t.size)),
+        pruned=tuple((r.first, r.upto) for r in ranges), unsigned=expected - newest)
 
 
 # -- checkpoints --------------------------------------------------------------------------

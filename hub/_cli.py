@@ -36,11 +36,12 @@ def register(sub: Any) -> None:
 
     prune = hub_sub.add_parser(
         "prune-log", help="remove access events past their retention period",
-        description="Remove the access events older than DATE, as one whole range that "
-        "ends at a signed checkpoint. Their leaf hashes stay, so every root and proof still "
-        "verifies. Refused while DATE is within the retention period (at least 5 years).")
+        description="Remove the access events up to the newest checkpoint signed before "
+        "DATE, as one whole range. Their leaf hashes stay, so every root and proof still "
+        "verifies, and the removal is logged. Refused while DATE is within the retention "
+        "period (at least 5 years).")
     prune.add_argument("--before", required=True, metavar="YYYY-MM-DD",
-                       help="remove events that occurred before this day")
+                       help="remove events covered by a checkpoint signed before this day")
     prune.add_argument("--database-url", metavar="URL", help="SQLAlchemy URL")
     prune.add_argument("--checkpoint-key", type=Path, metavar="FILE",
                        help="the hub's checkpoint key (default hub-checkpoint.key)")

@@ -31,7 +31,8 @@ from exchange.errors import (
     SamenloopError,
 )
 from hub import _audit, _inputs, _matching
-from hub._logops import MIN_LOG_RETENTION, LogOperations
+from hub._audit import MIN_LOG_RETENTION
+from hub._logops import LogOperations
 from hub._models import (
     Alert,
     AlertFeed,

@@ -9,18 +9,18 @@ from __future__ import annotations
 
 import json
 import statistics
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, delete, func, insert, literal, or_, select
+from sqlalchemy import Engine, Select, delete, func, insert, literal, or_, select
 from sqlalchemy.orm import Session
 
 import consent
 from exchange import checkpoint
-from exchange.db import pairs_in
+from exchange.db import pairs_in, snapshot
 from exchange.errors import FailedPrecondition, InvalidInput
 from hub import _audit, _matching
 from hub._models import (
@@ -36,7 +36,6 @@ from hub._models import (
 SUPPRESS_BELOW = 5
 ROUND_TO = 5
 MEDIAN_FROM = 10
-MIN_LOG_RETENTION = timedelta(days=5 * 365 + 1)
 S = TypeVar("S", bound=Select[Any])
 
 
@@ -72,7 +71,7 @@ class LogOperations:
     oversight: frozenset[str]
     log_retention: timedelta
     _signer: checkpoint.CheckpointSigner
-    _sessions: Callable[[], Session]
+    _engine: Engine
 
     def _tx(self) -> AbstractContextManager[tuple[Session, _matching.Changes]]:
         raise NotImplementedError  # pragma: no cover - Hub implements it
@@ -191,7 +190,7 @@ class LogOperations:
             return proof
 
     def verify(self, access: _audit.Access) -> tuple[_audit.VerifyResult, AuditCheckpoint]:
-        with self._sessions() as s:
+        with snapshot(self._engine) as s:
             result = _audit.verify(s, public_key=self._signer.public_key, origin=self.origin)
         with self._tx() as (s, _):
             now = self.now()
@@ -274,10 +273,11 @@ class LogOperations:
     # -- retention --------------------------------------------------------------------
 
     def prune_log(self, access: _audit.Access, before: datetime) -> tuple[int, int]:
-        """Remove the events of a whole checkpointed range older than ``before``.
+        """Remove the events up to the newest checkpoint signed before ``before``.
 
-        Only events past the retention period go, only up to a signed checkpoint, and
-        their leaf hashes stay (as level-0 nodes), so every root and proof still verifies.
+        Only events past the retention period go, only up to a signed checkpoint (itself
+        older than the retention period, which offline verification checks), and their
+        leaf hashes stay (as level-0 nodes), so every root and proof still verifies.
         Returns the range [first, upto) removed.
         """
         with self._tx() as (s, _):
@@ -287,11 +287,8 @@ class LogOperations:
                     f"events are kept at least {self.log_retention.days} days: choose a date "
                     f"before {(now - self.log_retention).date().isoformat()}")
             previous = s.scalar(select(func.max(AuditPruned.upto))) or 0
-            newest_old = s.scalar(select(func.min(AuditEvent.seq)).where(
-                AuditEvent.occurred_at >= before))
-            limit = newest_old if newest_old is not None else _audit.head(s)[0]
             upto = s.scalar(select(func.max(AuditCheckpoint.size)).where(
-                AuditCheckpoint.size <= limit, AuditCheckpoint.size > previous))
+                AuditCheckpoint.signed_at < before, AuditCheckpoint.size > previous))
             if upto is None:
                 raise FailedPrecondition("no signed checkpoint ends a range of events old "
                                          "enough to prune")

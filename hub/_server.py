@@ -18,9 +18,9 @@ from exchange import checkpoint, config, crypto, log, vocab
 from exchange.db import check_current, make_engine, migrate, redact_url
 from exchange.errors import ConfigError
 from exchange.rpc import MAX_MESSAGE_BYTES
+from hub._audit import MIN_LOG_RETENTION
 from hub._core import Hub, Limits
 from hub._keyservice import KeyService
-from hub._logops import MIN_LOG_RETENTION
 from hub._service import IdentityResolver, add_services, metadata_identity
 
 MIGRATIONS = Path(__file__).parent / "_migrations"

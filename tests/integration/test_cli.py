@@ -170,6 +170,14 @@ def test_each_role_from_the_command_line(servers: tuple[Server, Server], tmp_pat
     assert "the hub found all" in run("audit", "verify", *officer)
     assert "lie on one history" in run("audit", "compare", "mine.note", "--state-file",
                                        "other-officer.json", *officer)
+    # offline, while the hub runs: the key and checkpoint come from the officer's state file
+    offline = run("audit", "verify", "--database", "sqlite:///hub.db", "--checkpoint",
+                  "mine.note")
+    assert "checkpoint signatures valid" in offline
+    assert "extends the checkpoint you trust" in offline
+    assert "(samenloop-audit-state.json)" in offline and "(mine.note)" in offline
+    bare = run("audit", "verify", "--database", "sqlite:///hub.db", "--state-file", "none.json")
+    assert "NO trusted checkpoint" in bare and "signatures NOT checked" in bare
     bundle = json.loads(run("audit", "export", "--format", "fhir", *officer))
     assert bundle["resourceType"] == "Bundle" and len(bundle["entry"]) > 10
     assert all(e["resource"]["resourceType"] == "AuditEvent" for e in bundle["entry"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -11,9 +12,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, delete, select, update
+from sqlalchemy.exc import DBAPIError
 
-from exchange import auditlog, checkpoint
-from exchange.db import make_engine, migrate, session_factory
+from exchange import auditlog, checkpoint, merkle
+from exchange.db import make_engine, migrate, session_factory, snapshot
 from hub import _audit, verify_database
 from hub._core import Hub
 from hub._models import AuditCheckpoint, AuditEvent, AuditHead
@@ -138,6 +140,109 @@ def test_a_forged_checkpoint_signature_is_caught(hub: Hub) -> None:
     assert _verify(hub._engine).ok  # without the hub's key only consistency is checked
     result = _verify(hub._engine, hub)
     assert not result.ok and "no valid signature" in (result.problem or "")
+
+
+def _rebuild(engine: Engine) -> None:
+    """What an attacker with database access does after editing events: recompute every
+    leaf, chain hash, stored subtree hash and the head, so the log agrees with itself."""
+    from hub._models import AuditNode
+
+    with session_factory(engine).begin() as s:
+        tree, previous = merkle.MemoryTree(), _audit.ZERO
+        for row in s.scalars(select(AuditEvent).order_by(AuditEvent.seq)):
+            row.leaf_hash = auditlog.leaf_hash(row.as_dict())
+            row.chain_hash = previous = _audit.chain(previous, row.leaf_hash)
+            tree.append(row.leaf_hash)
+        s.flush()
+        s.execute(delete(AuditNode))
+        s.add_all(AuditNode(level=level, index=i, hash=h)
+                  for level in range(1, len(tree.levels)) for i, h in enumerate(tree.levels[level]))
+        walk = _audit._Walk(0, _audit.ZERO, set())
+        for leaf in tree.levels[0]:
+            walk.push(leaf)
+        s.execute(update(AuditHead).values(size=tree.size, root_hash=tree.root(),
+                                           frontier=b"".join(walk.stack), chain_hash=previous))
+
+
+def _trusting(engine: Engine, hub: Hub, *seen: AuditCheckpoint) -> _audit.VerifyResult:
+    with snapshot(engine) as s:
+        return _audit.verify(s, public_key=hub.checkpoint_public_key, origin=hub.origin,
+                             trusted=[_audit.Trusted(c.size, c.root_hash, "state file")
+                                      for c in seen])
+
+
+def test_a_rebuilt_history_is_caught_by_a_checkpoint_seen_before(hub: Hub) -> None:
+    _fill(hub, 3)
+    early = hub.checkpoint(ADMIN)      # size 4
+    _fill(hub, 5)
+    seen = hub.checkpoint(ADMIN)       # size 10: what an officer's client kept
+    _set(hub._engine, 6, actor_user="someone-else")
+    _rebuild(hub._engine)
+    with session_factory(hub._engine).begin() as s:
+        s.execute(delete(AuditCheckpoint).where(AuditCheckpoint.size > early.size))
+    alone = _trusting(hub._engine, hub)
+    assert alone.ok  # the database agrees with itself ...
+    assert "NO trusted checkpoint" in alone.describe()
+    result = _trusting(hub._engine, hub, seen)  # ... but not with what was seen before
+    assert not result.ok and result.first_bad_index == early.size
+    assert "the checkpoint you trust at size 10 (state file) does not match" in (
+        result.problem or "")
+    assert "the change lies in events #4 to #9" in (result.problem or "")
+
+
+def test_a_shortened_history_is_caught_by_a_checkpoint_seen_before(hub: Hub) -> None:
+    _fill(hub, 8)
+    seen = hub.checkpoint(ADMIN)
+    with session_factory(hub._engine).begin() as s:
+        s.execute(delete(AuditEvent).where(AuditEvent.seq >= 6))
+        s.execute(delete(AuditCheckpoint))
+    _rebuild(hub._engine)
+    assert _trusting(hub._engine, hub).ok
+    result = _trusting(hub._engine, hub, seen)
+    assert not result.ok and "covers more events than the 6" in (result.problem or "")
+
+
+def test_a_stored_checkpoint_that_no_longer_matches_names_the_range(hub: Hub) -> None:
+    _fill(hub, 3)
+    hub.checkpoint(ADMIN)              # size 4
+    _fill(hub, 2)
+    hub.checkpoint(ADMIN)              # size 7
+    _set(hub._engine, 5, reason="edited")
+    _rebuild(hub._engine)
+    result = _verify(hub._engine, hub)
+    assert not result.ok and result.first_bad_index == 4
+    assert "checkpoint at size 7 stored in the database does not match" in (
+        result.problem or "")
+    assert "events #4 to #6" in (result.problem or "")
+
+
+def test_a_verified_log_says_what_it_rests_on(hub: Hub) -> None:
+    _fill(hub, 3)
+    cp = hub.checkpoint(ADMIN)
+    _fill(hub, 2)
+    result = _trusting(hub._engine, hub, cp)
+    assert result.ok and result.anchors == ((cp.size, "state file"),)
+    assert result.unsigned == 2 and result.signatures_checked
+    text = result.describe()
+    assert "extends the checkpoint you trust at size 4" in text
+    assert "newest 2 event(s) are not yet covered" in text
+    assert "signatures NOT checked" in _verify(hub._engine).describe()
+
+
+def test_verifying_reads_one_snapshot_and_lets_writers_go_on(hub: Hub) -> None:
+    _fill(hub, 3)
+    with snapshot(hub._engine) as s:
+        before = _audit.head(s)
+        done = threading.Event()
+        writer = threading.Thread(target=lambda: (_fill(hub, 2), done.set()))
+        writer.start()
+        writer.join(timeout=20)
+        assert done.is_set()  # the append committed while the snapshot was open
+        assert _audit.head(s) == before  # and the snapshot did not see it
+        assert _audit.verify(s).ok
+        with pytest.raises(DBAPIError):
+            s.execute(update(AuditHead).values(size=0))
+    assert _verify(hub._engine).size == 5
 
 
 def test_checkpoints_verify_and_are_signed(hub: Hub) -> None:

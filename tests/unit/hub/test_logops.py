@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, insert, literal, select, update
 
 from exchange import merkle
-from exchange.db import session_factory
+from exchange.db import session_factory, snapshot
 from exchange.errors import FailedPrecondition, InvalidInput
 from hub import _audit
 from hub._core import Hub
@@ -168,6 +168,9 @@ def test_pruning_keeps_the_log_verifiable(hub: Hub, reg: Registry, clock: Clock)
         assert s.scalar(select(func.min(AuditEvent.seq))) == old.size
         result = _audit.verify(s, public_key=hub.checkpoint_public_key, origin=hub.origin)
         assert result.ok, result.describe()
+        assert result.pruned == ((0, old.size),)
+        assert f"events #0 to #{old.size - 1} were removed after the retention" in (
+            result.describe())
         size, root = _audit.head(s)
         assert _audit.root_at(s, old.size) == old.root_hash
         merkle.verify_consistency(old.size, size, _audit.consistency_proof(s, old.size, size),
@@ -178,6 +181,59 @@ def test_pruning_keeps_the_log_verifiable(hub: Hub, reg: Registry, clock: Clock)
     assert rows[0].seq == old.size
     with pytest.raises(FailedPrecondition, match="no signed checkpoint"):
         hub.prune_log(ADMIN, clock.now - timedelta(days=6 * 365))
+
+
+def _remove_as_if_pruned(hub: Hub, upto: int) -> None:
+    """What someone with database access might do to make events vanish quietly."""
+    from hub._models import AuditNode, AuditPruned
+
+    with session_factory(hub._engine).begin() as s:
+        last = s.get_one(AuditEvent, upto - 1)
+        s.execute(insert(AuditNode).from_select(["level", "index", "hash"], select(
+            literal(0), AuditEvent.seq, AuditEvent.leaf_hash).where(AuditEvent.seq < upto)))
+        s.add(AuditPruned(upto=upto, first=0, chain_hash=last.chain_hash,
+                          pruned_at=hub.now(), pruned_by="nobody"))
+        s.execute(delete(AuditEvent).where(AuditEvent.seq < upto))
+
+
+def _offline(hub: Hub, *, key: bool = True) -> _audit.VerifyResult:
+    with snapshot(hub._engine) as s:
+        if not key:
+            return _audit.verify(s)
+        return _audit.verify(s, public_key=hub.checkpoint_public_key, origin=hub.origin)
+
+
+def test_events_removed_outside_the_retention_rule_are_caught(hub: Hub, reg: Registry,
+                                                              clock: Clock) -> None:
+    _disclose(hub)
+    recent = hub.checkpoint(ADMIN)
+    hub.submit(access("org-c"), signal(hub, "org-c", person="z"))
+    _remove_as_if_pruned(hub, recent.size)
+    result = _offline(hub)
+    assert not result.ok and result.first_bad_index == 0
+    assert "without an audit.prune event" in (result.problem or "")
+
+
+def test_a_pruned_range_needs_a_checkpoint_five_years_older(hub: Hub, reg: Registry,
+                                                             clock: Clock) -> None:
+    from hub._models import AuditCheckpoint
+
+    _disclose(hub)
+    old = hub.checkpoint(ADMIN)
+    clock.now += timedelta(days=6 * 365)
+    hub.prune_log(ADMIN, clock.now - timedelta(days=5 * 365 + 2))
+    assert _offline(hub).ok
+    with session_factory(hub._engine).begin() as s:  # make the checkpoint look recent
+        s.execute(update(AuditCheckpoint).where(AuditCheckpoint.size == old.size)
+                  .values(signed_at=clock.now - timedelta(days=30)))
+    result = _offline(hub, key=False)
+    assert not result.ok and "before their retention period ended" in (result.problem or "")
+    assert _offline(hub).ok  # with the hub's key, the signed time in the note counts
+    with session_factory(hub._engine).begin() as s:  # and without its checkpoint at all
+        s.execute(delete(AuditCheckpoint).where(AuditCheckpoint.size == old.size))
+    result = _offline(hub)
+    assert not result.ok and f"no signed checkpoint at size {old.size}" in (
+        result.problem or "")
 
 
 def test_proof_requests_are_checked(hub: Hub, reg: Registry) -> None:
