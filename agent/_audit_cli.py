@@ -80,8 +80,8 @@ def register_audit(sub: Any) -> None:
         "query", help="search the access log",
         description="Search the events you may see (your organisation's, or all of them "
         "for an oversight organisation) by household reference, organisation, actor, "
-        "type, action, outcome and period. Each event's hash is checked; the query itself "
-        "is logged.")
+        "type, action, outcome and period. Each event is proven to be in the hub's signed "
+        "log (an inclusion proof, checked here); the query itself is logged.")
     filters(query)
     query.add_argument("--json", action="store_true", help="JSON lines for scripts")
     common(query, read_only=True)
@@ -89,8 +89,8 @@ def register_audit(sub: Any) -> None:
 
     export = a_sub.add_parser(
         "export", help="export events as CSV, JSON lines or FHIR AuditEvent",
-        description="Export the events you may see, filtered as with 'query', as CSV, JSON "
-        "lines, or a FHIR R4 Bundle of AuditEvent resources.")
+        description="Export the events you may see, filtered and proven as with 'query', "
+        "as CSV, JSON lines, or a FHIR R4 Bundle of AuditEvent resources.")
     export.add_argument("--format", choices=("csv", "jsonl", "fhir"), required=True)
     export.add_argument("--output", type=Path, metavar="FILE",
                         help="write here instead of standard output")

@@ -109,22 +109,38 @@ class Auditor(HubUser):
     def query(self, *, limit: int, since: datetime | None = None,
               until: datetime | None = None, newest_first: bool = False,
               **filters: str) -> Iterator[audit_pb2.AuditEvent]:
-        """Events visible to this officer; each one's leaf hash recomputed here."""
+        """Events visible to this officer, each proven to be in the witnessed log.
+
+        Every page comes with an inclusion proof per event against a signed checkpoint;
+        the checkpoint is checked against the last one seen, the leaf hash recomputed from
+        the event here, and the proof checked: a hub cannot show events it did not log.
+        """
         self._contact()
         token, left = "", limit
         while left > 0:
             page = self.hub.call(self.hub.audit.QueryEvents, audit_pb2.QueryEventsRequest(
                 since=rpc.to_timestamp(since), until=rpc.to_timestamp(until),
                 page_size=min(left, 1000), page_token=token, newest_first=newest_first,
-                **filters))
-            for event in page.events:
-                if auditlog.leaf_hash(auditlog.from_message(event)) != event.leaf_hash:
-                    raise IntegrityError(f"event #{event.index} does not match its leaf hash")
+                with_proofs=True, **filters))
+            if len(page.proofs) != len(page.events) or not page.HasField("checkpoint"):
+                raise IntegrityError("the hub sent events without proof that they are in "
+                                     "its log")
+            signed = self._witnessed(page.checkpoint)
+            for event, proof in zip(page.events, page.proofs, strict=True):
+                _check_included(event, proof, signed)
                 yield event
             left -= len(page.events)
             token = page.next_page_token
             if not token:
                 return
+
+    def _witnessed(self, cp: audit_pb2.Checkpoint) -> notes.Checkpoint:
+        """A checkpoint the hub sent with an answer, checked against the last one seen
+        (no round trip when it is that one)."""
+        last = self.witness.last
+        if last is not None and cp.note == last.note:
+            return notes.verify(cp.note, self.witness.trusted_key or b"", self.settings.origin)
+        return self.witness.check(cp)
 
     def checkpoint(self) -> tuple[str, notes.Checkpoint]:
         """The hub's latest checkpoint note, verified and consistent with the last seen."""
@@ -187,25 +203,31 @@ class Auditor(HubUser):
         key = self._person_key(bsn)
         response = self.hub.call(self.hub.audit.SubjectAccess, audit_pb2.SubjectAccessRequest(
             keys=[common_pb2.PseudonymousKey(kind=common_pb2.KEY_KIND_PERSON, value=key)]))
-        signed = self.witness.check(response.checkpoint)
+        signed = self._witnessed(response.checkpoint)
         found = []
         for item in response.disclosures:
-            event, proof = item.event, item.proof
-            leaf = auditlog.leaf_hash(auditlog.from_message(event))
-            try:
-                if leaf != proof.leaf_hash or proof.index != event.index or (
-                        proof.tree_size != signed.size):
-                    raise VerificationError()
-                merkle.verify_inclusion(proof.index, proof.tree_size, leaf, list(proof.hashes),
-                                        signed.root_hash)
-            except VerificationError:
-                raise IntegrityError(f"the disclosure in event #{event.index} is not proven "
-                                     "to be in the signed log") from None
+            event = item.event
+            _check_included(event, item.proof, signed)
             detail = json.loads(event.detail_json or "{}")
             recipient = (detail.get("recipient") if event.event_type != "alert.open"
                          else f"{event.actor.user_id} ({event.actor.organisation_id})")
             found.append(ProvenDisclosure(event, str(recipient or "?")))
         return response.signals, found
+
+
+def _check_included(event: audit_pb2.AuditEvent, proof: audit_pb2.InclusionProof,
+                    signed: notes.Checkpoint) -> None:
+    """IntegrityError unless the event, hashed here, is in the signed checkpoint's tree."""
+    leaf = auditlog.leaf_hash(auditlog.from_message(event))
+    try:
+        if (leaf != proof.leaf_hash or proof.index != event.index
+                or proof.tree_size != signed.size or event.index >= signed.size):
+            raise VerificationError()
+        merkle.verify_inclusion(proof.index, proof.tree_size, leaf, list(proof.hashes),
+                                signed.root_hash)
+    except VerificationError:
+        raise IntegrityError(f"event #{event.index} is not proven to be in the hub's signed "
+                             "log: the hub showed an event it did not log") from None
 
 
 def offline_trust(settings: AuditSettings,

@@ -19,7 +19,7 @@ from sqlalchemy import Engine, Select, delete, func, insert, literal, or_, selec
 from sqlalchemy.orm import Session
 
 import consent
-from exchange import checkpoint
+from exchange import checkpoint, merkle
 from exchange.db import pairs_in, snapshot
 from exchange.errors import FailedPrecondition, InvalidInput
 from hub import _audit, _matching
@@ -56,6 +56,15 @@ class ProvenEvent:
     event: AuditEvent
     leaf_hash: bytes
     proof: list[bytes]
+
+
+@dataclass(frozen=True)
+class EventPage:
+    events: list[AuditEvent]
+    next_page_token: str
+    # With proofs: one per event, against the checkpoint.
+    proven: list[ProvenEvent]
+    checkpoint: AuditCheckpoint | None
 
 
 @dataclass(frozen=True)
@@ -105,8 +114,9 @@ class LogOperations:
 
     def query_events(self, access: _audit.Access, flt: AuditFilter, page_size: int,
                      page_token: str, *, newest_first: bool = False,
-                     ) -> tuple[list[AuditEvent], str]:
-        """Events visible to the caller, oldest (or newest) first, one page."""
+                     with_proofs: bool = False) -> EventPage:
+        """Events visible to the caller, oldest (or newest) first, one page; with proofs,
+        each proven to be in the tree of the newest checkpoint that covers the page."""
         with self._tx() as (s, _):
             self._require_org(s, access)
             now = self.now()
@@ -138,11 +148,18 @@ class LogOperations:
             rows = list(s.scalars(stmt))
             more = len(rows) > page_size
             rows = rows[:page_size]
+            proven: list[ProvenEvent] = []
+            cp = None
+            if with_proofs:
+                cp = _audit.latest_checkpoint(s)
+                if cp is None or any(row.seq >= cp.size for row in rows):
+                    cp = _audit.sign_checkpoint(s, self._signer, now)
+                proven = _prove(s, rows, cp.size)
             detail = {k: v.isoformat() if isinstance(v, datetime) else v
                       for k, v in flt.__dict__.items() if v}
             detail["returned"] = len(rows)
             _audit.append(s, access, _audit.Event("audit.query", "search", detail=detail), now)
-            return rows, (str(rows[-1].seq) if more else "")
+            return EventPage(rows, str(rows[-1].seq) if more else "", proven, cp)
 
     # -- checkpoints and proofs -------------------------------------------------------
 
@@ -228,11 +245,7 @@ class LogOperations:
                 "audit.subject_access", "search", purpose="gdpr_art15",
                 detail={"signals": len(signal_ids), "disclosures": len(events)}), now)
             cp = _audit.sign_checkpoint(s, self._signer, now)
-            proven = []
-            for event in events:
-                leaf, proof = _audit.inclusion_proof(s, event.seq, cp.size)
-                proven.append(ProvenEvent(event, leaf, proof))
-            return SubjectAccess(len(signal_ids), proven, cp)
+            return SubjectAccess(len(signal_ids), _prove(s, events, cp.size), cp)
 
     def report(self, access: _audit.Access, since: datetime,
                until: datetime) -> tuple[str, list[tuple[str, str, str]]]:
@@ -304,6 +317,14 @@ class LogOperations:
                 "audit.prune", "delete", purpose="retention",
                 detail={"first": previous, "upto": upto, "before": before.isoformat()}), now)
             return previous, upto
+
+
+def _prove(s: Session, events: list[AuditEvent], size: int) -> list[ProvenEvent]:
+    """Inclusion proofs for events in the tree of ``size``, read in one pass."""
+    proofs = _audit.with_nodes(s, lambda node: [
+        (node(0, e.seq), merkle.inclusion_proof(e.seq, size, node)) for e in events])
+    return [ProvenEvent(event, leaf, proof) for event, (leaf, proof) in zip(
+        events, proofs, strict=True)]
 
 
 def _count(value: int) -> str:

@@ -47,7 +47,7 @@ from exchange.v1 import (
     signal_pb2_grpc,
 )
 from hub import _audit, _core, _inputs
-from hub._logops import ROUND_TO, SUPPRESS_BELOW, AuditFilter
+from hub._logops import ROUND_TO, SUPPRESS_BELOW, AuditFilter, ProvenEvent
 from hub._models import AuditCheckpoint, AuditEvent, Consent, Coordinator, Organisation
 
 _log = log.get("hub")
@@ -224,6 +224,11 @@ def event_pb(row: AuditEvent) -> audit_pb2.AuditEvent:
 def checkpoint_pb(cp: AuditCheckpoint, public_key: bytes) -> audit_pb2.Checkpoint:
     return audit_pb2.Checkpoint(note=cp.note, size=cp.size, root_hash=cp.root_hash,
                                 time=to_timestamp(cp.signed_at), public_key=public_key)
+
+
+def proof_pb(proven: ProvenEvent, tree_size: int) -> audit_pb2.InclusionProof:
+    return audit_pb2.InclusionProof(index=proven.event.seq, tree_size=tree_size,
+                                    leaf_hash=proven.leaf_hash, hashes=proven.proof)
 
 
 def processing_pb(cov: Any, hub: _core.Hub) -> audit_pb2.ProcessingActivity:
@@ -457,10 +462,17 @@ class AuditService(audit_pb2_grpc.AuditServiceServicer):
             until=from_timestamp(request.until, "until"),
         )
         size = _inputs.page_size(request.page_size, default=100, maximum=1000)
-        rows, token = self._hub.query_events(access, flt, size, request.page_token,
-                                             newest_first=request.newest_first)
-        return audit_pb2.QueryEventsResponse(events=[event_pb(r) for r in rows],
-                                             next_page_token=token)
+        page = self._hub.query_events(access, flt, size, request.page_token,
+                                      newest_first=request.newest_first,
+                                      with_proofs=request.with_proofs)
+        response = audit_pb2.QueryEventsResponse(
+            events=[event_pb(r) for r in page.events], next_page_token=page.next_page_token,
+            proofs=[proof_pb(p, page.checkpoint.size) for p in page.proven
+                    ] if page.checkpoint else [])
+        if page.checkpoint is not None:
+            response.checkpoint.CopyFrom(
+                checkpoint_pb(page.checkpoint, self._hub.checkpoint_public_key))
+        return response
 
     @rpc("audit.checkpoint", "read", EVERYONE)
     def GetCheckpoint(self, access: _audit.Access, request: Any,
@@ -501,11 +513,8 @@ class AuditService(audit_pb2_grpc.AuditServiceServicer):
         return audit_pb2.SubjectAccessResponse(
             signals=found.signals,
             checkpoint=checkpoint_pb(found.checkpoint, self._hub.checkpoint_public_key),
-            disclosures=[
-                audit_pb2.Disclosure(event=event_pb(p.event), proof=audit_pb2.InclusionProof(
-                    index=p.event.seq, tree_size=size, leaf_hash=p.leaf_hash, hashes=p.proof))
-                for p in found.disclosures
-            ])
+            disclosures=[audit_pb2.Disclosure(event=event_pb(p.event), proof=proof_pb(p, size))
+                         for p in found.disclosures])
 
     @rpc("audit.report", "search", OFFICERS)
     def GetReport(self, access: _audit.Access, request: audit_pb2.GetReportRequest,

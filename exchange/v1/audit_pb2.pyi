@@ -159,6 +159,7 @@ class QueryEventsRequest(_message.Message):
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     NEWEST_FIRST_FIELD_NUMBER: _builtins.int
+    WITH_PROOFS_FIELD_NUMBER: _builtins.int
     subject_ref: _builtins.str
     organisation_id: _builtins.str
     """Events this organisation acted in or whose data they concern."""
@@ -171,6 +172,8 @@ class QueryEventsRequest(_message.Message):
     page_token: _builtins.str
     newest_first: _builtins.bool
     """Newest events first (default oldest first)."""
+    with_proofs: _builtins.bool
+    """Also prove each event is in the log: `proofs` against `checkpoint`."""
     @_builtins.property
     def since(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -189,10 +192,11 @@ class QueryEventsRequest(_message.Message):
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
         newest_first: _builtins.bool = ...,
+        with_proofs: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["since", b"since", "until", b"until"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "actor_user_id", b"actor_user_id", "event_type", b"event_type", "newest_first", b"newest_first", "organisation_id", b"organisation_id", "outcome", b"outcome", "page_size", b"page_size", "page_token", b"page_token", "since", b"since", "subject_ref", b"subject_ref", "until", b"until"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "actor_user_id", b"actor_user_id", "event_type", b"event_type", "newest_first", b"newest_first", "organisation_id", b"organisation_id", "outcome", b"outcome", "page_size", b"page_size", "page_token", b"page_token", "since", b"since", "subject_ref", b"subject_ref", "until", b"until", "with_proofs", b"with_proofs"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -204,18 +208,30 @@ class QueryEventsResponse(_message.Message):
 
     EVENTS_FIELD_NUMBER: _builtins.int
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    PROOFS_FIELD_NUMBER: _builtins.int
+    CHECKPOINT_FIELD_NUMBER: _builtins.int
     next_page_token: _builtins.str
     @_builtins.property
     def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___AuditEvent]: ...
+    @_builtins.property
+    def proofs(self) -> _containers.RepeatedCompositeFieldContainer[Global___InclusionProof]:
+        """With with_proofs: one inclusion proof per event, in the same order, all against
+        this checkpoint (the newest one that covers the page).
+        """
+
+    @_builtins.property
+    def checkpoint(self) -> Global___Checkpoint: ...
     def __init__(
         self,
         *,
         events: _abc.Iterable[Global___AuditEvent] | None = ...,
         next_page_token: _builtins.str = ...,
+        proofs: _abc.Iterable[Global___InclusionProof] | None = ...,
+        checkpoint: Global___Checkpoint | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["checkpoint", b"checkpoint"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events", "next_page_token", b"next_page_token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkpoint", b"checkpoint", "events", b"events", "next_page_token", b"next_page_token", "proofs", b"proofs"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

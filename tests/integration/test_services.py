@@ -547,3 +547,25 @@ def test_the_agent_refuses_a_log_that_shrank(services: Services, tmp_path: Path)
     again = services.agent("org-a", state_database=state)
     with pytest.raises(IntegrityError, match="shrank"):
         again.submit_file(write_csv(tmp_path / "b.csv", [person("A-2", "123456782")]))
+
+
+def test_a_query_proves_every_event_and_refuses_one_the_log_does_not_hold(
+        services: Services, tmp_path: Path) -> None:
+    from exchange import auditlog
+    from exchange.errors import IntegrityError
+    from hub._models import AuditEvent
+
+    services.agent("org-a").submit_file(write_csv(tmp_path / "a.csv", [
+        person("A-1", "111222333")]))
+    events = list(services.auditor(org="org-a").query(limit=1000))
+    assert any(e.event_type == "signal.submit" for e in events)
+    assert [e.index for e in events] == sorted(e.index for e in events)
+    # someone with database access rewrites who submitted, and the leaf hash to match
+    with session_factory(services.engine).begin() as s:
+        row = s.scalar(select(AuditEvent).where(AuditEvent.event_type == "signal.submit"))
+        assert row is not None
+        row.actor_user = "someone-else"
+        row.leaf_hash = auditlog.leaf_hash(row.as_dict())
+        edited = row.seq
+    with pytest.raises(IntegrityError, match=f"event #{edited} is not proven"):
+        list(services.auditor(org="org-a").query(limit=1000, event_type="signal.submit"))

@@ -62,7 +62,7 @@ def test_subject_access_lists_this_persons_disclosures_with_proofs(hub: Hub,
 
 
 def _seen_by(hub: Hub, who: _audit.Access, event_type: str = "") -> list[AuditEvent]:
-    rows, _ = hub.query_events(who, AuditFilter(event_type=event_type), 1000, "")
+    rows = hub.query_events(who, AuditFilter(event_type=event_type), 1000, "").events
     return rows
 
 
@@ -177,7 +177,7 @@ def test_pruning_keeps_the_log_verifiable(hub: Hub, reg: Registry, clock: Clock)
                                   old.root_hash, root)
         leaf, proof = _audit.inclusion_proof(s, 3, size)  # a pruned event is still proven
         merkle.verify_inclusion(3, size, leaf, proof, root)
-    rows, _ = hub.query_events(ADMIN, AuditFilter(), 1000, "")
+    rows = hub.query_events(ADMIN, AuditFilter(), 1000, "").events
     assert rows[0].seq == old.size
     with pytest.raises(FailedPrecondition, match="no signed checkpoint"):
         hub.prune_log(ADMIN, clock.now - timedelta(days=6 * 365))
