@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from sqlalchemy import exc as sql_errors
 from sqlalchemy import select
 
 from agent import _normalise as norm
@@ -22,10 +23,16 @@ from agent import _source
 from agent._client import HubClient, KeyServiceClient
 from agent._identity import envelope_context
 from agent._models import ConsentRecord, Pin, Submission
-from agent._witness import Seen, Witness, parse_hub_key
+from agent._witness import Seen, Witness, newest, parse_hub_key, untrusted_log
 from exchange import config, crypto, log, rpc, vocab
 from exchange.db import make_engine, migrate, session_factory
-from exchange.errors import FailedPrecondition, InvalidInput, NotFound, VerificationError
+from exchange.errors import (
+    FailedPrecondition,
+    IntegrityError,
+    InvalidInput,
+    NotFound,
+    VerificationError,
+)
 from exchange.v1 import common_pb2, signal_pb2
 
 MIGRATIONS = Path(__file__).parent / "_migrations"
@@ -96,26 +103,39 @@ class Agent:
             raise InvalidInput(f"batch_size must be between 1 and {crypto.MAX_BATCH // 2}")
         self.settings = settings
         self._clock = clock or (lambda: datetime.now(UTC))
+        self._key: tuple[bytes, str] | None = None
+        self._engine = make_engine(settings.state_database)
+        self._sessions = session_factory(self._engine)
         caller = rpc.Caller(settings.organisation, settings.user, "partner")
         self._keyservice = KeyServiceClient(settings.keyservice, caller)
         self.hub = HubClient(settings.hub, caller)
-        engine = make_engine(settings.state_database)
-        migrate(engine, MIGRATIONS)
-        self._engine = engine
-        self._sessions = session_factory(engine)
-        self._key: tuple[bytes, str] | None = None
+        try:
+            self.witness = self._open_state()
+        except BaseException:
+            self.close()  # a refused start leaves no connection or channel open
+            raise
+
+    def _open_state(self) -> Witness:
+        """Migrate the state database, check what it pins, and make the log's witness."""
+        settings = self.settings
+        migrate(self._engine, MIGRATIONS)
         given = parse_hub_key(settings.hub_key) if settings.hub_key else None
-        last = self._pinned("log:checkpoint")
-        self.witness = Witness(
-            self.hub, origin=settings.hub_origin, trusted_key=given or self._pinned("key:hub"),
-            last=Seen.from_json(json.loads(last)) if last else None,
-            remember=self._remember_log)
+        pinned = self._pinned("key:hub")
+        if given is not None and pinned is not None and given != pinned:
+            raise IntegrityError(
+                f"the configured hub_key {given.hex()} differs from the hub's checkpoint key "
+                f"{pinned.hex()} pinned in this agent's state database: resolve this before "
+                "trusting either")
         bound = self._pinned("organisation")
         if bound is not None and bound != settings.organisation.encode():
             raise FailedPrecondition(
                 f"this agent's state database belongs to organisation {bound.decode()}, not "
                 f"{settings.organisation}: each organisation needs its own state database")
         self._pin("organisation", settings.organisation.encode(), trust_new=False)
+        last = self._pinned("log:checkpoint")
+        return Witness(self.hub, origin=settings.hub_origin, trusted_key=given or pinned,
+                       last=Seen.from_json(json.loads(last)) if last else None,
+                       remember=self._remember_log)
 
     def close(self) -> None:
         self._keyservice.close()
@@ -131,14 +151,45 @@ class Agent:
     # -- keys ---------------------------------------------------------------------
 
     def _remember_log(self, key: bytes, seen: Seen) -> None:
+        """Keep the hub's key and a verified checkpoint, in one transaction.
+
+        Another process sharing this state database (or this one, slowly) may have kept a
+        newer checkpoint meanwhile: the kept one only moves forward, and one of the same
+        size with another root is a forked log. The rows are locked while deciding (SQLite
+        takes the write lock at BEGIN); two first writers racing to insert retry once.
+        """
+        for attempt in range(3):
+            try:
+                self._remember_log_once(key, seen)
+                return
+            except sql_errors.IntegrityError:
+                if attempt == 2:
+                    raise
+                _log.info("log checkpoint written concurrently, deciding again")
+
+    def _remember_log_once(self, key: bytes, seen: Seen) -> None:
         with self._sessions.begin() as s:
-            for name, value in (("key:hub", key),
-                                ("log:checkpoint", json.dumps(seen.to_json()).encode())):
-                pin = s.get(Pin, name)
-                if pin is None:
-                    s.add(Pin(name=name, value=value, recorded_at=self._clock()))
-                else:
-                    pin.value, pin.recorded_at = value, self._clock()
+            pins = {pin.name: pin for pin in s.scalars(
+                select(Pin).where(Pin.name.in_(("key:hub", "log:checkpoint")))
+                .with_for_update())}
+            held = pins.get("key:hub")
+            if held is not None and held.value != key:
+                raise untrusted_log(
+                    f"it signed with key {key.hex()}, but another process using this agent's "
+                    f"state database pinned key {held.value.hex()}")
+            stored = pins.get("log:checkpoint")
+            before = None if stored is None else Seen.from_json(json.loads(stored.value))
+            keep = newest(before, seen)
+            now = self._clock()
+            if held is None:
+                s.add(Pin(name="key:hub", value=key, recorded_at=now))
+            if keep == before:
+                return  # what is kept is as new or newer
+            value = json.dumps(keep.to_json()).encode()
+            if stored is None:
+                s.add(Pin(name="log:checkpoint", value=value, recorded_at=now))
+            else:
+                stored.value, stored.recorded_at = value, now
 
     def witness_log(self) -> None:
         """Check the hub's access log against the last checkpoint this agent saw.

@@ -7,15 +7,20 @@ import base64
 import binascii
 import json
 import sys
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from google.protobuf.json_format import MessageToDict
 
 from exchange import config
 from exchange.errors import InvalidInput
 from exchange.v1 import coordinator_pb2
+
+if TYPE_CHECKING:
+    from agent._agent import Agent
 
 _STATE_NAMES: dict[coordinator_pb2.AlertState.ValueType, str] = {
     coordinator_pb2.ALERT_STATE_NEW: "new",
@@ -141,14 +146,31 @@ def _register_agent(sub: Any) -> None:
     trust.set_defaults(func=_agent_trust)
 
 
-def _agent(args: argparse.Namespace) -> Any:
+def print_notices(notices: Iterable[str]) -> None:
+    """What a client must tell its user besides the result (e.g. a key pinned on first
+    use), as ``note: ...`` lines on standard error."""
+    for notice in notices:
+        print(f"note: {notice}", file=sys.stderr)
+
+
+@contextmanager
+def _agent(args: argparse.Namespace) -> Iterator[Agent]:
+    """The agent, closed on leaving; its witness's notices are printed then, also when
+    the command failed after contacting the hub (a key it pinned stays pinned)."""
     from agent import Agent, AgentSettings
 
     settings = config.load(AgentSettings, path=args.config, overrides={
         "organisation": args.organisation, "hub": args.hub, "keyservice": args.keyservice,
         "state_database": args.state_database,
         "batch_size": getattr(args, "batch_size", None)})
-    return Agent(settings)
+    agent = Agent(settings)
+    try:
+        yield agent
+    finally:
+        try:
+            print_notices(agent.witness.notices)
+        finally:
+            agent.close()
 
 
 def _agent_submit(args: argparse.Namespace) -> int:
@@ -182,11 +204,12 @@ def _agent_withdraw(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_bsn() -> str:
+def _read_bsn(whose: str = "the person who consents") -> str:
+    """A BSN typed at a prompt (not echoed) or read from standard input, never an argument."""
     if sys.stdin.isatty():
         import getpass
 
-        return getpass.getpass("BSN of the person who consents: ")
+        return getpass.getpass(f"BSN of {whose}: ")
     return sys.stdin.readline().strip()
 
 

@@ -49,9 +49,27 @@ def parse_hub_key(value: str) -> bytes:
     return bytes.fromhex(value)
 
 
-def _loud(message: str) -> IntegrityError:
+def untrusted_log(message: str) -> IntegrityError:
+    """The error for a log that failed a check: loud, and telling what to do."""
     return IntegrityError(f"THE HUB'S ACCESS LOG CANNOT BE TRUSTED: {message}. Keep this "
                           "client's state as evidence and report it")
+
+
+def newest(stored: Seen | None, seen: Seen) -> Seen:
+    """The checkpoint to keep when ``seen`` was verified and ``stored`` is already kept.
+
+    What a client keeps only moves forward: a larger stored checkpoint (another process
+    sharing the state, or one that contacted the hub later) stays. One of the same size
+    with a different root means the hub signed two histories: IntegrityError.
+    """
+    if stored is None or seen.size > stored.size:
+        return seen
+    if seen.size == stored.size:
+        if seen.root != stored.root:
+            raise untrusted_log(f"two signed checkpoints of size {seen.size} have "
+                                "different roots (the hub forked its history)")
+        return seen
+    return stored
 
 
 class Witness:
@@ -70,40 +88,43 @@ class Witness:
 
     def verify_note(self, note: str, presented_key: bytes) -> notes.Checkpoint:
         """Check a signed note against the trusted (or first-seen) key and the origin."""
-        key = self.trusted_key
-        if key is None:
-            key = presented_key
-            self.notices.append(
-                f"pinned the hub's checkpoint key {key.hex()} on first use: compare it with "
-                "the key 'samenloop hub serve' prints")
-        elif presented_key != key:
-            raise _loud(f"it now signs with key {presented_key.hex()}, not the trusted key "
-                        f"{key.hex()}")
+        key = self.trusted_key if self.trusted_key is not None else presented_key
+        if presented_key != key:
+            raise untrusted_log(f"it now signs with key {presented_key.hex()}, not the "
+                                f"trusted key {key.hex()}")
         origin = note.split("\n", 1)[0]
         if origin != self.origin:
             raise FailedPrecondition(
                 f"the hub signs as origin '{origin}', not '{self.origin}' as configured: set "
                 "the origin to the hub's")
-        self.trusted_key = key
-        return notes.verify(note, key, self.origin)
+        signed = notes.verify(note, key, self.origin)
+        self.trusted_key = key  # adopted (on first use) only once its signature verified
+        return signed
 
     def check(self, cp: audit_pb2.Checkpoint) -> notes.Checkpoint:
         """Verify a checkpoint the hub sent and that it extends the last one seen."""
         self.latest = cp.note
+        first_use = self.trusted_key is None
         signed = self.verify_note(cp.note, bytes(cp.public_key))
         if signed.size != cp.size or signed.root_hash != cp.root_hash:
-            raise _loud("a checkpoint's fields differ from its signed note")
+            raise untrusted_log("a checkpoint's fields differ from its signed note")
+        seen = Seen(signed.size, signed.root_hash, cp.note)
         try:
-            self.consistent(self.last, Seen(signed.size, signed.root_hash, cp.note))
+            self.consistent(self.last, seen)
         except IntegrityError as exc:
             if not self.read_only_on_failure:
                 raise
             self.failed = True
             self.notices.append(f"{exc} -- continuing READ-ONLY; nothing was remembered")
             return signed
-        assert self.trusted_key is not None
-        self.last = Seen(signed.size, signed.root_hash, cp.note)
-        self._remember(self.trusted_key, self.last)
+        key = self.trusted_key
+        assert key is not None
+        self._remember(key, seen)
+        self.last = seen
+        if first_use:  # said once the key is kept, so the notice is never premature
+            self.notices.append(
+                f"pinned the hub's checkpoint key {key.hex()} on first use: compare it with "
+                "the key 'samenloop hub serve' prints")
         return signed
 
     def consistent(self, older: Seen | None, newer: Seen) -> None:
@@ -111,12 +132,12 @@ class Witness:
         if older is None or older.size == 0:
             return
         if newer.size < older.size:
-            raise _loud(f"it now has {newer.size} events, fewer than the {older.size} this "
-                        "client saw before (the log shrank)")
+            raise untrusted_log(f"it now has {newer.size} events, fewer than the "
+                                f"{older.size} this client saw before (the log shrank)")
         if newer.size == older.size:
             if newer.root != older.root:
-                raise _loud(f"two signed checkpoints of size {newer.size} have different "
-                            "roots (the hub forked its history)")
+                raise untrusted_log(f"two signed checkpoints of size {newer.size} have "
+                                    "different roots (the hub forked its history)")
             return
         proof = self.hub.call(self.hub.audit.GetConsistencyProof,
                               audit_pb2.GetConsistencyProofRequest(
@@ -125,9 +146,9 @@ class Witness:
             merkle.verify_consistency(older.size, newer.size, list(proof.hashes),
                                       older.root, newer.root)
         except VerificationError:
-            raise _loud(f"the log of {newer.size} events does not extend the log of "
-                        f"{older.size} events seen before (history was rewritten or "
-                        "forked)") from None
+            raise untrusted_log(f"the log of {newer.size} events does not extend the log "
+                                f"of {older.size} events seen before (history was rewritten "
+                                "or forked)") from None
 
     def contact(self) -> notes.Checkpoint:
         """Fetch and check the hub's latest checkpoint: done on every contact."""

@@ -9,6 +9,7 @@ client's code.
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -16,14 +17,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import delete, select
 
-from agent._witness import Seen, Witness
+from agent._witness import Seen, Witness, newest
 from exchange import auditlog, checkpoint, merkle
 from exchange.db import make_engine, migrate, session_factory
-from exchange.errors import IntegrityError
+from exchange.errors import IntegrityError, VerificationError
 from exchange.v1 import audit_pb2
 from hub import _audit
 from hub._core import Hub
@@ -168,3 +170,71 @@ def test_a_shrunken_log_is_caught(copies: Any, tmp_path: Path) -> None:
     now = transport.state()
     with pytest.raises(IntegrityError, match="shrank"):
         _witness(transport, now).consistent(now, Seen(now.size - 1, now.root, ""))
+
+
+def _root(size: int, fork: str = "") -> bytes:
+    return hashlib.sha256(f"{fork}root of {size}".encode()).digest()
+
+
+def test_the_checkpoint_kept_only_moves_forward() -> None:
+    ten = Seen(10, _root(10), "ten")
+    assert newest(None, ten) is ten
+    assert newest(Seen(4, _root(4), "four"), ten) is ten
+    assert newest(ten, Seen(4, _root(4), "four")) is ten  # an older one never replaces it
+    again = Seen(10, _root(10), "ten, signed again")
+    assert newest(ten, again) is again
+    with pytest.raises(IntegrityError, match="different roots"):
+        newest(ten, Seen(10, _root(10, fork="x"), "forked"))
+
+
+class _Signed:
+    """Checkpoints signed as the hub signs them, by a key of its own."""
+
+    def __init__(self, origin: str = "t.example/hub") -> None:
+        self.signer = checkpoint.CheckpointSigner(Ed25519PrivateKey.generate(), origin)
+
+    def checkpoint(self, size: int, *, presented_key: bytes | None = None
+                   ) -> audit_pb2.Checkpoint:
+        signed = checkpoint.Checkpoint(self.signer.name, size, _root(size), Clock()())
+        return audit_pb2.Checkpoint(note=self.signer.sign(signed), size=size,
+                                    root_hash=_root(size),
+                                    public_key=presented_key or self.signer.public_key)
+
+
+def _first_use(remember: Any) -> Witness:
+    return Witness(None, origin="t.example/hub", trusted_key=None,  # type: ignore[arg-type]
+                   last=None, remember=remember)
+
+
+def test_the_first_key_is_pinned_and_announced_once_kept() -> None:
+    hub = _Signed()
+    kept: list[tuple[bytes, Seen]] = []
+    witness = _first_use(lambda key, seen: kept.append((key, seen)))
+    witness.check(hub.checkpoint(3))
+    assert [(key, seen.size) for key, seen in kept] == [(hub.signer.public_key, 3)]
+    assert witness.notices == [
+        f"pinned the hub's checkpoint key {hub.signer.public_key.hex()} on first use: "
+        "compare it with the key 'samenloop hub serve' prints"]
+    witness.check(hub.checkpoint(3))
+    assert len(witness.notices) == 1
+
+
+def test_a_first_key_whose_signature_fails_is_neither_trusted_nor_announced() -> None:
+    hub, impostor = _Signed(), _Signed()
+    kept: list[Seen] = []
+    witness = _first_use(lambda _key, seen: kept.append(seen))
+    with pytest.raises(VerificationError):
+        witness.check(hub.checkpoint(3, presented_key=impostor.signer.public_key))
+    assert (witness.trusted_key, witness.notices, kept) == (None, [], [])
+    witness.check(hub.checkpoint(3))  # the real key is still accepted afterwards
+    assert witness.trusted_key == hub.signer.public_key
+
+
+def test_nothing_is_announced_when_keeping_the_key_failed() -> None:
+    def refuse(_key: bytes, _seen: Seen) -> None:
+        raise IntegrityError("kept elsewhere")
+
+    witness = _first_use(refuse)
+    with pytest.raises(IntegrityError, match="kept elsewhere"):
+        witness.check(_Signed().checkpoint(3))
+    assert witness.notices == [] and witness.last is None
