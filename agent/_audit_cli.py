@@ -102,8 +102,9 @@ def register_audit(sub: Any) -> None:
         "subject-access", help="every disclosure about a person (GDPR art. 15)",
         description="Answer a subject-access request: asks for the person's BSN (typed at "
         "a prompt, or from standard input), pseudonymises it through the key service, and "
-        "lists every disclosure of your organisation's signals about them — recipient, "
-        "date, purpose, basis — each proven to be in the signed log.")
+        "lists every disclosure of your organisation's signals about them or about a "
+        "household they belong or belonged to — recipient, date, purpose, basis — each "
+        "proven to be in the signed log.")
     access.add_argument("--keyservice", metavar="HOST:PORT", help="the key service's address")
     access.add_argument("--json", action="store_true", help="JSON for scripts")
     common(access, read_only=True)
@@ -126,7 +127,8 @@ def register_audit(sub: Any) -> None:
     register = a_sub.add_parser(
         "register", help="the register of processing (GDPR art. 30), from the covenants",
         description="Print the register of processing activities for the covenants in "
-        "force, as Markdown (or JSON).")
+        "force that your organisation is a party to (all of them for an oversight "
+        "organisation), as Markdown (or JSON).")
     register.add_argument("--json", action="store_true", help="JSON for scripts")
     common(register)
     register.set_defaults(func=_register)
@@ -259,7 +261,7 @@ def _subject_access(args: argparse.Namespace) -> int:
     from agent import _normalise as norm
 
     try:
-        bsn = norm.bsn(_read_bsn())
+        bsn = norm.bsn(_read_bsn("the person asking"))
     except norm.FieldError as exc:
         raise InvalidInput(f"the BSN {exc}") from None
     with _auditor(args) as auditor:
@@ -267,16 +269,18 @@ def _subject_access(args: argparse.Namespace) -> int:
         _notices(auditor)
     if args.json:
         print(json.dumps({"signals": signals, "disclosures": [
-            {"recipient": d.recipient, "event": json.loads(_json(d.event))} for d in found]},
-            ensure_ascii=False))
+            {"recipient": d.recipient, "names_person": d.names_person,
+             "event": json.loads(_json(d.event))} for d in found]}, ensure_ascii=False))
         return 0
     print(f"{signals} signal(s) of your organisation concern this person; "
-          f"{len(found)} disclosure(s), each proven to be in the signed log:")
+          f"{len(found)} disclosure(s) about them or their household, each proven to be in "
+          "the signed log:")
     rows = [[d.event.occurred_at.ToDatetime().strftime("%Y-%m-%d %H:%M"),
-             d.event.event_type, d.recipient, d.event.purpose or "-", d.event.basis or "-"]
+             d.event.event_type, "person" if d.names_person else "household",
+             d.recipient, d.event.purpose or "-", d.event.basis or "-"]
             for d in found]
     if rows:
-        print_table(rows, ["WHEN (UTC)", "WHAT", "RECIPIENT", "PURPOSE", "BASIS"])
+        print_table(rows, ["WHEN (UTC)", "WHAT", "ABOUT", "RECIPIENT", "PURPOSE", "BASIS"])
     return 0
 
 

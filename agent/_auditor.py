@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from agent._client import HubUser, KeyServiceClient
-from agent._witness import Seen, Witness, parse_hub_key
+from agent._witness import Seen, Witness, newest, parse_hub_key
 from exchange import auditlog, config, crypto, merkle, rpc
 from exchange import checkpoint as notes
 from exchange.errors import ConfigError, FailedPrecondition, IntegrityError, VerificationError
@@ -44,6 +44,8 @@ class AuditSettings:
 class ProvenDisclosure:
     event: audit_pb2.AuditEvent
     recipient: str
+    # The event names one of the person's own signals (else: their household's).
+    names_person: bool = True
 
 
 class Auditor(HubUser):
@@ -90,13 +92,8 @@ class Auditor(HubUser):
         even when another process using the same state file saw a newer one meanwhile."""
         state = self._state()
         stored = Seen.from_json(state["checkpoint"]) if "checkpoint" in state else None
-        if stored is not None and stored.size == seen.size and stored.root != seen.root:
-            raise IntegrityError(f"THE HUB'S ACCESS LOG CANNOT BE TRUSTED: two signed "
-                                 f"checkpoints of size {seen.size} have different roots "
-                                 f"(see {self.settings.state_file})")
         state["hub_key"] = key.hex()
-        if stored is None or seen.size > stored.size:
-            state["checkpoint"] = seen.to_json()
+        state["checkpoint"] = newest(stored, seen).to_json()
         self._save(state)
 
     def _contact(self) -> None:
@@ -211,7 +208,7 @@ class Auditor(HubUser):
             detail = json.loads(event.detail_json or "{}")
             recipient = (detail.get("recipient") if event.event_type != "alert.open"
                          else f"{event.actor.user_id} ({event.actor.organisation_id})")
-            found.append(ProvenDisclosure(event, str(recipient or "?")))
+            found.append(ProvenDisclosure(event, str(recipient or "?"), item.names_person))
         return response.signals, found
 
 

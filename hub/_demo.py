@@ -431,8 +431,12 @@ class _Demo:
             f"{len(found)} times, each proven to be in the signed log:")
         for item in found:
             when = item.event.occurred_at.ToDatetime().strftime("%Y-%m-%d %H:%M")
-            what = ("told that Woonstad is involved" if item.event.event_type != "alert.open"
-                    else "opened her identity")
+            if item.event.event_type == "alert.open":
+                what = ("opened her identity" if item.names_person
+                        else "opened the identity of a member of her household")
+            else:
+                what = "told that Woonstad is involved" + (
+                    "" if item.names_person else " with her household")
             say(f"  {when} UTC: coordinator {item.recipient} {what}, for "
                 f"{item.event.purpose}, on the basis of {item.event.basis}")
         self.result.subject_access = len(found)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, Select, delete, func, insert, literal, or_, select
+from sqlalchemy import Engine, Select, and_, delete, false, func, insert, literal, or_, select
 from sqlalchemy.orm import Session
 
 import consent
@@ -28,6 +28,7 @@ from hub._models import (
     AuditEvent,
     AuditNode,
     AuditPruned,
+    Household,
     Organisation,
     Signal,
     SignalKey,
@@ -72,6 +73,9 @@ class SubjectAccess:
     signals: int
     disclosures: list[ProvenEvent]
     checkpoint: AuditCheckpoint
+    households: list[str]
+    # Indexes of the disclosures that name one of the person's own signals.
+    naming_person: set[int]
 
 
 class LogOperations:
@@ -221,31 +225,39 @@ class LogOperations:
 
     def subject_access(self, access: _audit.Access,
                        keys: frozenset[tuple[int, bytes]]) -> SubjectAccess:
-        """Every disclosure of a person's signals the caller may see, each with a proof.
+        """Every disclosure about a person the caller may see, each with a proof.
 
-        A person is found by their person keys; a disclosure event names the signals it
-        disclosed, so only disclosures of this person's signals are returned, not those of
-        other members of a household they were linked with.
+        A person is found by their person keys, among the signals the caller may see (a
+        partner's officer: their organisation's). Returned are the disclosures that name
+        one of those signals, withdrawn ones included, and those of the households the
+        signals are or were in (through merges and splits): telling a coordinator who is
+        involved with a household is data about everyone in it.
         """
         with self._tx() as (s, _):
             self._require_org(s, access)
             now = self.now()
-            found = select(Signal.id).join(SignalKey, SignalKey.signal_id == Signal.id).where(
+            found = select(Signal.id, Signal.household_id).join(
+                SignalKey, SignalKey.signal_id == Signal.id).where(
                 pairs_in(SignalKey.kind, SignalKey.value, keys))
             if not self.sees_everything(access):
                 found = found.where(Signal.organisation_id == access.organisation_id)
-            signal_ids = sorted(set(s.scalars(found)))
+            rows = {(sid, household) for sid, household in s.execute(found)}
+            signal_ids = sorted({sid for sid, _ in rows})
+            households = _with_history(s, {h for _, h in rows if h})
             events: list[AuditEvent] = []
             if signal_ids:
                 events = list(s.scalars(self._visible(access, select(AuditEvent).where(
                     AuditEvent.action == "disclose",
-                    or_(*(AuditEvent.detail.contains(f'"{sid}"') for sid in signal_ids)),
+                    or_(_about(households),
+                        *(AuditEvent.detail.contains(f'"{sid}"') for sid in signal_ids)),
                 ).order_by(AuditEvent.seq))))
             _audit.append(s, access, _audit.Event(
                 "audit.subject_access", "search", purpose="gdpr_art15",
                 detail={"signals": len(signal_ids), "disclosures": len(events)}), now)
             cp = _audit.sign_checkpoint(s, self._signer, now)
-            return SubjectAccess(len(signal_ids), _prove(s, events, cp.size), cp)
+            direct = {e.seq for e in events if any(f'"{sid}"' in e.detail for sid in signal_ids)}
+            return SubjectAccess(len(signal_ids), _prove(s, events, cp.size), cp,
+                                 sorted(households), direct)
 
     def report(self, access: _audit.Access, since: datetime,
                until: datetime) -> tuple[str, list[tuple[str, str, str]]]:
@@ -274,11 +286,16 @@ class LogOperations:
             return scope, figures
 
     def processing_register(self, access: _audit.Access) -> list[consent.Covenant]:
-        """The covenants in force now: the processing activities of GDPR art. 30."""
+        """The covenants in force now: the processing activities of GDPR art. 30.
+
+        A partner's officer gets those their organisation is a party to (a joint
+        controller of); oversight and administrators get all.
+        """
         with self._tx() as (s, _):
             self._require_org(s, access)
             now = self.now()
-            covenants = [c for c in self._covenants(s) if c.in_force(now)]
+            covenants = [c for c in self._covenants(s) if c.in_force(now) and (
+                self.sees_everything(access) or access.organisation_id in c.parties)]
             _audit.append(s, access, _audit.Event(
                 "audit.register", "read", detail={"covenants": len(covenants)}), now)
             return covenants
@@ -317,6 +334,35 @@ class LogOperations:
                 "audit.prune", "delete", purpose="retention",
                 detail={"first": previous, "upto": upto, "before": before.isoformat()}), now)
             return previous, upto
+
+
+def _with_history(s: Session, households: set[str]) -> dict[str, datetime | None]:
+    """Households with those they were merged from or split off, transitively: every
+    reference the log used for their members, each with the moment from which it no
+    longer concerned them (a split), or None."""
+    known: dict[str, datetime | None] = dict.fromkeys(households)
+    frontier = set(households)
+    while frontier:
+        batch = sorted(frontier)
+        earlier: dict[str, datetime | None] = {}
+        for merged in s.scalars(select(Household.id).where(Household.merged_into.in_(batch))):
+            earlier[merged] = None  # merged away: no event names it afterwards
+        for child in s.scalars(select(Household).where(
+                Household.id.in_(batch), Household.split_from.is_not(None))):
+            assert child.split_from is not None
+            earlier[child.split_from] = child.created_at  # the split
+        frontier = {h for h in earlier if h not in known}
+        known.update({h: earlier[h] for h in frontier})
+    return known
+
+
+def _about(households: dict[str, datetime | None]) -> Any:
+    """Events naming these households while the person belonged to them."""
+    always = sorted(h for h, until in households.items() if until is None)
+    clauses: list[Any] = [AuditEvent.subject_ref.in_(always)] if always else []
+    clauses += [and_(AuditEvent.subject_ref == h, AuditEvent.occurred_at < until)
+                for h, until in sorted(households.items()) if until is not None]
+    return or_(false(), *clauses)
 
 
 def _prove(s: Session, events: list[AuditEvent], size: int) -> list[ProvenEvent]:

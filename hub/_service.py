@@ -513,7 +513,9 @@ class AuditService(audit_pb2_grpc.AuditServiceServicer):
         return audit_pb2.SubjectAccessResponse(
             signals=found.signals,
             checkpoint=checkpoint_pb(found.checkpoint, self._hub.checkpoint_public_key),
-            disclosures=[audit_pb2.Disclosure(event=event_pb(p.event), proof=proof_pb(p, size))
+            household_refs=found.households,
+            disclosures=[audit_pb2.Disclosure(event=event_pb(p.event), proof=proof_pb(p, size),
+                                              names_person=p.event.seq in found.naming_person)
                          for p in found.disclosures])
 
     @rpc("audit.report", "search", OFFICERS)

@@ -467,6 +467,11 @@ class Disclosure(_message.Message):
 
     EVENT_FIELD_NUMBER: _builtins.int
     PROOF_FIELD_NUMBER: _builtins.int
+    NAMES_PERSON_FIELD_NUMBER: _builtins.int
+    names_person: _builtins.bool
+    """True when the event names one of the person's own signals; false when it
+    discloses a household the person belongs or belonged to.
+    """
     @_builtins.property
     def event(self) -> Global___AuditEvent: ...
     @_builtins.property
@@ -476,10 +481,11 @@ class Disclosure(_message.Message):
         *,
         event: Global___AuditEvent | None = ...,
         proof: Global___InclusionProof | None = ...,
+        names_person: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "proof", b"proof"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "proof", b"proof"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "names_person", b"names_person", "proof", b"proof"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -492,6 +498,7 @@ class SubjectAccessResponse(_message.Message):
     SIGNALS_FIELD_NUMBER: _builtins.int
     DISCLOSURES_FIELD_NUMBER: _builtins.int
     CHECKPOINT_FIELD_NUMBER: _builtins.int
+    HOUSEHOLD_REFS_FIELD_NUMBER: _builtins.int
     signals: _builtins.int
     """How many of the caller's visible signals concern this person."""
     @_builtins.property
@@ -500,16 +507,23 @@ class SubjectAccessResponse(_message.Message):
     def checkpoint(self) -> Global___Checkpoint:
         """The checkpoint every proof is against."""
 
+    @_builtins.property
+    def household_refs(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The person's households (pseudonymous references), with the households they
+        were merged from or split off: every reference the log may use for them.
+        """
+
     def __init__(
         self,
         *,
         signals: _builtins.int = ...,
         disclosures: _abc.Iterable[Global___Disclosure] | None = ...,
         checkpoint: Global___Checkpoint | None = ...,
+        household_refs: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["checkpoint", b"checkpoint"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkpoint", b"checkpoint", "disclosures", b"disclosures", "signals", b"signals"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkpoint", b"checkpoint", "disclosures", b"disclosures", "household_refs", b"household_refs", "signals", b"signals"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

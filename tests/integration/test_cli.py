@@ -192,5 +192,5 @@ def test_each_role_from_the_command_line(servers: tuple[Server, Server], tmp_pat
         [str(script), "audit", "subject-access", "--keyservice", ks.address, *officer],
         input="111222333\n", capture_output=True, text=True, cwd=tmp_path, check=False)
     assert access.returncode == 0, access.stderr
-    assert "disclosure(s), each proven to be in the signed log" in access.stdout
+    assert "disclosure(s) about them or their household, each proven" in access.stdout
     assert "alert.open" in access.stdout

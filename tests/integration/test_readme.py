@@ -62,7 +62,8 @@ def test_the_walkthrough_runs_as_written(tmp_path: Path) -> None:
     assert "withdrew signal" in out
     assert "closed: dissolved" in out
     assert "the hub found all" in out and "intact" in out
-    assert "access log verified:" in out and "signatures NOT checked" in out
+    assert "access log verified:" in out and "checkpoint signatures valid" in out
+    assert "extends the checkpoint you trust" in out  # the one her client kept
     assert "Joint controllers: jeugdzorg-noord, woonstad-noord" in out
     assert "signals_submitted" in out
     assert '"resourceType": "Bundle"' in (tmp_path / "audit.json").read_text()

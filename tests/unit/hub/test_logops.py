@@ -61,6 +61,49 @@ def test_subject_access_lists_this_persons_disclosures_with_proofs(hub: Hub,
     assert b  # org-b's signal about someone else is never in org-a's answer
 
 
+def test_subject_access_includes_disclosures_of_the_persons_household(
+        hub: Hub, reg: Registry) -> None:
+    held, _ = hub.submit(access("org-a"), signal(hub, "org-a", person="mother", address="A",
+                                                 category="mental_health"))
+    child, _ = hub.submit(access("org-a"), signal(hub, "org-a", person="child", address="A"))
+    hub.submit(access("org-b"), signal(hub, "org-b", person="child", category="housing"))
+    mother = frozenset({(1, pseudonym("person:mother"))})
+    found = hub.subject_access(OFFICER_A, mother)
+    assert found.signals == 1 and len(found.households) == 1
+    (create,) = found.disclosures
+    assert create.event.event_type == "alert.create" and create.event.owner_org == "org-a"
+    assert child.id in create.event.detail and held.id not in create.event.detail
+    assert create.event.seq not in found.naming_person  # her household, not her signal
+    assert create.event.subject_ref == found.households[0]
+    for_child = hub.subject_access(OFFICER_A, frozenset({(1, pseudonym("person:child"))}))
+    assert [p.event.seq for p in for_child.disclosures] == [create.event.seq]
+    assert for_child.naming_person == {create.event.seq}
+
+
+def test_subject_access_follows_a_household_through_a_split(hub: Hub, reg: Registry,
+                                                            clock: Clock) -> None:
+    admin = access("gemeente", "administrator", "a")
+    hub.submit(access("org-a"), signal(hub, "org-a", person="p"))
+    clock.advance(minutes=1)  # p's signal is the oldest: its part keeps the household id
+    bridge, _ = hub.submit(access("org-b"), signal(hub, "org-b", person="p", address="A",
+                                                   category="housing"))
+    hub.submit(access("org-c"), signal(hub, "org-c", person="r", address="A", category="debt"))
+    before = hub.subject_access(admin, frozenset({(1, pseudonym("person:r"))}))
+    assert len(before.households) == 1
+    clock.advance(hours=1)
+    hub.withdraw(access("org-b"), bridge.id, "risk_gone")  # r's signal splits off
+    clock.advance(hours=1)
+    hub.submit(access("org-b"), signal(hub, "org-b", person="p", category="housing"))
+    after = hub.subject_access(admin, frozenset({(1, pseudonym("person:r"))}))
+    old_household = before.households[0]
+    assert old_household in after.households and len(after.households) == 2
+    # what was disclosed about the household while r belonged to it, and nothing later
+    assert [p.event.seq for p in after.disclosures] == [p.event.seq for p in before.disclosures]
+    later = [e for e in _seen_by(hub, admin, "alert.create")
+             if e.subject_ref == old_household and e.occurred_at > clock.now - timedelta(hours=1)]
+    assert later and not {e.seq for e in later} & {p.event.seq for p in after.disclosures}
+
+
 def _seen_by(hub: Hub, who: _audit.Access, event_type: str = "") -> list[AuditEvent]:
     rows = hub.query_events(who, AuditFilter(event_type=event_type), 1000, "").events
     return rows
@@ -150,6 +193,11 @@ def test_the_register_holds_the_covenants_in_force(hub: Hub, reg: Registry,
                                                    clock: Clock) -> None:
     (cov,) = hub.processing_register(OFFICER_A)
     assert cov.id == "test-covenant"
+    # org-d is no party: the covenant is not its processing
+    assert hub.processing_register(access("org-d", "privacy_officer", "po-d")) == []
+    assert len(hub.processing_register(access("gemeente", "administrator", "a"))) == 1
+    hub.oversight = frozenset({"gemeente"})
+    assert len(hub.processing_register(access("gemeente", "privacy_officer", "po"))) == 1
     clock.now = clock.now.replace(year=2027, month=2)
     assert hub.processing_register(OFFICER_A) == []
 
