@@ -5,8 +5,10 @@
 For each database: events appended per second, one event per transaction (the worst
 case) and ten per transaction (a request that records a submission and its decisions),
 while a checkpoint is signed every second; then, for each size, the time and size of
-inclusion and consistency proofs served from the stored subtree hashes; finally the
-rate of offline verification (`samenloop audit verify --database`).
+inclusion and consistency proofs served from the stored subtree hashes, and of proving a
+page of 1,000 queried events at once (as `audit query` asks); finally the rate of offline
+verification (`samenloop audit verify --database`), with a writer appending an event
+every 10 ms meanwhile to show the snapshot holds up no one.
 """
 
 from __future__ import annotations
@@ -20,10 +22,15 @@ import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, select
 
 from exchange import checkpoint, merkle
-from exchange.db import make_engine, migrate, redact_url, session_factory
+from exchange.db import make_engine, migrate, redact_url, session_factory, snapshot
 from hub import _audit
+from hub._logops import _prove
+from hub._models import AuditEvent
 from hub._server import MIGRATIONS
 
 ACCESS = _audit.Access("jeugdzorg-noord", "agent", "partner", str(uuid.uuid4()), "ipv4:10.0.0.1")
@@ -50,6 +57,14 @@ def _signer(sessions: object, signer: checkpoint.CheckpointSigner, stop: threadi
                 signed.append(_audit.sign_checkpoint(s, signer, datetime.now(UTC)).size)
 
 
+def _writer(sessions: object, stop: threading.Event, latencies: list[float]) -> None:
+    while not stop.wait(0.01):
+        t = time.perf_counter()
+        with sessions.begin() as s:  # type: ignore[attr-defined]
+            _audit.append(s, ACCESS, EVENT, datetime.now(UTC))
+        latencies.append(time.perf_counter() - t)
+
+
 def bench(url: str, sizes: list[int], key: Path) -> None:
     engine = make_engine(url)
     migrate(engine, MIGRATIONS)
@@ -66,8 +81,14 @@ def bench(url: str, sizes: list[int], key: Path) -> None:
     print(f"append, 1 event per transaction:   {single:8,.0f} events/s")
     print(f"append, 10 events per transaction: {tenfold:8,.0f} events/s")
     print(f"checkpoints signed meanwhile (one per second with new events): {len(signed)}")
+    _proofs(sessions, sizes)
+    _verify_while_writing(engine, sessions)
+    engine.dispose()
+
+
+def _proofs(sessions: Any, sizes: list[int]) -> None:
     print(f"\n{'events':>10} {'incl. ms':>9} {'hashes':>7} {'bytes':>6} "
-          f"{'cons. ms':>9} {'hashes':>7} {'bytes':>6}")
+          f"{'cons. ms':>9} {'hashes':>7} {'bytes':>6} {'page of 1000 ms':>16}")
     with sessions() as s:
         size, _ = _audit.head(s)
     for target in sizes:
@@ -90,16 +111,35 @@ def bench(url: str, sizes: list[int], key: Path) -> None:
                 cons = _audit.consistency_proof(s, old, size)
                 cons_t.append(time.perf_counter() - t)
                 cons_n.append(len(cons))
+            page_t = []
+            for _ in range(5):
+                first = rng.randrange(size - 1000)
+                page = list(s.scalars(select(AuditEvent).where(
+                    AuditEvent.seq >= first, AuditEvent.seq < first + 1000)))
+                t = time.perf_counter()
+                proven = _prove(s, page, size)
+                page_t.append(time.perf_counter() - t)
+                merkle.verify_inclusion(proven[0].event.seq, size, proven[0].leaf_hash,
+                                        proven[0].proof, root)
         print(f"{size:>10,} {statistics.median(incl_t) * 1000:9.2f} "
               f"{max(incl_n):7} {max(incl_n) * 32:6} {statistics.median(cons_t) * 1000:9.2f} "
-              f"{max(cons_n):7} {max(cons_n) * 32:6}")
-    with sessions() as s:
+              f"{max(cons_n):7} {max(cons_n) * 32:6} {statistics.median(page_t) * 1000:16.1f}")
+
+
+def _verify_while_writing(engine: Engine, sessions: Any) -> None:
+    stop, latencies = threading.Event(), []
+    writer = threading.Thread(target=_writer, args=(sessions, stop, latencies))
+    with snapshot(engine) as s:
+        writer.start()
         start = time.perf_counter()
         result = _audit.verify(s)
         took = time.perf_counter() - start
+    stop.set()
+    writer.join()
     print(f"\noffline verification of {result.size:,} events: {took:.1f} s = "
           f"{result.size / took:,.0f} events/s ({'ok' if result.ok else result.describe()})")
-    engine.dispose()
+    print(f"meanwhile {len(latencies)} events appended, slowest in "
+          f"{max(latencies) * 1000:.0f} ms, median {statistics.median(latencies) * 1000:.1f} ms")
 
 
 def main() -> None:

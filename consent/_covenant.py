@@ -12,12 +12,18 @@ A covenant file is TOML::
     purposes = ["care_coordination"]
     regions = ["GM0014"]
 
+    article = "art. 5"                # optional: the covenant's article on disclosure
+
     [categories]                      # per category: what the basis is
     youth_care = "covenant"           # the covenant itself is the basis
     housing = "covenant"
     mental_health = "consent"         # only with the household's consent
 
-A category not listed, or listed as "consent", is disclosed only with consent.
+    [articles]                        # optional: a category's own article
+    housing = "art. 5.3"
+
+A category not listed, or listed as "consent", is disclosed only with consent. Every
+disclosure on the covenant's basis records the version and the article it rests on.
 Dates without a time are whole UTC days. Errors name the line and the reason.
 """
 
@@ -27,7 +33,7 @@ import hashlib
 import re
 import tomllib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -38,7 +44,7 @@ CARE_COORDINATION = "care_coordination"
 _BASES = ("covenant", "consent")
 _KEYS = {
     "id", "name", "legal_basis", "valid_from", "valid_until", "coordinator",
-    "parties", "purposes", "regions", "categories",
+    "parties", "purposes", "regions", "categories", "article", "articles",
 }
 _MAX_SOURCE = 64 * 1024
 
@@ -61,6 +67,12 @@ class Covenant:
     categories: dict[str, str]  # category -> "covenant" | "consent"
     source: str
     version: int = 0  # assigned by the hub when registered
+    article: str = ""  # the covenant's article on disclosure
+    articles: dict[str, str] = field(default_factory=dict)  # a category's own article
+
+    def article_for(self, category: str) -> str:
+        """The covenant article a disclosure of this category rests on ("" for none)."""
+        return self.articles.get(category, self.article)
 
     @property
     def source_sha256(self) -> bytes:
@@ -79,14 +91,19 @@ class Covenant:
         return f"covenant:{self.id}@v{self.version}"
 
 
-def _line_of(source: str, key: str) -> int | None:
+def _line_of(source: str, key: str, section: str | None = None) -> int | None:
+    start = 0
+    if section is not None:
+        header = re.search(rf"^\s*\[{re.escape(section)}\]", source, re.MULTILINE)
+        start = header.end() if header else 0
     pattern = re.compile(rf"^\s*{re.escape(key)}\s*=", re.MULTILINE)
-    found = pattern.search(source)
+    found = pattern.search(source, start)
     return source.count("\n", 0, found.start()) + 1 if found else None
 
 
-def _fail(source: str, key: str | None, reason: str) -> CovenantError:
-    line = _line_of(source, key) if key else None
+def _fail(source: str, key: str | None, reason: str,
+          section: str | None = None) -> CovenantError:
+    line = _line_of(source, key, section) if key else None
     where = f"line {line}: " if line else ""
     return CovenantError(f"invalid covenant: {where}{reason}")
 
@@ -172,9 +189,36 @@ def parse_covenant(source: str) -> Covenant:
         if basis not in _BASES:
             raise _fail(source, cat, f"category '{cat}' must be \"covenant\" or \"consent\"")
         categories[cat] = basis
+    article, articles = _articles(data, source, categories)
     return Covenant(
         id=data["id"], name=data["name"], legal_basis=data["legal_basis"],
         valid_from=valid_from, valid_until=valid_until,
         coordinator_id=data["coordinator"], parties=parties,
         purposes=purposes, regions=regions, categories=categories, source=source,
+        article=article, articles=articles,
     )
+
+
+def _article(value: Any, key: str, source: str, section: str | None = None) -> str:
+    if not isinstance(value, str):
+        raise _fail(source, key, f"{key} must be a string, like \"art. 5\"", section)
+    try:
+        return vocab.text(value, key, max_len=100)
+    except InvalidInput as exc:
+        raise _fail(source, key, str(exc), section) from None
+
+
+def _articles(data: dict[str, Any], source: str,
+              categories: dict[str, str]) -> tuple[str, dict[str, str]]:
+    """The optional article on disclosure, and per-category articles."""
+    article = _article(data["article"], "article", source) if "article" in data else ""
+    table = data.get("articles", {})
+    if not isinstance(table, dict):
+        raise _fail(source, "articles", "[articles] must be a table of category = article")
+    articles = {}
+    for cat, value in table.items():
+        if categories.get(cat) != "covenant":
+            raise _fail(source, cat, f"[articles] names '{cat}', which is not a \"covenant\" "
+                        "category", "articles")
+        articles[cat] = _article(value, cat, source, "articles")
+    return article, articles

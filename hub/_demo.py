@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import logging
 import queue
 import sys
@@ -51,6 +52,7 @@ coordinator = "{COORDINATOR_ID}"
 parties = ["jeugdzorg-noord", "woonstad-noord", "schuldhulp-noord"]
 purposes = ["care_coordination"]
 regions = ["{REGION}"]
+article = "art. 5"
 
 [categories]
 youth_care = "covenant"
@@ -59,6 +61,9 @@ debt = "covenant"
 income = "covenant"
 mental_health = "consent"
 domestic_violence = "consent"
+
+[articles]
+housing = "art. 5.3"
 """
 
 
@@ -437,8 +442,10 @@ class _Demo:
             else:
                 what = "told that Woonstad is involved" + (
                     "" if item.names_person else " with her household")
+            articles = json.loads(item.event.detail_json or "{}").get("articles", [])
+            article = f" {', '.join(articles)}" if articles else ""
             say(f"  {when} UTC: coordinator {item.recipient} {what}, for "
-                f"{item.event.purpose}, on the basis of {item.event.basis}")
+                f"{item.event.purpose}, on the basis of {item.event.basis}{article}")
         self.result.subject_access = len(found)
 
 

@@ -242,7 +242,8 @@ class _Shown:
     """What one coordinator may see of a household: signals and the basis of each."""
 
     covenant_id: str
-    signals: dict[str, tuple[str, str]] = field(default_factory=dict)  # id -> (org, basis)
+    # signal id -> (organisation, basis, the covenant article when the covenant is it)
+    signals: dict[str, tuple[str, str, str]] = field(default_factory=dict)
 
 
 def _decide(
@@ -334,8 +335,9 @@ def evaluate(
             target = shown.setdefault(cov.coordinator_id, _Shown(cov.id))
             for sig in party:
                 if sig.id in permitted:
-                    target.signals.setdefault(
-                        sig.id, (sig.organisation_id, permitted[sig.id].basis or ""))
+                    used = permitted[sig.id].basis or ""
+                    article = cov.article_for(sig.category) if used == cov.ref else ""
+                    target.signals.setdefault(sig.id, (sig.organisation_id, used, article))
         else:
             close_reasons[cov.coordinator_id] = "basis_lapsed"
     session.flush()
@@ -394,7 +396,7 @@ def _sync_alert(
         change = "updated"
     removed = sorted(set(links) - set(shown.signals))
     added: dict[str, list[str]] = defaultdict(list)
-    for sid, (org, basis) in sorted(shown.signals.items()):
+    for sid, (org, basis, _) in sorted(shown.signals.items()):
         if sid not in links:
             session.add(AlertSignal(alert_id=alert.id, signal_id=sid, basis=basis))
             added[org].append(sid)
@@ -409,10 +411,12 @@ def _sync_alert(
     add_feed(session, alert, change, now, changes)
     for org, ids in sorted(added.items()):
         bases = sorted({shown.signals[i][1] for i in ids})
+        articles = sorted({shown.signals[i][2] for i in ids} - {""})
         _audit.append(session, system, _audit.Event(
             f"alert.{'create' if change == 'created' else 'update'}", "disclose", owner=org,
             subject_ref=household_id, basis="+".join(bases), purpose=consent.CARE_COORDINATION,
-            detail={"alert": alert.id, "recipient": coordinator_id, "signals": ids},
+            detail={"alert": alert.id, "recipient": coordinator_id, "signals": ids,
+                    **({"articles": articles} if articles else {})},
         ), now)
     if removed:
         _audit.append(session, system, _audit.Event(

@@ -238,7 +238,9 @@ def processing_pb(cov: Any, hub: _core.Hub) -> audit_pb2.ProcessingActivity:
         covenant_id=cov.id, covenant_version=cov.version, name=cov.name,
         controllers=sorted(cov.parties), purposes=sorted(cov.purposes),
         legal_basis=cov.legal_basis,
-        categories=[f"{c}: {basis}" for c, basis in sorted(cov.categories.items())],
+        categories=[f"{c}: {basis}" + (f" ({cov.article_for(c)})"
+                                       if basis == "covenant" and cov.article_for(c) else "")
+                    for c, basis in sorted(cov.categories.items())],
         regions=sorted(cov.regions),
         data_subjects=["members of households about whom a party has a concern",
                        "the parties' professionals (contact details)",

@@ -97,7 +97,9 @@ class AuditEvent(_message.Message):
     network_address: _builtins.str
     request_id: _builtins.str
     detail_json: _builtins.str
-    """Ids of the objects concerned (signals, alerts, consents), as JSON."""
+    """Ids of the objects concerned (signals, alerts, consents), as JSON; a
+    disclosure on a covenant's basis adds the covenant "articles" it rests on.
+    """
     leaf_hash: _builtins.bytes
     """RFC 6962 leaf hash: SHA-256(0x00 || canonical event bytes)."""
     chain_hash: _builtins.bytes
@@ -670,7 +672,9 @@ class ProcessingActivity(_message.Message):
     def purposes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
     def categories(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Category codes, each "code: covenant" or "code: consent"."""
+        """Category codes, each "code: covenant" or "code: consent"; a covenant
+        category with its article: "code: covenant (art. 5.3)".
+        """
 
     @_builtins.property
     def regions(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...

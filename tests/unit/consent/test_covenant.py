@@ -22,6 +22,13 @@ def test_a_valid_covenant() -> None:
     assert not cov.in_force(datetime(2025, 12, 31, tzinfo=UTC))
 
 
+def test_articles_name_what_each_covenant_category_rests_on() -> None:
+    assert parse_covenant(COVENANT).article_for("housing") == ""
+    cov = parse_covenant(_replace('regions = ["GM0014"]', 'regions = ["GM0014"]\n'
+                                  'article = "art. 5"') + '\n[articles]\nhousing = "art. 5.3"\n')
+    assert (cov.article_for("youth_care"), cov.article_for("housing")) == ("art. 5", "art. 5.3")
+
+
 def _replace(old: str, new: str) -> str:
     assert old in COVENANT
     return COVENANT.replace(old, new)
@@ -44,6 +51,11 @@ def _replace(old: str, new: str) -> str:
     (_replace('purposes = ["care_coordination"]', 'purposes = []'), "line 8: purposes must"),
     (_replace("valid_from = 2026-01-01", "valid_from = 2026-01-01T00:00:00"),
      "line 4: valid_from needs a UTC offset"),
+    (COVENANT + '\n[articles]\nmental_health = "art. 9"\n',
+     "line 18: [articles] names 'mental_health', which is not a \"covenant\" category"),
+    (COVENANT + '\n[articles]\nhousing = ""\n', "line 18: housing"),
+    (_replace('regions = ["GM0014"]', 'regions = ["GM0014"]\narticle = 5'),
+     "line 10: article must be a string"),
     ("id = \n", "invalid covenant"),
     ("", "the file is empty"),
 ])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import tempfile
 from datetime import timedelta
 from pathlib import Path
@@ -509,3 +510,17 @@ def test_malformed_page_tokens_are_invalid_input(hub: Hub, reg: Registry) -> Non
 
 
 ADMIN_WITH_ORG = access("gemeente", "administrator", "admin")
+
+
+def test_a_disclosure_records_the_covenant_article_it_rests_on(hub: Hub, reg: Registry) -> None:
+    hub.register_covenant(ADMIN, COVENANT.replace(
+        'regions = ["GM0014"]', 'regions = ["GM0014"]\narticle = "art. 5"')
+        + '\n[articles]\nhousing = "art. 5.3"\n')
+    hub.submit(access("org-a"), signal(hub, "org-a", person="p"))
+    hub.submit(access("org-b"), signal(hub, "org-b", person="p", category="housing"))
+    created = {e.owner_org: (e.basis, json.loads(e.detail)) for e in _events(hub, "alert.create")}
+    assert created["org-a"][0] == created["org-b"][0] == "covenant:test-covenant@v2"
+    assert created["org-a"][1]["articles"] == ["art. 5"]
+    assert created["org-b"][1]["articles"] == ["art. 5.3"]
+    (activity,) = hub.processing_register(access("org-a", "privacy_officer", "po"))
+    assert activity.article_for("housing") == "art. 5.3"
