@@ -2,13 +2,16 @@
 
     python bench/auditlog.py [--database-url URL ...] [--sizes 10000,100000,1000000]
 
-For each database: events appended per second, one event per transaction (the worst
-case) and ten per transaction (a request that records a submission and its decisions),
-while a checkpoint is signed every second; then, for each size, the time and size of
-inclusion and consistency proofs served from the stored subtree hashes, and of proving a
-page of 1,000 queried events at once (as `audit query` asks); finally the rate of offline
-verification (`samenloop audit verify --database`), with a writer appending an event
-every 10 ms meanwhile to show the snapshot holds up no one.
+For each database: events appended per second by 1, 4, 8 and 16 writers committing one
+event per transaction each (the worst case), and by one writer committing ten per
+transaction (a request that records a submission and its decisions), while a checkpointer
+integrates the queue into the tree and signs a checkpoint every half second as the hub
+server does, with how long until the last event was covered by a signature; then, for
+each size, the time and size of inclusion and consistency proofs served from the stored
+subtree hashes, and of proving a page of 1,000 queried events at once (as `audit query`
+asks); finally the rate of offline verification (`samenloop audit verify --database`),
+with a writer appending an event every 10 ms meanwhile to show the snapshot holds up no
+one.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import tempfile
 import threading
 import time
 import uuid
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -31,30 +35,82 @@ from exchange.db import make_engine, migrate, redact_url, session_factory, snaps
 from hub import _audit
 from hub._logops import _prove
 from hub._models import AuditEvent
-from hub._server import MIGRATIONS
+from hub._server import MIGRATIONS, HubSettings
 
 ACCESS = _audit.Access("jeugdzorg-noord", "agent", "partner", str(uuid.uuid4()), "ipv4:10.0.0.1")
 EVENT = _audit.Event("signal.submit", "create", subject_ref="ab" * 16,
                      detail={"signal": str(uuid.uuid4()), "keys": 2, "envelopes": 1})
+CHECKPOINT_SECONDS = HubSettings.checkpoint_seconds
 
 
-def _append(sessions: object, count: int, per_tx: int) -> float:
+def _append(sessions: Any, count: int, per_tx: int) -> float:
+    """Append ``count`` events, ``per_tx`` per transaction; return events/s."""
     start = time.perf_counter()
     done = 0
     while done < count:
-        with sessions.begin() as s:  # type: ignore[attr-defined]
+        with sessions.begin() as s:
             for _ in range(min(per_tx, count - done)):
                 _audit.append(s, ACCESS, EVENT, datetime.now(UTC))
                 done += 1
     return count / (time.perf_counter() - start)
 
 
-def _signer(sessions: object, signer: checkpoint.CheckpointSigner, stop: threading.Event,
-            signed: list[int]) -> None:
-    while not stop.wait(1.0):
-        with sessions.begin() as s:  # type: ignore[attr-defined]
-            if _audit.unsigned_events(s):
-                signed.append(_audit.sign_checkpoint(s, signer, datetime.now(UTC)).size)
+def _fill(sessions: Any, count: int) -> None:
+    """Grow the log fast: big transactions, each integrated at once."""
+    while count > 0:
+        _append(sessions, min(count, 5000), 5000)
+        with sessions.begin() as s:
+            _audit.integrate(s)
+        count -= 5000
+
+
+@dataclass
+class _Checkpointer:
+    """What the hub server's checkpoint thread does: integrate, then sign if the tree grew."""
+
+    sessions: Any
+    signer: checkpoint.CheckpointSigner
+    interval: float
+    stop: threading.Event = field(default_factory=threading.Event)
+    signed: list[int] = field(default_factory=list)
+    busy: list[float] = field(default_factory=list)
+
+    def run(self) -> None:
+        while not self.stop.wait(self.interval):
+            t = time.perf_counter()
+            with self.sessions.begin() as s:
+                _audit.integrate(s)
+                if _audit.unsigned_events(s):
+                    self.signed.append(_audit.sign_checkpoint(s, self.signer,
+                                                              datetime.now(UTC)).size)
+            self.busy.append(time.perf_counter() - t)
+
+
+def _concurrent(sessions: Any, signer: checkpoint.CheckpointSigner, interval: float,
+                threads: int, per_thread: int, per_tx: int) -> str:
+    """Writers appending at once while the checkpointer integrates and signs."""
+    with sessions() as s:
+        start_size = _audit.head(s)[0] + _audit.queued(s)
+    cp = _Checkpointer(sessions, signer, interval)
+    signing = threading.Thread(target=cp.run)
+    signing.start()
+    writers = [threading.Thread(target=_append, args=(sessions, per_thread, per_tx))
+               for _ in range(threads)]
+    start = time.perf_counter()
+    for w in writers:
+        w.start()
+    for w in writers:
+        w.join()
+    took = time.perf_counter() - start
+    total = threads * per_thread
+    # How long until a signed checkpoint covers the last event written.
+    while not cp.signed or cp.signed[-1] < start_size + total:
+        time.sleep(0.005)
+    covered = time.perf_counter() - start - took
+    cp.stop.set()
+    signing.join()
+    return (f"{threads:>8} {per_tx:>7} {total / took:10,.0f} {len(cp.signed):>12} "
+            f"{max(cp.busy) * 1000:12.0f} {covered * 1000:13.0f}")
 
 
 def _writer(sessions: object, stop: threading.Event, latencies: list[float]) -> None:
@@ -65,22 +121,20 @@ def _writer(sessions: object, stop: threading.Event, latencies: list[float]) -> 
         latencies.append(time.perf_counter() - t)
 
 
-def bench(url: str, sizes: list[int], key: Path) -> None:
+def bench(url: str, sizes: list[int], key: Path, interval: float) -> None:
     engine = make_engine(url)
     migrate(engine, MIGRATIONS)
     sessions = session_factory(engine)
     signer = checkpoint.CheckpointSigner.load_or_create(key, "bench.example/hub")
     print(f"\n== {redact_url(url)}")
-    stop, signed = threading.Event(), []
-    thread = threading.Thread(target=_signer, args=(sessions, signer, stop, signed))
-    thread.start()
-    single = _append(sessions, 3000, 1)
-    tenfold = _append(sessions, 10000, 10)
-    stop.set()
-    thread.join()
-    print(f"append, 1 event per transaction:   {single:8,.0f} events/s")
-    print(f"append, 10 events per transaction: {tenfold:8,.0f} events/s")
-    print(f"checkpoints signed meanwhile (one per second with new events): {len(signed)}")
+    print(f"appending while a checkpoint is signed every {interval} s")
+    print(f"{'writers':>8} {'per tx':>7} {'events/s':>10} {'checkpoints':>12} "
+          f"{'slowest ms':>12} {'signed in ms':>13}")
+    for threads, per_thread, per_tx in ((1, 3000, 1), (4, 1500, 1), (8, 1000, 1),
+                                        (16, 500, 1), (1, 10000, 10)):
+        print(_concurrent(sessions, signer, interval, threads, per_thread, per_tx))
+    print("(slowest: the longest integrate-and-sign transaction; signed in: from the last "
+          "write until a checkpoint covered it)")
     _proofs(sessions, sizes)
     _verify_while_writing(engine, sessions)
     engine.dispose()
@@ -93,7 +147,7 @@ def _proofs(sessions: Any, sizes: list[int]) -> None:
         size, _ = _audit.head(s)
     for target in sizes:
         if target > size:
-            _append(sessions, target - size, 5000)
+            _fill(sessions, target - size)
             size = target
         with sessions() as s:
             _, root = _audit.head(s)
@@ -127,7 +181,7 @@ def _proofs(sessions: Any, sizes: list[int]) -> None:
 
 
 def _verify_while_writing(engine: Engine, sessions: Any) -> None:
-    stop, latencies = threading.Event(), []
+    stop, latencies = threading.Event(), list[float]()
     writer = threading.Thread(target=_writer, args=(sessions, stop, latencies))
     with snapshot(engine) as s:
         writer.start()
@@ -146,13 +200,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--database-url", action="append",
                         help="a database to run on, empty (repeatable; default a SQLite file)")
+    parser.add_argument("--checkpoint-seconds", type=float, default=CHECKPOINT_SECONDS,
+                        help="how often the checkpointer integrates and signs (default: the "
+                        "hub server's %(default)s)")
     parser.add_argument("--sizes", default="10000,100000,1000000",
                         help="log sizes to measure proofs at (comma-separated)")
     args = parser.parse_args()
     sizes = sorted(int(s) for s in args.sizes.split(","))
     with tempfile.TemporaryDirectory() as tmp:
         for url in args.database_url or [f"sqlite:///{tmp}/bench.db"]:
-            bench(url, sizes, Path(tmp) / f"{uuid.uuid4().hex}.key")
+            bench(url, sizes, Path(tmp) / f"{uuid.uuid4().hex}.key", args.checkpoint_seconds)
 
 
 if __name__ == "__main__":

@@ -2,12 +2,17 @@
 
 Each event's leaf hash covers its canonical encoding (exchange.auditlog). Leaves form a
 Merkle tree whose perfect-subtree hashes are stored as they complete (``audit_nodes``),
-so appending costs O(log n) and inclusion and consistency proofs are read from storage,
-not recomputed. The single ``audit_head`` row holds the size, the root, the frontier (the
-roots of the perfect subtrees making up the tree) and a hash chain over the leaves, which
-names the exact event where a sloppy edit starts; appending locks it, so concurrent
-writers (threads, replicas) produce one sequence. Signed checkpoints (C2SP notes) commit
-to (size, root, time).
+so adding an event costs O(log n) and inclusion and consistency proofs are read from
+storage, not recomputed. The single ``audit_head`` row holds the size, the root, the
+frontier (the roots of the perfect subtrees making up the tree) and a hash chain over the
+leaves, which names the exact event where a sloppy edit starts. Signed checkpoints (C2SP
+notes) commit to (size, root, time).
+
+Appending is split in two so that concurrent requests do not queue behind one lock held
+until their commit: a request's transaction writes its events to ``audit_queue`` (durable
+with the request's own changes, or gone with them); ``integrate`` then moves committed
+events into the tree under the head lock, many per transaction, in a single sequence
+whatever the number of writers (threads, replicas).
 
 Events never hold personal data: actors are ids, subjects pseudonymous household
 references, details ids of signals, alerts and consents.
@@ -23,13 +28,20 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import bindparam, event, func, insert, select, update
+from sqlalchemy import bindparam, delete, event, func, insert, select, update
 from sqlalchemy.orm import Session, SessionTransaction
 
 from exchange import auditlog, checkpoint, merkle
 from exchange.db import pairs_in
 from exchange.errors import VerificationError
-from hub._models import AuditCheckpoint, AuditEvent, AuditHead, AuditNode, AuditPruned
+from hub._models import (
+    AuditCheckpoint,
+    AuditEvent,
+    AuditHead,
+    AuditNode,
+    AuditPruned,
+    AuditQueued,
+)
 
 ZERO = bytes(32)
 ACTIONS = ("create", "read", "update", "delete", "disclose", "search", "deny", "verify")
@@ -132,75 +144,52 @@ def _fold(stack: list[bytes]) -> bytes:
 
 
 _HEAD = AuditHead.__table__
+_QUEUE = AuditQueued.__table__
 # Built once: appending runs for every access, and building statements costs more than
 # running them.
 _LOCK_HEAD = (select(_HEAD.c.size, _HEAD.c.frontier, _HEAD.c.chain_hash)
               .where(_HEAD.c.id == 1).with_for_update())
+_READ_HEAD = select(_HEAD.c.size, _HEAD.c.root_hash).where(_HEAD.c.id == 1)
+_INSERT_QUEUED = insert(AuditQueued)
+_NEXT_QUEUED = select(_QUEUE.c.id, _QUEUE.c.payload).order_by(_QUEUE.c.id)
 _INSERT_EVENT = insert(AuditEvent)
 _INSERT_NODES = insert(AuditNode)
 _UPDATE_HEAD = update(AuditHead).where(AuditHead.id == 1).values(
     size=bindparam("new_size"), frontier=bindparam("new_frontier"),
     root_hash=bindparam("new_root"), chain_hash=bindparam("new_chain"))
+# Queued events moved into the tree per statement batch (and per lock, see integrate).
+INTEGRATE_BATCH = 2000
 
-
-_STATE = "samenloop.audit_head"
+# Session.info keys: the events this transaction appended and has yet to write; the
+# buffer's length when each open savepoint began; whether the session's last commit
+# queued events; whether the transaction ending now rolled back.
+_PENDING = "samenloop.audit_pending"
 _SAVED = "samenloop.audit_savepoints"
+_WROTE = "samenloop.audit_wrote"
 _ROLLED_BACK = "samenloop.audit_rolled_back"
 
 
-@dataclass
-class _Head:
-    """The locked head as this transaction advanced it, and the rows it has yet to write.
-
-    Events and subtree hashes are written as multi-row inserts when someone in the
-    transaction reads the log, or as it commits; the head row once, as it commits.
-    """
-
-    size: int
-    frontier: bytes
-    chain_hash: bytes
-    root_hash: bytes
-    events: list[dict[str, Any]] = field(default_factory=list)
-    nodes: list[dict[str, Any]] = field(default_factory=list)
-
-    def copy(self) -> _Head:
-        return _Head(self.size, self.frontier, self.chain_hash, self.root_hash,
-                     list(self.events), list(self.nodes))
-
-
-def flush(session: Session) -> None:
-    """Write the events and subtree hashes this transaction appended so far."""
-    state: _Head | None = session.info.get(_STATE)
-    if state is None or not (state.events or state.nodes):
-        return
-    conn = session.connection()
-    if state.events:
-        conn.execute(_INSERT_EVENT, state.events)
-    if state.nodes:
-        conn.execute(_INSERT_NODES, state.nodes)
-    state.events, state.nodes = [], []
+def _flush(session: Session) -> None:
+    pending: list[dict[str, str]] | None = session.info.pop(_PENDING, None)
+    if pending:
+        session.connection().execute(_INSERT_QUEUED, pending)
+        session.info[_WROTE] = True
 
 
 @event.listens_for(Session, "before_commit")
-def _write_head(session: Session) -> None:
-    """Write what a transaction appended, once, as the outer transaction commits."""
+def _write_queue(session: Session) -> None:
+    """Queue what a transaction appended, as the outer transaction commits."""
     if session.in_nested_transaction():
         return  # a savepoint is released: the outer transaction writes the log
-    flush(session)
-    state: _Head | None = session.info.pop(_STATE, None)
-    if state is not None:
-        session.connection().execute(_UPDATE_HEAD, {
-            "new_size": state.size, "new_frontier": state.frontier,
-            "new_root": state.root_hash, "new_chain": state.chain_hash})
+    _flush(session)
 
 
 @event.listens_for(Session, "after_transaction_create")
 def _remember_at_savepoint(session: Session, transaction: SessionTransaction) -> None:
-    """A savepoint starts: keep a copy of what the log buffer holds, to restore on rollback."""
+    """A savepoint starts: remember how many appends precede it, to drop on rollback."""
     if transaction.nested:
-        state: _Head | None = session.info.get(_STATE)
-        session.info.setdefault(_SAVED, {})[id(transaction)] = (
-            None if state is None else state.copy())
+        session.info.setdefault(_SAVED, {})[id(transaction)] = len(
+            session.info.get(_PENDING, ()))
 
 
 @event.listens_for(Session, "after_rollback")
@@ -214,36 +203,22 @@ def _end_transaction(session: Session, transaction: SessionTransaction) -> None:
     without committing leaves nothing behind."""
     rolled_back = session.info.pop(_ROLLED_BACK, False)
     if transaction.nested:
-        saved = session.info.get(_SAVED, {}).pop(id(transaction), None)
-        if rolled_back:
-            if saved is None:
-                session.info.pop(_STATE, None)
-            else:
-                session.info[_STATE] = saved
+        kept = session.info.get(_SAVED, {}).pop(id(transaction), None)
+        if rolled_back and kept is not None:
+            del session.info.get(_PENDING, [])[kept:]
     elif transaction.parent is None:
-        session.info.pop(_STATE, None)
+        session.info.pop(_PENDING, None)
         session.info.pop(_SAVED, None)
 
 
-def _locked_head(session: Session) -> _Head:
-    """Lock the head row for this transaction (once) and keep its state in the session."""
-    state: _Head | None = session.info.get(_STATE)
-    if state is None:
-        row = session.connection().execute(_LOCK_HEAD).one()
-        state = _Head(int(row.size), bytes(row.frontier), bytes(row.chain_hash),
-                      _fold(_split(bytes(row.frontier))))
-        session.info[_STATE] = state
-    return state
-
-
-def append(session: Session, access: Access, event: Event, at: datetime) -> int:
+def append(session: Session, access: Access, event: Event, at: datetime) -> None:
     """Append one event inside the caller's transaction (commit makes both durable).
 
-    Written with prebuilt Core statements on the session's connection (no unit of
-    work): this runs for every access. The head row is locked at the first append of a
-    transaction and written once, before it commits. Returns the event's index.
+    The event is queued as the transaction commits, in one multi-row insert with the
+    transaction's other events and without locking anything, and joins the Merkle tree
+    when the log is next integrated (``integrate``): right after the commit in an
+    embedded hub, within the checkpoint interval in a server.
     """
-    head = _locked_head(session)
     system = access.role == "system"
     owner = (event.owner if event.owner is not None
              else "" if system else access.organisation_id)
@@ -253,9 +228,8 @@ def append(session: Session, access: Access, event: Event, at: datetime) -> int:
         # the owner's privacy officer sees the decision, not who elsewhere caused it.
         on_behalf_of = ""
     row: dict[str, Any] = {
-        "seq": head.size,
         "event_id": str(uuid.uuid4()),
-        "occurred_at": at,
+        "occurred_at": at.isoformat(),
         "event_type": event.event_type,
         "action": event.action,
         "outcome": event.outcome,
@@ -277,31 +251,78 @@ def append(session: Session, access: Access, event: Event, at: datetime) -> int:
         "request_id": access.request_id,
         "detail": json.dumps(dict(event.detail), sort_keys=True, separators=(",", ":")),
     }
-    leaf = auditlog.leaf_hash(row)
-    row["leaf_hash"] = leaf
-    row["chain_hash"] = chain(head.chain_hash, leaf)
-    head.events.append(row)
-    stack = _split(head.frontier)
-    node, level, index = leaf, 0, head.size
-    while index & 1:
-        node = merkle.node_hash(stack.pop(), node)
-        level, index = level + 1, index >> 1
-        head.nodes.append({"level": level, "index": index, "hash": node})
-    stack.append(node)
-    index = head.size
-    head.size += 1
-    head.frontier = b"".join(stack)
-    head.root_hash = _fold(stack)
-    head.chain_hash = row["chain_hash"]
-    return index
+    payload = json.dumps(row, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    session.info.setdefault(_PENDING, []).append({"payload": payload})
+
+
+def wrote(session: Session) -> bool:
+    """Whether the session's last commit queued events (and forget it)."""
+    return bool(session.info.pop(_WROTE, False))
+
+
+def integrate(session: Session) -> int:
+    """Move every queued event into the tree, oldest first; return how many.
+
+    Locks the head row until the caller's transaction ends: one integrator at a time,
+    and readers in the same transaction see the tree with every committed event. Each
+    event gets the next index, its leaf hash and chain hash; completed subtree hashes
+    are stored. Queued rows are deleted by id, so events committed meanwhile wait for
+    the next run. Events this transaction appended are queued and moved too.
+    """
+    if not session.in_nested_transaction():
+        # This transaction's own events first (a savepoint's could still roll back).
+        _flush(session)
+        session.info.pop(_WROTE, None)
+    conn = session.connection()
+    row = conn.execute(_LOCK_HEAD).one()
+    size, chain_hash = int(row.size), bytes(row.chain_hash)
+    stack = _split(bytes(row.frontier))
+    moved = 0
+    while True:
+        queued = conn.execute(_NEXT_QUEUED.limit(INTEGRATE_BATCH)).all()
+        if not queued:
+            break
+        events: list[dict[str, Any]] = []
+        nodes: list[dict[str, Any]] = []
+        for _, payload in queued:
+            fields = json.loads(payload)
+            fields["occurred_at"] = datetime.fromisoformat(fields["occurred_at"])
+            fields["seq"] = size
+            leaf = auditlog.leaf_hash(fields)
+            chain_hash = chain(chain_hash, leaf)
+            fields["leaf_hash"], fields["chain_hash"] = leaf, chain_hash
+            events.append(fields)
+            node, level, index = leaf, 0, size
+            while index & 1:
+                node = merkle.node_hash(stack.pop(), node)
+                level, index = level + 1, index >> 1
+                nodes.append({"level": level, "index": index, "hash": node})
+            stack.append(node)
+            size += 1
+        conn.execute(_INSERT_EVENT, events)
+        if nodes:
+            conn.execute(_INSERT_NODES, nodes)
+        ids = [qid for qid, _ in queued]
+        for start in range(0, len(ids), 500):
+            conn.execute(delete(AuditQueued).where(AuditQueued.id.in_(ids[start:start + 500])))
+        moved += len(queued)
+        if len(queued) < INTEGRATE_BATCH:
+            break
+    if moved:
+        conn.execute(_UPDATE_HEAD, {
+            "new_size": size, "new_frontier": b"".join(stack),
+            "new_root": _fold(stack), "new_chain": chain_hash})
+    return moved
+
+
+def queued(session: Session) -> int:
+    """How many committed events wait to join the tree."""
+    return int(session.scalar(select(func.count()).select_from(_QUEUE)) or 0)
 
 
 def head(session: Session) -> tuple[int, bytes]:
-    """(size, Merkle root) of the log now, as this transaction sees it."""
-    state: _Head | None = session.info.get(_STATE)
-    if state is not None:
-        return state.size, state.root_hash
-    h = session.execute(select(_HEAD.c.size, _HEAD.c.root_hash).where(_HEAD.c.id == 1)).one()
+    """(size, Merkle root) of the tree as this transaction sees it."""
+    h = session.execute(_READ_HEAD).one()
     return int(h.size), bytes(h.root_hash)
 
 
@@ -314,7 +335,6 @@ def with_nodes(session: Session, compute: Callable[[merkle.Node], T]) -> T:
     The computation's path does not depend on hash values, so it runs once with a
     recorder to learn which nodes it needs, then again with the stored ones.
     """
-    flush(session)
     wanted: set[tuple[int, int]] = set()
 
     def record(level: int, index: int) -> bytes:
@@ -382,6 +402,8 @@ class VerifyResult:
     pruned: tuple[tuple[int, int], ...] = ()
     # Events after the newest signed checkpoint: no signature covers them yet.
     unsigned: int = 0
+    # Events committed to the queue but not yet in the tree (see integrate).
+    queued: int = 0
 
     def describe(self) -> str:
         if not self.ok:
@@ -406,6 +428,10 @@ class VerifyResult:
         if self.unsigned:
             lines.append(f"- the newest {self.unsigned} event(s) are not yet covered by a "
                          "signed checkpoint")
+        if self.queued:
+            lines.append(f"- {self.queued} newer event(s) wait in the queue to join the tree "
+                         "(the hub adds them within its checkpoint interval); nothing covers "
+                         "them until then")
         return "\n".join(lines)
 
 
@@ -607,7 +633,8 @@ def verify(
         True, expected, checkpoints_checked=len(checkpoints),
         signatures_checked=public_key is not None and origin is not None,
         anchors=tuple((t.size, t.source) for t in sorted(trusted, key=lambda t: t.size)),
-        pruned=tuple((r.first, r.upto) for r in ranges), unsigned=expected - newest)
+        pruned=tuple((r.first, r.upto) for r in ranges), unsigned=expected - newest,
+        queued=queued(session))
 
 
 # -- checkpoints --------------------------------------------------------------------------
@@ -621,7 +648,8 @@ def latest_checkpoint(session: Session) -> AuditCheckpoint | None:
 def sign_checkpoint(
     session: Session, signer: checkpoint.CheckpointSigner, at: datetime
 ) -> AuditCheckpoint:
-    """Sign the current head; store the note when the size is new."""
+    """Integrate the queue and sign the head; store the note when the size is new."""
+    integrate(session)
     size, root = head(session)
     existing = session.get(AuditCheckpoint, size)
     if existing is not None:

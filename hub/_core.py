@@ -101,10 +101,14 @@ class Hub(LogOperations):
         limits: Limits | None = None,
         oversight: frozenset[str] = frozenset(),
         log_retention: timedelta = MIN_LOG_RETENTION,
+        integrate_on_commit: bool = True,
     ) -> None:
         if log_retention < MIN_LOG_RETENTION:
             raise ValueError("the access log is kept at least five years")
         self.log_retention = log_retention
+        # Add appended events to the Merkle tree right after each commit (embedded use);
+        # a server leaves it to its checkpoint thread (sign_if_due), off the request path.
+        self._integrate_on_commit = integrate_on_commit
         self._engine = engine
         # Organisations whose privacy officers see the whole access log (the municipality).
         self.oversight = oversight
@@ -135,8 +139,12 @@ class Hub(LogOperations):
     @contextmanager
     def _tx(self) -> Iterator[tuple[Session, _matching.Changes]]:
         changes = _matching.Changes()
-        with self._sessions() as session, session.begin():
-            yield session, changes
+        with self._sessions() as session:
+            with session.begin():
+                yield session, changes
+            if self._integrate_on_commit and _audit.wrote(session):
+                with session.begin():
+                    _audit.integrate(session)
         if changes.feed:
             with self._feed_cond:
                 self._feed_version += 1

@@ -123,6 +123,7 @@ class LogOperations:
         each proven to be in the tree of the newest checkpoint that covers the page."""
         with self._tx() as (s, _):
             self._require_org(s, access)
+            _audit.integrate(s)
             now = self.now()
             order = AuditEvent.seq.desc() if newest_first else AuditEvent.seq
             stmt = self._visible(access, select(AuditEvent).order_by(order)
@@ -167,6 +168,11 @@ class LogOperations:
 
     # -- checkpoints and proofs -------------------------------------------------------
 
+    def integrate(self) -> int:
+        """Add the events committed since the last run to the Merkle tree."""
+        with self._tx() as (s, _):
+            return _audit.integrate(s)
+
     def checkpoint(self, access: _audit.Access) -> AuditCheckpoint:
         with self._tx() as (s, _):
             now = self.now()
@@ -174,13 +180,16 @@ class LogOperations:
             return _audit.sign_checkpoint(s, self._signer, now)
 
     def sign_if_due(self) -> AuditCheckpoint | None:
-        """Sign a checkpoint when events were appended since the last one."""
+        """Add queued events to the tree, and sign a checkpoint when it grew since the
+        last one."""
         with self._tx() as (s, _):
+            _audit.integrate(s)
             if _audit.unsigned_events(s) <= 0:
                 return None
             return _audit.sign_checkpoint(s, self._signer, self.now())
 
     def _check_sizes(self, s: Session, *sizes: int) -> int:
+        _audit.integrate(s)
         size, _ = _audit.head(s)
         if any(not 0 < n <= size for n in sizes):
             raise InvalidInput(f"tree sizes must be between 1 and the log's size ({size})")
@@ -211,6 +220,7 @@ class LogOperations:
             return proof
 
     def verify(self, access: _audit.Access) -> tuple[_audit.VerifyResult, AuditCheckpoint]:
+        self.integrate()
         with snapshot(self._engine) as s:
             result = _audit.verify(s, public_key=self._signer.public_key, origin=self.origin)
         with self._tx() as (s, _):
@@ -235,6 +245,7 @@ class LogOperations:
         """
         with self._tx() as (s, _):
             self._require_org(s, access)
+            _audit.integrate(s)
             now = self.now()
             found = select(Signal.id, Signal.household_id).join(
                 SignalKey, SignalKey.signal_id == Signal.id).where(
@@ -275,6 +286,7 @@ class LogOperations:
             raise InvalidInput("until must be after since")
         with self._tx() as (s, _):
             self._require_org(s, access)
+            _audit.integrate(s)
             events = list(s.scalars(self._visible(access, select(AuditEvent).where(
                 AuditEvent.occurred_at >= since, AuditEvent.occurred_at < until))))
             figures = _figures(s, access, self, events)
@@ -311,6 +323,7 @@ class LogOperations:
         Returns the range [first, upto) removed.
         """
         with self._tx() as (s, _):
+            _audit.integrate(s)
             now = self.now()
             if before > now - self.log_retention:
                 raise FailedPrecondition(

@@ -306,6 +306,21 @@ class AuditEvent(Base):
         return {c.name: getattr(self, c.key) for c in self.__table__.columns}
 
 
+class AuditQueued(Base):
+    """An event appended and committed but not yet in the Merkle tree.
+
+    Appending writes here, without touching the tree, so concurrent requests never wait
+    for one another; the integrator (hub._audit.integrate) moves queued events into
+    ``audit_events`` in one locked transaction, giving each its index, leaf and chain
+    hash. ``payload`` is the event's fields as JSON: no personal data, as for events.
+    """
+
+    __tablename__ = "audit_queue"
+
+    id: Mapped[int] = mapped_column(AutoBigInt, primary_key=True, autoincrement=True)
+    payload: Mapped[str] = mapped_column(Text)
+
+
 class AuditHead(Base):
     """The single row holding the log's size, Merkle root and latest chain hash.
 

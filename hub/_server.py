@@ -117,6 +117,10 @@ class RunningHub(Running):
 
     def stop(self, grace: float = 5.0) -> None:
         super().stop(grace)
+        try:  # leave no event waiting in the queue: add them to the tree and sign
+            self.hub.sign_if_due()
+        except Exception:  # noqa: BLE001 - the next start adds them
+            _log.exception("could not sign a last checkpoint")
         self.hub.close()
 
 
@@ -138,7 +142,8 @@ def open_hub(settings: HubSettings, *, clock: Callable[[], datetime] | None = No
         raise ConfigError(f"log_retention_days must be at least {MIN_LOG_RETENTION.days}")
     return Hub(engine, signer=signer, clock=clock, limits=limits,
                oversight=frozenset(settings.oversight_organisations),
-               log_retention=timedelta(days=settings.log_retention_days))
+               log_retention=timedelta(days=settings.log_retention_days),
+               integrate_on_commit=settings.checkpoint_seconds <= 0)
 
 
 def start_hub(

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 
 from exchange.cli import build_parser, main
+from exchange.db import make_engine, migrate
+from hub._server import MIGRATIONS
 from tests.integration.conftest import Server, person, samenloop, write_csv
 from tests.support import current_covenant
 
@@ -69,10 +71,15 @@ def test_offline_verification_of_a_missing_file_creates_nothing(
 
 def test_migrate_says_what_it_did(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'hub.db'}"
+    engine = make_engine(url)
+    migrate(engine, MIGRATIONS, "0001")  # a hub installed at the first release
+    engine.dispose()
     first = samenloop("hub", "migrate", "--database-url", url)
-    assert "created the hub schema (revision 0001)" in first.stdout
+    assert "from revision 0001 to 0002" in first.stdout
     again = samenloop("hub", "migrate", "--database-url", url)
-    assert "was already at the newest schema" in again.stdout
+    assert "was already at the newest schema (revision 0002)" in again.stdout
+    fresh = samenloop("hub", "migrate", "--database-url", f"sqlite:///{tmp_path / 'new.db'}")
+    assert "created the hub schema (revision 0002)" in fresh.stdout
 
 
 def test_an_unreachable_service_is_a_clear_error(tmp_path: Path,

@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 
 from agent import AgentSettings
 from exchange import crypto, rpc
-from exchange.db import session_factory
+from exchange.db import make_engine, session_factory
 from exchange.errors import (
     FailedPrecondition,
     PermissionDenied,
@@ -125,6 +125,7 @@ def _stub(services: Services, org: str, role: str, user: str = "u") -> Any:
 
 
 def _denials(services: Services) -> list[AuditEvent]:
+    services.hub.hub.integrate()  # the server adds events to the tree within 0.5 s
     with session_factory(services.engine)() as s:
         return list(s.scalars(select(AuditEvent).where(AuditEvent.outcome == "denied")))
 
@@ -226,6 +227,7 @@ def test_malformed_submissions_are_refused_and_change_nothing(
     request = _valid_request(services)
     mutate(request)
     engine = services.engine
+    services.hub.hub.integrate()
     before = row_counts(engine)
     channel, stub = _stub(services, "org-b", "partner")
     with pytest.raises(grpc.RpcError) as info:
@@ -233,7 +235,9 @@ def test_malformed_submissions_are_refused_and_change_nothing(
     channel.close()
     assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT, label
     assert info.value.details()
+    services.hub.hub.integrate()
     after = row_counts(engine)
+    assert after.pop("audit_queue") == before.pop("audit_queue") == 0
     assert after.pop("audit_events") == before.pop("audit_events") + 1  # the refusal is logged
     after.pop("audit_nodes")  # the log's tree grows with it
     before.pop("audit_nodes")
@@ -498,13 +502,36 @@ def test_a_checkpoint_is_signed_within_a_second_of_a_write(services: Services,
     deadline = time.monotonic() + 1.0
     while time.monotonic() < deadline:
         with session_factory(services.engine)() as s:
-            if _audit.unsigned_events(s) == 0:
+            if _audit.unsigned_events(s) == _audit.queued(s) == 0:
                 break
         time.sleep(0.05)
     with session_factory(services.engine)() as s:
+        assert _audit.queued(s) == 0  # every event is in the tree
         assert _audit.unsigned_events(s) == 0
         latest = _audit.latest_checkpoint(s)
-        assert latest is not None and latest.size == _audit.head(s)[0]
+        assert latest is not None and latest.size == _audit.head(s)[0] > 0
+
+
+def test_a_stopping_hub_adds_waiting_events_and_signs_them(tmp_path: Path) -> None:
+    from agent import Admin, AdminSettings
+    from hub import _audit
+
+    url = f"sqlite:///{tmp_path / 'hub.db'}"
+    running = start_hub(HubSettings(listen="127.0.0.1:0", database_url=url, migrate=True,
+                                    checkpoint_key=tmp_path / "cp.key",
+                                    checkpoint_seconds=3600))  # the thread never runs
+    admin = Admin(AdminSettings(organisation="gemeente", hub=running.address))
+    admin.organisation("gemeente", "Gemeente")
+    admin.close()
+    engine = make_engine(url)
+    try:
+        with session_factory(engine)() as s:
+            assert (_audit.queued(s), _audit.head(s)[0]) == (1, 0)  # waiting
+        running.stop()
+        with session_factory(engine)() as s:
+            assert (_audit.queued(s), _audit.head(s)[0], _audit.unsigned_events(s)) == (0, 1, 0)
+    finally:
+        engine.dispose()
 
 
 def test_subject_access_end_to_end(services: Services, tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 import threading
@@ -16,7 +17,7 @@ from sqlalchemy.exc import DBAPIError
 
 from exchange import auditlog, checkpoint, merkle
 from exchange.db import make_engine, migrate, session_factory, snapshot
-from hub import _audit, verify_database
+from hub import _audit, _logops, verify_database
 from hub._core import Hub
 from hub._models import AuditCheckpoint, AuditEvent, AuditHead
 from hub._server import MIGRATIONS
@@ -385,9 +386,12 @@ def test_a_rolled_back_savepoint_takes_only_its_own_events(hub: Hub) -> None:
     with session_factory(hub._engine).begin() as s:
         _audit.append(s, who, _audit.Event("t.six", "read"), hub.now())
     with session_factory(hub._engine)() as s:
+        assert (_audit.queued(s), _audit.head(s)[0]) == (6, 0)  # committed, not in the tree
+    assert hub.integrate() == 6
+    with session_factory(hub._engine)() as s:
         types = list(s.scalars(select(AuditEvent.event_type).order_by(AuditEvent.seq)))
         assert types == ["t.one", "t.two", "t.three", "t.four", "t.five", "t.six"]
-        assert _audit.head(s)[0] == 6
+        assert (_audit.queued(s), _audit.head(s)[0]) == (0, 6)
     result = _verify(hub._engine)
     assert result.ok, result.describe()
 
@@ -407,3 +411,83 @@ def test_a_failed_transaction_leaves_the_head_as_it_was(hub: Hub) -> None:
     _fill(hub, 1)
     result = _verify(hub._engine)
     assert result.ok and result.size == 3
+
+
+def _deferred(hub: Hub) -> Hub:
+    """The same hub as a server runs it: events wait in the queue until integrated."""
+    return Hub(hub._engine, signer=hub._signer, clock=hub._clock, integrate_on_commit=False)
+
+
+def test_a_server_hub_queues_events_and_signs_them_within_its_interval(hub: Hub) -> None:
+    server = _deferred(hub)
+    _fill(server, 3)
+    queued = _verify(hub._engine, hub)
+    assert queued.ok and (queued.size, queued.queued) == (0, 3)
+    assert "3 newer event(s) wait in the queue" in queued.describe()
+    cp = server.sign_if_due()  # what the checkpoint thread runs
+    assert cp is not None and cp.size == 3
+    assert server.sign_if_due() is None  # nothing new
+    after = _verify(hub._engine, hub)
+    assert after.ok and (after.size, after.queued, after.unsigned) == (3, 0, 0)
+    assert "wait in the queue" not in after.describe()
+    # a privacy officer's query sees every committed event, queued or not
+    server.register_organisation(ADMIN, "gemeente", "Gemeente")
+    page = server.query_events(ADMIN, _logops.AuditFilter(), 100, "")
+    assert [e.seq for e in page.events] == [0, 1, 2, 3]
+
+
+def test_concurrent_writers_and_the_integrator_lose_and_reorder_nothing(hub: Hub) -> None:
+    server = _deferred(hub)
+    writers_done = threading.Event()
+    signed: list[int] = []
+
+    def write(i: int) -> None:
+        for j in range(15):
+            server.register_organisation(ADMIN, f"w{i}-{j}", "x")
+
+    def integrate() -> None:
+        while not writers_done.is_set():
+            cp = server.sign_if_due()
+            if cp is not None:
+                signed.append(cp.size)
+
+    integrator = threading.Thread(target=integrate)
+    integrator.start()
+    writers = [threading.Thread(target=write, args=(i,)) for i in range(4)]
+    for t in writers:
+        t.start()
+    for t in writers:
+        t.join()
+    writers_done.set()
+    integrator.join()
+    server.integrate()
+    result = _verify(hub._engine, hub)
+    assert result.ok and (result.size, result.queued) == (60, 0), result.describe()
+    assert signed == sorted(signed) and len(set(signed)) == len(signed)
+    with session_factory(hub._engine)() as s:
+        rows = list(s.scalars(select(AuditEvent).order_by(AuditEvent.seq)))
+    assert [r.seq for r in rows] == list(range(60))
+    # each writer's own events keep their order
+    orgs = [json.loads(r.detail)["organisation"] for r in rows]
+    for i in range(4):
+        assert [o for o in orgs if o.startswith(f"w{i}-")] == [f"w{i}-{j}" for j in range(15)]
+
+
+def test_integrating_in_a_transaction_that_rolls_back_changes_nothing(hub: Hub) -> None:
+    from tests.support import access
+
+    server = _deferred(hub)
+    _fill(server, 2)
+
+    def failing_request() -> None:
+        with session_factory(hub._engine).begin() as s:
+            _audit.append(s, access("org-a"), _audit.Event("t.lost", "read"), hub.now())
+            assert _audit.integrate(s) == 3  # the two queued and its own
+            raise RuntimeError
+
+    with pytest.raises(RuntimeError):
+        failing_request()
+    with session_factory(hub._engine)() as s:
+        assert (_audit.queued(s), _audit.head(s)[0]) == (2, 0)
+    assert server.integrate() == 2
+    assert _verify(hub._engine).size == 2
