@@ -122,7 +122,7 @@ def _writer(sessions: object, stop: threading.Event, latencies: list[float]) -> 
 
 
 def bench(url: str, sizes: list[int], key: Path, interval: float) -> None:
-    engine = make_engine(url)
+    engine = make_engine(url, pool_size=20)  # every writer and the checkpointer at once
     migrate(engine, MIGRATIONS)
     sessions = session_factory(engine)
     signer = checkpoint.CheckpointSigner.load_or_create(key, "bench.example/hub")
@@ -130,8 +130,8 @@ def bench(url: str, sizes: list[int], key: Path, interval: float) -> None:
     print(f"appending while a checkpoint is signed every {interval} s")
     print(f"{'writers':>8} {'per tx':>7} {'events/s':>10} {'checkpoints':>12} "
           f"{'slowest ms':>12} {'signed in ms':>13}")
-    for threads, per_thread, per_tx in ((1, 3000, 1), (4, 1500, 1), (8, 1000, 1),
-                                        (16, 500, 1), (1, 10000, 10)):
+    for threads, per_thread, per_tx in ((1, 5000, 1), (4, 2500, 1), (8, 1250, 1),
+                                        (16, 625, 1), (1, 20000, 10)):
         print(_concurrent(sessions, signer, interval, threads, per_thread, per_tx))
     print("(slowest: the longest integrate-and-sign transaction; signed in: from the last "
           "write until a checkpoint covered it)")

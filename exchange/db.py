@@ -6,6 +6,7 @@ timezone-safe datetimes, and the Alembic runner each package's migrations use.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -18,6 +19,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import DateTime, Engine, and_, create_engine, event, false, or_, text
 from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -133,8 +135,35 @@ def make_engine(url: str, *, must_exist: bool = False, **kwargs: Any) -> Engine:
                               "pip install 'psycopg[binary]'") from None
         if parsed.get_driver_name() != "psycopg":
             parsed = parsed.set(drivername="postgresql+psycopg")
-        return create_engine(parsed, pool_pre_ping=True, hide_parameters=True, **kwargs)
+        engine = create_engine(parsed, hide_parameters=True, **kwargs)
+        _ping_when_idle(engine)
+        return engine
     raise ConfigError(f"unsupported database backend '{backend}' (use sqlite or postgresql)")
+
+
+# A pooled connection unused for longer than this is checked before it is handed out (the
+# server may have restarted meanwhile). Checking every one, as pool_pre_ping does, costs a
+# round trip per transaction: a fifth of what appending an access event costs.
+PING_AFTER_IDLE_SECONDS = 5.0
+_IDLE_SINCE = "samenloop.idle_since"
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    def mark(_dbapi_connection: Any, record: Any) -> None:
+        record.info[_IDLE_SINCE] = time.monotonic()
+
+    def check(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        if time.monotonic() - record.info.get(_IDLE_SINCE, 0.0) < PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as exc:
+            # The pool discards this connection and hands out a fresh one.
+            raise DisconnectionError("the database connection was lost") from exc
+
+    event.listen(engine, "connect", mark)
+    event.listen(engine, "checkin", mark)
+    event.listen(engine, "checkout", check)
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

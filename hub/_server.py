@@ -130,7 +130,9 @@ class RunningKeyService(Running):
 
 
 def open_hub(settings: HubSettings, *, clock: Callable[[], datetime] | None = None) -> Hub:
-    engine = make_engine(settings.database_url)
+    # A connection for every request thread and the two housekeeping threads: a request
+    # never waits for another's connection.
+    engine = make_engine(settings.database_url, pool_size=settings.max_workers + 2)
     if settings.migrate:
         migrate(engine, MIGRATIONS)
     check_current(engine, MIGRATIONS)

@@ -47,6 +47,12 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 
 
 @pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database, for what only PostgreSQL does."""
+    yield from _postgres_database()
+
+
+@pytest.fixture
 def clock() -> Clock:
     return Clock()
 
