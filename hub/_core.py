@@ -143,8 +143,11 @@ class Hub(LogOperations):
             with session.begin():
                 yield session, changes
             if self._integrate_on_commit and _audit.wrote(session):
-                with session.begin():
-                    _audit.integrate(session)
+                try:
+                    with session.begin():
+                        _audit.integrate(session)
+                except Exception:  # noqa: BLE001 - the request committed; the next run adds them
+                    _log.exception("could not add queued access events to the log")
         if changes.feed:
             with self._feed_cond:
                 self._feed_version += 1

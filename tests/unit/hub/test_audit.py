@@ -491,3 +491,17 @@ def test_integrating_in_a_transaction_that_rolls_back_changes_nothing(hub: Hub) 
         assert (_audit.queued(s), _audit.head(s)[0]) == (2, 0)
     assert server.integrate() == 2
     assert _verify(hub._engine).size == 2
+
+
+def test_a_request_that_committed_succeeds_even_if_adding_its_events_fails(
+        hub: Hub, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(session: object) -> int:
+        raise RuntimeError("the database went away")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(_audit, "integrate", broken)
+        hub.register_organisation(ADMIN, "org-x", "X")  # no error: it committed
+    with session_factory(hub._engine)() as s:
+        assert (_audit.queued(s), _audit.head(s)[0]) == (1, 0)
+    hub.register_organisation(ADMIN, "org-y", "Y")  # the next commit adds both
+    assert _verify(hub._engine).size == 2
