@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import bindparam, delete, event, func, insert, select, update
+from sqlalchemy import String, bindparam, delete, event, func, insert, select, update
 from sqlalchemy.orm import Session, SessionTransaction
 
 from exchange import auditlog, checkpoint, merkle
@@ -157,6 +157,9 @@ _INSERT_NODES = insert(AuditNode)
 _UPDATE_HEAD = update(AuditHead).where(AuditHead.id == 1).values(
     size=bindparam("new_size"), frontier=bindparam("new_frontier"),
     root_hash=bindparam("new_root"), chain_hash=bindparam("new_chain"))
+# Column lengths of the event's text fields, checked as an event is appended.
+_LIMITS: dict[str, int] = {c.name: c.type.length for c in AuditEvent.__table__.columns
+                           if isinstance(c.type, String) and c.type.length is not None}
 # Queued events moved into the tree per statement batch (and per lock, see integrate).
 INTEGRATE_BATCH = 2000
 
@@ -201,6 +204,8 @@ def _note_rollback(session: Session) -> None:
 def _end_transaction(session: Session, transaction: SessionTransaction) -> None:
     """A savepoint that rolled back takes its appends with it; a transaction that ends
     without committing leaves nothing behind."""
+    if not (transaction.nested or transaction.parent is None):
+        return  # a subtransaction (a flush's): its savepoint or outer transaction decides
     rolled_back = session.info.pop(_ROLLED_BACK, False)
     if transaction.nested:
         kept = session.info.get(_SAVED, {}).pop(id(transaction), None)
@@ -219,6 +224,8 @@ def append(session: Session, access: Access, event: Event, at: datetime) -> None
     when the log is next integrated (``integrate``): right after the commit in an
     embedded hub, within the checkpoint interval in a server.
     """
+    if at.tzinfo is None:
+        raise ValueError("audit times must be timezone-aware")
     system = access.role == "system"
     owner = (event.owner if event.owner is not None
              else "" if system else access.organisation_id)
@@ -239,7 +246,7 @@ def append(session: Session, access: Access, event: Event, at: datetime) -> None
         "actor_role": access.role,
         "requested": not system,
         "owner_org": owner,
-        "on_behalf_of": on_behalf_of,
+        "on_behalf_of": on_behalf_of[:128],
         "purpose": event.purpose or (
             "oversight" if event.event_type.startswith("audit.")
             else DEFAULT_PURPOSE.get(access.role, "")),
@@ -251,6 +258,12 @@ def append(session: Session, access: Access, event: Event, at: datetime) -> None
         "request_id": access.request_id,
         "detail": json.dumps(dict(event.detail), sort_keys=True, separators=(",", ":")),
     }
+    for name, value in row.items():
+        limit = _LIMITS.get(name)
+        if limit is not None and len(value) > limit:
+            # Refuse here, with the request, not later in integrate, where one bad row
+            # would hold up the whole log.
+            raise ValueError(f"audit field {name} is longer than {limit}")
     payload = json.dumps(row, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     session.info.setdefault(_PENDING, []).append({"payload": payload})
 

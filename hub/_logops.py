@@ -346,6 +346,7 @@ class LogOperations:
             _audit.append(s, access, _audit.Event(
                 "audit.prune", "delete", purpose="retention",
                 detail={"first": previous, "upto": upto, "before": before.isoformat()}), now)
+            _audit.integrate(s)  # the removal is in the tree before anyone verifies it
             return previous, upto
 
 

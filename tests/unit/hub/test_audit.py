@@ -505,3 +505,45 @@ def test_a_request_that_committed_succeeds_even_if_adding_its_events_fails(
         assert (_audit.queued(s), _audit.head(s)[0]) == (1, 0)
     hub.register_organisation(ADMIN, "org-y", "Y")  # the next commit adds both
     assert _verify(hub._engine).size == 2
+
+
+def test_an_event_that_cannot_be_stored_is_refused_with_its_request(hub: Hub) -> None:
+    from tests.support import access
+
+    with pytest.raises(ValueError, match="subject_ref"), \
+            session_factory(hub._engine).begin() as s:
+        _audit.append(s, access("org-a"), _audit.Event("t.bad", "read", subject_ref="x" * 65),
+                      hub.now())
+    with pytest.raises(ValueError, match="timezone"), session_factory(hub._engine).begin() as s:
+        _audit.append(s, access("org-a"), _audit.Event("t.naive", "read"),
+                      hub.now().replace(tzinfo=None))
+    long = _audit.Access("o" * 64, "u" * 128, "partner", "r")
+    with session_factory(hub._engine).begin() as s:  # a system event on behalf of it fits
+        _audit.append(s, _audit.Access.system(long), _audit.Event("t.ok", "read"), hub.now())
+    with session_factory(hub._engine)() as s:
+        assert _audit.queued(s) == 1
+    assert hub.integrate() == 1
+
+
+def test_a_savepoint_rolled_back_by_a_failed_flush_takes_its_events(hub: Hub) -> None:
+    from sqlalchemy.exc import IntegrityError
+
+    from hub._models import Organisation
+    from tests.support import access
+
+    hub.register_organisation(ADMIN, "org-a", "A")
+    with session_factory(hub._engine).begin() as s:
+
+        def failing_item() -> None:
+            with s.begin_nested():
+                _audit.append(s, access("org-a"), _audit.Event("t.gone", "read"), hub.now())
+                s.add(Organisation(id="org-a", name="again"))
+                s.flush()
+
+        with pytest.raises(IntegrityError):
+            failing_item()
+        _audit.append(s, access("org-a"), _audit.Event("t.kept", "read"), hub.now())
+    hub.integrate()
+    with session_factory(hub._engine)() as s:
+        types = list(s.scalars(select(AuditEvent.event_type).order_by(AuditEvent.seq)))
+    assert types[-1] == "t.kept" and "t.gone" not in types
