@@ -33,6 +33,7 @@ from sqlalchemy import Engine, select
 from exchange import checkpoint, merkle
 from exchange.db import make_engine, migrate, redact_url, session_factory, snapshot
 from hub import _audit
+from hub._core import Hub
 from hub._logops import _prove
 from hub._models import AuditEvent
 from hub._server import MIGRATIONS, HubSettings
@@ -66,10 +67,9 @@ def _fill(sessions: Any, count: int) -> None:
 
 @dataclass
 class _Checkpointer:
-    """What the hub server's checkpoint thread does: integrate, then sign if the tree grew."""
+    """The hub server's checkpoint thread: Hub.sign_if_due every ``interval`` seconds."""
 
-    sessions: Any
-    signer: checkpoint.CheckpointSigner
+    hub: Hub
     interval: float
     stop: threading.Event = field(default_factory=threading.Event)
     signed: list[int] = field(default_factory=list)
@@ -78,20 +78,18 @@ class _Checkpointer:
     def run(self) -> None:
         while not self.stop.wait(self.interval):
             t = time.perf_counter()
-            with self.sessions.begin() as s:
-                _audit.integrate(s)
-                if _audit.unsigned_events(s):
-                    self.signed.append(_audit.sign_checkpoint(s, self.signer,
-                                                              datetime.now(UTC)).size)
+            cp = self.hub.sign_if_due()
+            if cp is not None:
+                self.signed.append(cp.size)
             self.busy.append(time.perf_counter() - t)
 
 
-def _concurrent(sessions: Any, signer: checkpoint.CheckpointSigner, interval: float,
+def _concurrent(sessions: Any, hub: Hub, interval: float,
                 threads: int, per_thread: int, per_tx: int) -> str:
     """Writers appending at once while the checkpointer integrates and signs."""
     with sessions() as s:
         start_size = _audit.head(s)[0] + _audit.queued(s)
-    cp = _Checkpointer(sessions, signer, interval)
+    cp = _Checkpointer(hub, interval)
     signing = threading.Thread(target=cp.run)
     signing.start()
     writers = [threading.Thread(target=_append, args=(sessions, per_thread, per_tx))
@@ -126,13 +124,14 @@ def bench(url: str, sizes: list[int], key: Path, interval: float) -> None:
     migrate(engine, MIGRATIONS)
     sessions = session_factory(engine)
     signer = checkpoint.CheckpointSigner.load_or_create(key, "bench.example/hub")
+    hub = Hub(engine, signer=signer, integrate_on_commit=False)
     print(f"\n== {redact_url(url)}")
     print(f"appending while a checkpoint is signed every {interval} s")
     print(f"{'writers':>8} {'per tx':>7} {'events/s':>10} {'checkpoints':>12} "
           f"{'slowest ms':>12} {'signed in ms':>13}")
     for threads, per_thread, per_tx in ((1, 5000, 1), (4, 2500, 1), (8, 1250, 1),
                                         (16, 625, 1), (1, 20000, 10)):
-        print(_concurrent(sessions, signer, interval, threads, per_thread, per_tx))
+        print(_concurrent(sessions, hub, interval, threads, per_thread, per_tx))
     print("(slowest: the longest integrate-and-sign transaction; signed in: from the last "
           "write until a checkpoint covered it)")
     _proofs(sessions, sizes)
