@@ -512,6 +512,21 @@ class Agent:
         _log.info("consent revoked", consent_id=consent_id)
         return record
 
+    # -- tasks and notices ------------------------------------------------------------
+
+    def tasks(self, *, include_done: bool = False) -> list[tuple[signal_pb2.Task, str]]:
+        """This partner's tasks, each with the case reference of the signal it is about."""
+        tasks = list(self.hub.call(self.hub.signals.ListTasks, signal_pb2.ListTasksRequest(
+            include_done=include_done)).tasks)
+        with self._sessions() as s:
+            refs = dict(s.execute(select(Submission.signal_id, Submission.case_ref).where(
+                Submission.signal_id.in_([t.signal_id for t in tasks]))).all())
+        return [(t, refs.get(t.signal_id, "")) for t in tasks]
+
+    def dismiss_task(self, task_id: str) -> signal_pb2.Task:
+        return self.hub.call(self.hub.signals.DismissTask,
+                             signal_pb2.DismissTaskRequest(task_id=task_id))
+
     def consents(self, case_ref: str | None = None) -> Iterator[ConsentRecord]:
         with self._sessions() as s:
             stmt = select(ConsentRecord).order_by(ConsentRecord.recorded_at)

@@ -25,14 +25,13 @@ if TYPE_CHECKING:
 _STATE_NAMES: dict[coordinator_pb2.AlertState.ValueType, str] = {
     coordinator_pb2.ALERT_STATE_NEW: "new",
     coordinator_pb2.ALERT_STATE_SEEN: "seen",
-    coordinator_pb2.ALERT_STATE_ACKNOWLEDGED: "acknowledged",
+    coordinator_pb2.ALERT_STATE_CONTACT_MADE: "contact_made",
     coordinator_pb2.ALERT_STATE_CLOSED: "closed",
 }
 _NEXT_ACTION = {
-    "new": "open it and contact the professionals",
-    "seen": "contact the professionals, then ack",
-    "acknowledged": "none",
-    "closed": "none",
+    "new": "open it: samenloop coordinator open {id}",
+    "seen": "bring the professionals together, then: samenloop coordinator contact {id}",
+    "contact_made": "when they work together: samenloop coordinator close {id}",
 }
 
 
@@ -136,6 +135,24 @@ def _register_agent(sub: Any) -> None:
     common(revoke)
     revoke.set_defaults(func=_consent_revoke)
 
+    tasks = a_sub.add_parser(
+        "tasks", help="consent-needed tasks and match notices for your signals",
+        description="List what the hub asks of this partner: 'consent needed' (a match on "
+        "your signal is held until the household consents; it does not say who else is "
+        "involved), match notices (the other professionals' contact details, never the "
+        "reason) and one-time notices of archived signals. Each notice you list is logged.")
+    tasks.add_argument("--all", action="store_true", help="also tasks that are done")
+    tasks.add_argument("--json", action="store_true", help="JSON lines for scripts")
+    common(tasks)
+    tasks.set_defaults(func=_agent_tasks)
+    dismiss = a_sub.add_parser(
+        "dismiss", help="dismiss a notice you have read",
+        description="Dismiss a match notice or archived-signal notice. Consent-needed "
+        "tasks close by themselves when consent is recorded or the match ends.")
+    dismiss.add_argument("task_id", metavar="TASK", help="the task id or its first 8 characters")
+    common(dismiss)
+    dismiss.set_defaults(func=_agent_dismiss)
+
     trust = a_sub.add_parser(
         "trust-key", help="trust the keys presented now (after a planned rotation)",
         description="Pin the key service's current OPRF key and every coordinator's current "
@@ -144,6 +161,55 @@ def _register_agent(sub: Any) -> None:
         "municipality. Pseudonyms made with a new OPRF key do not match old ones.")
     common(trust)
     trust.set_defaults(func=_agent_trust)
+
+
+_TASK_KINDS = {1: "consent_needed", 2: "match_notice", 3: "archived_match"}
+
+
+def _task_text(task: Any, case_ref: str) -> str:
+    kind = _TASK_KINDS.get(task.kind, "?")
+    if task.state == 2:  # done
+        return f"done ({task.closed_reason})"
+    if kind == "consent_needed":
+        ref = case_ref or "<case-ref>"
+        return (f"ask the household for consent, then: samenloop agent consent grant "
+                f"--case-ref {ref} --covenant {task.covenant_id} --evidence <REF> "
+                "--valid-for <DAYS>")
+    people = "; ".join(
+        f"{o.organisation_name}: {o.professional.name} "
+        f"({', '.join(c for c in (o.professional.phone, o.professional.email) if c)})"
+        for o in task.others) or "no one any more"
+    return ("also involved: " if kind == "match_notice" else "known before: ") + people
+
+
+def _agent_tasks(args: argparse.Namespace) -> int:
+    with _agent(args) as agent:
+        tasks = agent.tasks(include_done=args.all)
+    if args.json:
+        for task, case_ref in tasks:
+            print(_json(task, case_ref=case_ref))
+        return 0
+    if not tasks:
+        print("no tasks")
+        return 0
+    now = datetime.now(UTC)
+    print_table([[t.task_id[:8], _TASK_KINDS.get(t.kind, "?"), ref or "-",
+                  _age(t.created_at.ToDatetime(tzinfo=UTC), now), _task_text(t, ref)]
+                 for t, ref in tasks], ["TASK", "KIND", "CASE", "AGE", "WHAT TO DO"])
+    return 0
+
+
+def _agent_dismiss(args: argparse.Namespace) -> int:
+    with _agent(args) as agent:
+        task_id = args.task_id
+        if len(task_id) != 36:
+            found = [t.task_id for t, _ in agent.tasks() if t.task_id.startswith(task_id)]
+            if len(found) != 1:
+                raise InvalidInput(f"'{task_id}' does not name exactly one open task")
+            task_id = found[0]
+        task = agent.dismiss_task(task_id)
+    print(f"task {task.task_id} is done ({task.closed_reason})")
+    return 0
 
 
 def print_notices(notices: Iterable[str]) -> None:
@@ -252,9 +318,10 @@ def _agent_trust(args: argparse.Namespace) -> int:
 
 def _register_coordinator(sub: Any) -> None:
     coord = sub.add_parser(
-        "coordinator", help="coordinator desk: alert inbox, open envelopes, acknowledge",
+        "coordinator", help="coordinator desk: alert inbox, open, contact made, close",
         description="The coordinator's desk. Alerts say which organisations and "
-        "professionals are involved, never why. Envelopes are opened on this machine.")
+        "professionals are involved, never why. Envelopes are opened on this machine. "
+        "An alert goes new -> seen (opened) -> contact_made -> closed.")
     c_sub = coord.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def common(p: argparse.ArgumentParser) -> None:
@@ -272,12 +339,16 @@ def _register_coordinator(sub: Any) -> None:
     keygen.set_defaults(func=_coord_keygen)
 
     alerts = c_sub.add_parser(
-        "alerts", help="show your alert inbox",
-        description="List your alerts as a table (or JSON lines with --json). With "
+        "inbox", aliases=["alerts"], help="show your alert inbox",
+        description="List your alerts as a table: state, age, organisations involved and "
+        "the next action (OVERDUE after the covenant's reminder days without contact, "
+        "ESCALATED after its escalation days). --json gives JSON lines for scripts. With "
         "--watch, keep streaming changes, resuming from the last one after a reconnect.")
     alerts.add_argument("--state", action="append",
-                        choices=("new", "seen", "acknowledged", "closed"),
+                        choices=("new", "seen", "contact_made", "closed"),
                         help="only alerts in this state (repeatable; default all open)")
+    alerts.add_argument("--escalated", action="store_true",
+                        help="the alerts escalated to you as a covenant's escalation contact")
     alerts.add_argument("--watch", action="store_true",
                         help="stream changes until Ctrl-C, resuming where this desk left off")
     alerts.add_argument("--after", type=int, metavar="CURSOR",
@@ -286,24 +357,46 @@ def _register_coordinator(sub: Any) -> None:
     common(alerts)
     alerts.set_defaults(func=_coord_alerts)
 
+    alert_help = "the alert id, its first 8 characters, or 'next' (the oldest {})"
     open_ = c_sub.add_parser(
-        "open", help="open an alert's envelopes with your private key",
+        "open", help="open an alert's envelopes with your private key (new -> seen)",
         description="Fetch the alert's envelopes and open them locally. The hub records "
-        "the opening in the access log.")
-    open_.add_argument("alert_id", metavar="ALERT",
-                       help="the alert id, its first 8 characters, or 'next' (the oldest new)")
+        "the opening in the access log; a new alert becomes seen.")
+    open_.add_argument("alert_id", metavar="ALERT", help=alert_help.format("new"))
     open_.add_argument("--key-file", type=Path, metavar="FILE",
                        help="your private key (default coordinator.key)")
     open_.add_argument("--json", action="store_true", help="JSON for scripts")
     common(open_)
     open_.set_defaults(func=_coord_open)
 
-    ack = c_sub.add_parser("ack", help="acknowledge an alert",
-                           description="Mark an alert acknowledged.")
-    ack.add_argument("alert_id", metavar="ALERT",
-                     help="the alert id, its first 8 characters, or 'next' (the oldest seen)")
-    common(ack)
-    ack.set_defaults(func=_coord_ack)
+    contact = c_sub.add_parser(
+        "contact", aliases=["ack"], help="record that contact was made (seen -> contact_made)",
+        description="Record that you brought the professionals together. Stops the "
+        "reminder and escalation.")
+    contact.add_argument("alert_id", metavar="ALERT", help=alert_help.format("seen"))
+    contact.add_argument("--json", action="store_true", help="JSON for scripts")
+    common(contact)
+    contact.set_defaults(func=_coord_contact)
+
+    close = c_sub.add_parser(
+        "close", help="close an alert",
+        description="Close an alert. The same organisations raise no new alert; a new "
+        "organisation or signal does.")
+    close.add_argument("alert_id", metavar="ALERT", help=alert_help.format("contact_made"))
+    close.add_argument("--reason", choices=("resolved", "no_action_needed"),
+                       default="resolved", help="why (default resolved)")
+    close.add_argument("--json", action="store_true", help="JSON for scripts")
+    common(close)
+    close.set_defaults(func=_coord_close)
+
+    show = c_sub.add_parser(
+        "show", help="an alert's history: who did what, when",
+        description="Show one alert: who is involved, and who saw it, recorded contact, "
+        "was reminded, escalated and closed it, and when.")
+    show.add_argument("alert_id", metavar="ALERT", help=alert_help.format("new"))
+    show.add_argument("--json", action="store_true", help="JSON for scripts")
+    common(show)
+    show.set_defaults(func=_coord_show)
 
 
 def _desk(args: argparse.Namespace) -> Any:
@@ -334,14 +427,31 @@ def _coord_keygen(args: argparse.Namespace) -> int:
     return 0
 
 
-def alert_row(alert: coordinator_pb2.Alert, now: datetime) -> list[str]:
+def _when(ts: Any) -> datetime | None:
+    return ts.ToDatetime(tzinfo=UTC) if ts.seconds or ts.nanos else None
+
+
+def _age(since: datetime, now: datetime) -> str:
+    age = now - since
+    return f"{age.days}d" if age.days else f"{int(age.total_seconds() // 3600)}h"
+
+
+def alert_row(alert: coordinator_pb2.Alert, now: datetime, me: str = "") -> list[str]:
     state = _STATE_NAMES.get(alert.state, "?")
-    age = now - alert.created_at.ToDatetime(tzinfo=UTC)
-    days = age.days
-    age_text = f"{days}d" if days else f"{int(age.total_seconds() // 3600)}h"
     orgs = ", ".join(sorted({i.organisation_name for i in alert.involved})) or "-"
-    action = f"none (closed: {alert.closed_reason})" if state == "closed" else _NEXT_ACTION[state]
-    return [alert.alert_id[:8], state, age_text, orgs, action]
+    short = alert.alert_id[:8]
+    if state == "closed":
+        action = f"none (closed: {alert.closed_reason})"
+    elif me and alert.coordinator_id and alert.coordinator_id != me:
+        action = f"escalated to you: ask {alert.coordinator_id} to make contact"
+    else:
+        action = _NEXT_ACTION[state].format(id=short)
+        if state in ("new", "seen"):
+            if _when(alert.escalated_at):
+                action = f"ESCALATED ({alert.escalated_to or 'no contact named'}): {action}"
+            elif _when(alert.reminded_at):
+                action = f"OVERDUE: {action}"
+    return [short, state, _age(alert.created_at.ToDatetime(tzinfo=UTC), now), orgs, action]
 
 
 def print_table(rows: list[list[str]], header: list[str]) -> None:
@@ -355,16 +465,17 @@ def _coord_alerts(args: argparse.Namespace) -> int:
     with _desk(args) as desk:
         if args.watch:
             return _watch(desk, args)
-        alerts = desk.alerts(states)
+        alerts = desk.alerts(states, escalated=args.escalated)
+        me = desk.settings.coordinator_id
     if args.json:
         for alert in alerts:
             print(_json(alert))
         return 0
     if not alerts:
-        print("no alerts")
+        print("no alerts escalated to you" if args.escalated else "no alerts")
         return 0
     now = datetime.now(UTC)
-    print_table([alert_row(a, now) for a in alerts],
+    print_table([alert_row(a, now, me) for a in alerts],
                 ["ALERT", "STATE", "AGE", "ORGANISATIONS", "NEXT ACTION"])
     return 0
 
@@ -386,7 +497,7 @@ def _watch(desk: Any, args: argparse.Namespace) -> int:
                 print(_json(event), flush=True)
             else:
                 change = coordinator_pb2.AlertChange.Name(event.change).split("_")[-1]
-                row = alert_row(event.alert, datetime.now(UTC))
+                row = alert_row(event.alert, datetime.now(UTC), desk.settings.coordinator_id)
                 print(f"[{event.cursor}] {change.lower():8} {'  '.join(row)}", flush=True)
             state_file.write_text(json.dumps({"cursor": event.cursor}))
     except KeyboardInterrupt:
@@ -408,7 +519,7 @@ def _json(message: Any, **extra: Any) -> str:
 
 def _resolve_alert(desk: Any, alert_id: str, next_state: str) -> str:
     """A full alert id, the 8-character prefix the inbox shows, or 'next': the oldest
-    alert in ``next_state`` (new ones to open, seen ones to acknowledge)."""
+    alert in ``next_state`` (new ones to open, seen ones to record contact for)."""
     if alert_id == "next":
         waiting = [a for a in desk.alerts() if _STATE_NAMES[a.state] == next_state]
         if not waiting:
@@ -462,10 +573,55 @@ def _coord_open(args: argparse.Namespace) -> int:
     return 0 if all(o.identity for o in opened) else 1
 
 
-def _coord_ack(args: argparse.Namespace) -> int:
+def _coord_contact(args: argparse.Namespace) -> int:
     with _desk(args) as desk:
-        alert = desk.acknowledge(_resolve_alert(desk, args.alert_id, "seen"))
-    print(f"alert {alert.alert_id} is {_STATE_NAMES[alert.state]}")
+        alert = desk.record_contact(_resolve_alert(desk, args.alert_id, "seen"))
+    return _print_alert_state(alert, args.json)
+
+
+def _coord_close(args: argparse.Namespace) -> int:
+    with _desk(args) as desk:
+        alert = desk.close_alert(_resolve_alert(desk, args.alert_id, "contact_made"),
+                                 args.reason)
+    return _print_alert_state(alert, args.json)
+
+
+def _print_alert_state(alert: coordinator_pb2.Alert, as_json: bool) -> int:
+    if as_json:
+        print(_json(alert))
+    else:
+        reason = f" ({alert.closed_reason})" if alert.closed_reason else ""
+        print(f"alert {alert.alert_id} is {_STATE_NAMES[alert.state]}{reason}")
+    return 0
+
+
+def _coord_show(args: argparse.Namespace) -> int:
+    with _desk(args) as desk:
+        alert_id = _resolve_alert(desk, args.alert_id, "new")
+        found = [a for a in desk.alerts(list(_STATE_NAMES)) if a.alert_id == alert_id]
+    if not found:
+        raise InvalidInput(f"'{args.alert_id}' does not name one of your alerts")
+    alert = found[0]
+    if args.json:
+        print(_json(alert))
+        return 0
+    print(f"alert {alert.alert_id} - household {alert.household_ref} - covenant "
+          f"{alert.covenant_id} - {_STATE_NAMES[alert.state]}")
+    for who in alert.involved:
+        prof = who.professional
+        contact = ", ".join(c for c in (prof.phone, prof.email) if c)
+        print(f"  involved: {who.organisation_name}: {prof.name} ({contact})")
+    steps = [("created", alert.created_at, ""), ("seen", alert.seen_at, alert.seen_by),
+             ("reminded", alert.reminded_at, ""),
+             ("escalated", alert.escalated_at, alert.escalated_to and
+              f"to {alert.escalated_to}"),
+             ("contact made", alert.contact_made_at, alert.contact_made_by),
+             ("closed", alert.closed_at, alert.closed_by and
+              f"{alert.closed_by} ({alert.closed_reason})")]
+    for label, ts, who_did in steps:
+        at = _when(ts)
+        if at is not None:
+            print(f"  {label:13} {at.isoformat(timespec='minutes')}  {who_did}".rstrip())
     return 0
 
 

@@ -46,13 +46,16 @@ class CoordinatorDesk(HubUser):
         super().close()
 
     def alerts(
-        self, states: list[coordinator_pb2.AlertState.ValueType] | None = None
+        self, states: list[coordinator_pb2.AlertState.ValueType] | None = None,
+        *, escalated: bool = False,
     ) -> list[coordinator_pb2.Alert]:
+        """Your alerts (default: every open one); with ``escalated``, the alerts escalated
+        to you as a covenant's escalation contact."""
         out: list[coordinator_pb2.Alert] = []
         token = ""
         while True:
             page = self.hub.call(self.hub.coordinator.ListAlerts, coordinator_pb2.ListAlertsRequest(
-                states=states or [], page_size=200, page_token=token))
+                states=states or [], page_size=200, page_token=token, escalated=escalated))
             out.extend(page.alerts)
             token = page.next_page_token
             if not token:
@@ -107,6 +110,15 @@ class CoordinatorDesk(HubUser):
             opened.append(OpenedSignal(item.signal_id, item.organisation_id, identity))
         return response.alert, opened
 
-    def acknowledge(self, alert_id: str) -> coordinator_pb2.Alert:
-        return self.hub.call(self.hub.coordinator.AcknowledgeAlert,
-                             coordinator_pb2.AcknowledgeAlertRequest(alert_id=alert_id))
+    def record_contact(self, alert_id: str) -> coordinator_pb2.Alert:
+        """Record that the professionals were brought together."""
+        return self.hub.call(self.hub.coordinator.RecordContact,
+                             coordinator_pb2.RecordContactRequest(alert_id=alert_id))
+
+    def close_alert(self, alert_id: str, reason: str = "resolved") -> coordinator_pb2.Alert:
+        reasons = {"resolved": coordinator_pb2.ALERT_CLOSE_REASON_RESOLVED,
+                   "no_action_needed": coordinator_pb2.ALERT_CLOSE_REASON_NO_ACTION_NEEDED}
+        if reason not in reasons:
+            raise ValueError(f"reason must be one of {', '.join(reasons)}")
+        return self.hub.call(self.hub.coordinator.CloseAlert, coordinator_pb2.CloseAlertRequest(
+            alert_id=alert_id, reason=reasons[reason]))

@@ -10,18 +10,19 @@ from __future__ import annotations
 
 import base64
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Engine, func, select, tuple_
+from sqlalchemy import Engine, delete, func, or_, select, tuple_
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 import consent
 from exchange import checkpoint, crypto, log, vocab
-from exchange.db import session_factory
+from exchange.db import pairs_in, session_factory
 from exchange.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -46,6 +47,7 @@ from hub._models import (
     Organisation,
     Signal,
     SignalKey,
+    Task,
 )
 
 CLOCK_SKEW = timedelta(minutes=5)
@@ -56,6 +58,8 @@ _log = log.get("hub")
 class Limits:
     max_signal_age: timedelta = timedelta(days=730)
     max_consent_period: timedelta = timedelta(days=5 * 366)
+    # How long an archived signal (expired, or withdrawn as "risk gone") is kept.
+    archive_period: timedelta = timedelta(days=1826)
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,28 @@ class AlertView:
     covenant_id: str
     closed_reason: str
     involved: tuple[Involvement, ...]
+    coordinator_id: str = ""
+    # (when, who) of each step; None when it has not happened.
+    seen: tuple[datetime, str] | None = None
+    contact_made: tuple[datetime, str] | None = None
+    closed: tuple[datetime, str] | None = None
+    reminded_at: datetime | None = None
+    escalated_at: datetime | None = None
+    escalated_to: str = ""
+
+
+@dataclass(frozen=True)
+class TaskView:
+    task_id: str
+    kind: str
+    state: str
+    signal_id: str
+    covenant_id: str
+    created_at: datetime
+    updated_at: datetime
+    closed_reason: str
+    # For notices: the other professionals' organisation and contact details.
+    others: tuple[tuple[str, str, _inputs.Contact], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -211,16 +237,28 @@ class Hub(LogOperations):
         return coord
 
     def _recipients(self, s: Session, organisation_id: str, now: datetime) -> list[Recipient]:
-        out = []
+        """Every coordinator of every covenant in force this partner is party to, once.
+
+        A signal is sealed to each of them: a household handed over to another region's
+        coordinator can be opened there too.
+        """
+        out: dict[str, Recipient] = {}
         for cov in self._covenants(s):
             if organisation_id not in cov.parties or not cov.in_force(now):
                 continue
-            coord = s.get(Coordinator, cov.coordinator_id)
-            if coord is None:  # pragma: no cover - registration checks this
-                continue
-            out.append(Recipient(coord.id, cov.id, cov.version, coord.public_key,
-                                 coord.key_fingerprint, tuple(sorted(cov.regions))))
-        return out
+            for coordinator_id in cov.coordinators:
+                coord = s.get(Coordinator, coordinator_id)
+                if coord is None:  # pragma: no cover - registration checks this
+                    continue
+                regions = set(cov.regions_of(coord.id))
+                if coord.id in out:
+                    regions |= set(out[coord.id].regions)
+                    cov_id, version = out[coord.id].covenant_id, out[coord.id].covenant_version
+                else:
+                    cov_id, version = cov.id, cov.version
+                out[coord.id] = Recipient(coord.id, cov_id, version, coord.public_key,
+                                          coord.key_fingerprint, tuple(sorted(regions)))
+        return [out[k] for k in sorted(out)]
 
     # -- partners -------------------------------------------------------------------
 
@@ -329,7 +367,50 @@ class Hub(LogOperations):
             "signal.submit", "create", subject_ref=household,
             detail={"signal": signal.id, "keys": len(item.keys),
                     "envelopes": len(item.envelopes)}), now)
+        self._archived_notice(s, signal, item.keys, now)
         return signal, False
+
+    def _archived_notice(self, s: Session, signal: Signal, keys: frozenset[tuple[int, bytes]],
+                         now: datetime) -> None:
+        """A new signal that matches only archived signals gives its reporter a one-time
+        notice of the archived signals' reporters, where a covenant allows notices for
+        both categories. Each archived signal gives such a notice once."""
+        others_active = s.scalar(select(Signal.id).where(
+            Signal.household_id == signal.household_id, _matching.active(now),
+            Signal.organisation_id != signal.organisation_id).limit(1))
+        if others_active is not None:
+            return
+        archived = s.scalars(
+            select(Signal).join(SignalKey, SignalKey.signal_id == Signal.id)
+            .where(Signal.state == "archived", Signal.notice_used_at.is_(None),
+                   Signal.organisation_id != signal.organisation_id,
+                   pairs_in(SignalKey.kind, SignalKey.value, list(keys)))
+            .distinct().order_by(Signal.id)).all()
+        if not archived:
+            return
+        for cov in self._covenants(s):
+            if not (cov.in_force(now) and cov.notices_for(signal.category)
+                    and signal.category in cov.covered_categories
+                    and signal.organisation_id in cov.parties):
+                continue
+            related = [a for a in archived if a.notice_used_at is None
+                       and a.organisation_id in cov.parties and cov.notices_for(a.category)
+                       and a.category in cov.covered_categories]
+            if not related:
+                continue
+            task = Task(id=str(uuid.uuid4()), organisation_id=signal.organisation_id,
+                        signal_id=signal.id, kind="archived_match", covenant_id=cov.id,
+                        alert_id=None, related=[a.id for a in related], state="open",
+                        created_at=now, updated_at=now, closed_at=None, closed_reason=None)
+            s.add(task)
+            for a in related:
+                a.notice_used_at = now
+            s.flush()
+            _audit.append(s, _audit.Access.system(), _audit.Event(
+                "task.archived_match", "create", owner=signal.organisation_id,
+                subject_ref=signal.household_id, basis=cov.ref,
+                detail={"task": task.id, "signal": signal.id, "covenant": cov.id,
+                        "others": len(related)}), now)
 
     def _recipient_map(self, s: Session, org: str, now: datetime) -> dict[str, Recipient]:
         return {r.coordinator_id: r for r in self._recipients(s, org, now)}
@@ -359,26 +440,49 @@ class Hub(LogOperations):
             signal = s.get(Signal, signal_id)
             if signal is None or signal.organisation_id != access.organisation_id:
                 raise NotFound(f"signal {signal_id} not found for this organisation")
-            if signal.state == "withdrawn":
+            if signal.state == "archived" and reason == "unjustified":
+                # Archived, then judged unjustified after all: it is not kept.
+                household = signal.household_id
+                s.execute(delete(Task).where(Task.signal_id == signal.id))
+                s.delete(signal)
+                s.flush()
+                _audit.append(s, access, _audit.Event(
+                    "signal.withdraw", "delete", subject_ref=household, reason=reason,
+                    detail={"signal": signal_id, "archived": True}), now)
+                return now
+            if signal.state != "active" or signal.withdrawn_at is not None:
                 _audit.append(s, access, _audit.Event(
                     "signal.withdraw", "update", subject_ref=signal.household_id,
-                    reason=signal.withdrawal_reason or "",
+                    reason=signal.withdrawal_reason or signal.archive_reason or "",
                     detail={"signal": signal.id, "duplicate": True}), now)
-                assert signal.withdrawn_at is not None
-                return signal.withdrawn_at
+                return signal.withdrawn_at or signal.archived_at or now
             household = signal.household_id
-            signal.state, signal.withdrawn_at, signal.withdrawal_reason = "withdrawn", now, reason
+            signal.withdrawn_at, signal.withdrawal_reason = now, reason
+            self._archive(signal, reason, now)
+            self._close_tasks(s, signal, "signal_withdrawn", now)
             s.flush()
             _matching.split(s, household, now, access, changes)
             self._evaluate(s, changes.households, access, changes, now)
             if reason == "unjustified":
                 # Unjustified signals are deleted, not archived; the log keeps the event.
+                s.execute(delete(Task).where(Task.signal_id == signal.id))
                 s.delete(signal)
                 s.flush()
             _audit.append(s, access, _audit.Event(
                 "signal.withdraw", "delete" if reason == "unjustified" else "update",
                 subject_ref=household, reason=reason, detail={"signal": signal_id}), now)
             return now
+
+    def _archive(self, signal: Signal, reason: str, at: datetime) -> None:
+        signal.state, signal.archived_at, signal.archive_reason = "archived", at, reason
+        signal.purge_after = at + self.limits.archive_period
+
+    @staticmethod
+    def _close_tasks(s: Session, signal: Signal, reason: str, now: datetime) -> None:
+        for task in s.scalars(select(Task).where(Task.signal_id == signal.id,
+                                                 Task.state == "open")):
+            _matching.close_task(s, task, reason, now, _audit.Access.system(),
+                                 signal.household_id)
 
     def record_consent(self, access: _audit.Access,
                        item: _inputs.ConsentInput) -> tuple[Consent, bool]:
@@ -468,15 +572,25 @@ class Hub(LogOperations):
 
     # -- coordinators ---------------------------------------------------------------
 
-    def _view(self, s: Session, alert: Alert) -> AlertView:
-        """What the coordinator may see of an alert now: no one once it is closed."""
-        rows = [] if alert.state == "closed" else s.execute(
+    def _view(self, s: Session, alert: Alert, viewer: str | None = None) -> AlertView:
+        """What the coordinator may see of an alert now: no one once it is closed.
+
+        Another viewer (the escalation contact) sees the alert's state and history but
+        no organisation or professional.
+        """
+        hidden = alert.state == "closed" or (viewer is not None
+                                             and viewer != alert.coordinator_id)
+        rows = [] if hidden else s.execute(
             select(Signal, Organisation.name)
             .join(AlertSignal, AlertSignal.signal_id == Signal.id)
             .join(Organisation, Organisation.id == Signal.organisation_id)
             .where(AlertSignal.alert_id == alert.id)
             .order_by(Signal.observed_at, Signal.id)
         ).all()
+
+        def step(at: datetime | None, by: str | None) -> tuple[datetime, str] | None:
+            return None if at is None else (at, by or "")
+
         return AlertView(
             alert_id=alert.id, household_ref=alert.household_id, state=alert.state,
             created_at=alert.created_at, updated_at=alert.updated_at,
@@ -488,6 +602,13 @@ class Hub(LogOperations):
                             sig.observed_at)
                 for sig, name in rows
             ),
+            coordinator_id=alert.coordinator_id,
+            seen=step(alert.seen_at, alert.seen_by),
+            contact_made=step(alert.contact_made_at, alert.contact_made_by),
+            closed=step(alert.closed_at, alert.closed_by or ("" if alert.closed_at is None
+                                                             else "hub")),
+            reminded_at=alert.reminded_at, escalated_at=alert.escalated_at,
+            escalated_to=alert.escalated_to or "",
         )
 
     def _my_alert(self, s: Session, access: _audit.Access, alert_id: str) -> Alert:
@@ -510,27 +631,91 @@ class Hub(LogOperations):
             Match.covenant_id == alert.covenant_id)) or ""
 
     def sweep(self) -> int:
-        """Decide again every household with an open alert or a held match.
+        """The hub's periodic work; returns how many households were decided again.
 
         Covenants end, consents start and expire, signals expire: time alone changes
-        decisions. The hub runs this periodically; returns how many were decided.
+        decisions. Expired signals are archived, archived ones purged after the archive
+        period (their access-log events stay), and alerts without recorded contact get
+        their reminder and escalation.
         """
         with self._tx() as (s, changes):
+            now = self.now()
+            system = _audit.Access.system()
+            touched: set[str] = set()
+            for signal in s.scalars(select(Signal).where(
+                    Signal.state == "active", Signal.expires_at <= now).order_by(Signal.id)):
+                self._archive(signal, "expired", signal.expires_at)
+                self._close_tasks(s, signal, "signal_expired", now)
+                touched.add(signal.household_id)
+                _audit.append(s, system, _audit.Event(
+                    "signal.archive", "update", owner=signal.organisation_id,
+                    subject_ref=signal.household_id, reason="expired",
+                    detail={"signal": signal.id}), now)
+            for household in sorted(touched):
+                _matching.split(s, household, now, system, changes)
             households = set(s.scalars(select(Alert.household_id).where(
                 Alert.state != "closed"))) | set(s.scalars(select(Match.household_id).where(
-                    Match.status == "held")))
-            self._evaluate(s, households, _audit.Access.system(), changes, self.now())
+                    Match.status == "held"))) | changes.households
+            self._evaluate(s, households, system, changes, now)
+            self._remind(s, now, system, changes)
+            for signal in s.scalars(select(Signal).where(
+                    Signal.state == "archived", Signal.purge_after <= now).order_by(Signal.id)):
+                s.execute(delete(Task).where(Task.signal_id == signal.id))
+                s.delete(signal)
+                _audit.append(s, system, _audit.Event(
+                    "signal.purge", "delete", owner=signal.organisation_id,
+                    subject_ref=signal.household_id, reason=signal.archive_reason or "",
+                    detail={"signal": signal.id}), now)
+            s.flush()
             return len(households)
 
+    def _remind(self, s: Session, now: datetime, system: _audit.Access,
+                changes: _matching.Changes) -> None:
+        """Remind, then escalate, open alerts whose contact was not recorded in time."""
+        waiting = s.scalars(select(Alert).where(Alert.state.in_(("new", "seen")),
+                                                 or_(Alert.reminded_at.is_(None),
+                                                     Alert.escalated_at.is_(None)))
+                            .order_by(Alert.created_at, Alert.id)).all()
+        for alert in waiting:
+            cov = self._latest_covenant(s, alert.covenant_id)
+            if cov is None:  # pragma: no cover - alerts only exist under covenants
+                continue
+            age = now - alert.created_at
+            if alert.reminded_at is None and age >= timedelta(days=cov.reminder_days):
+                alert.reminded_at = alert.updated_at = now
+                s.flush()
+                _matching.add_feed(s, alert, "reminder", now, changes)
+                _audit.append(s, system, _audit.Event(
+                    "alert.remind", "update", subject_ref=alert.household_id,
+                    detail={"alert": alert.id, "recipient": alert.coordinator_id,
+                            "days": cov.reminder_days}), now)
+            if alert.escalated_at is None and age >= timedelta(days=cov.escalation_days):
+                contact = cov.escalation_contact
+                alert.escalated_at = alert.updated_at = now
+                alert.escalated_to = contact or None
+                s.flush()
+                _matching.add_feed(s, alert, "escalated", now, changes)
+                if contact and contact != alert.coordinator_id:
+                    s.add(AlertFeed(coordinator_id=contact, alert_id=alert.id,
+                                    change="escalated", at=now))
+                _audit.append(s, system, _audit.Event(
+                    "alert.escalate", "update", subject_ref=alert.household_id,
+                    detail={"alert": alert.id, "recipient": alert.coordinator_id,
+                            "escalation_contact": contact, "days": cov.escalation_days}),
+                    now)
+
     def list_alerts(self, access: _audit.Access, states: tuple[str, ...], page_size: int,
-                    page_token: str) -> tuple[list[AlertView], str]:
+                    page_token: str, *, escalated: bool = False) -> tuple[list[AlertView], str]:
+        """The caller's alerts; or, with ``escalated``, the alerts escalated to the caller
+        as a covenant's escalation contact (without involvement)."""
         with self._tx() as (s, changes):
             coord = self._require_coordinator(s, access)
             now = self.now()
+            mine = (Alert.escalated_to == coord.id) if escalated else (
+                Alert.coordinator_id == coord.id)
             self._refresh(s, changes, access, now, set(s.scalars(select(Alert.household_id).where(
-                Alert.coordinator_id == coord.id, Alert.state != "closed"))))
-            stmt = (select(Alert).where(Alert.coordinator_id == coord.id,
-                                        Alert.state.in_(states))
+                mine, Alert.state != "closed"))))
+            stmt = (select(Alert).where(mine, Alert.state.in_(states))
                     .order_by(Alert.created_at, Alert.id).limit(page_size + 1))
             if page_token:
                 after_time, after_id = _decode_token(page_token)
@@ -538,7 +723,7 @@ class Hub(LogOperations):
             alerts = list(s.scalars(stmt))
             more = len(alerts) > page_size
             alerts = alerts[:page_size]
-            views = [self._view(s, a) for a in alerts]
+            views = [self._view(s, a, coord.id) for a in alerts]
             for a, v in zip(alerts, views, strict=True):
                 _audit.append(s, access, _audit.Event(
                     "alert.list", "read", subject_ref=v.household_ref,
@@ -577,7 +762,7 @@ class Hub(LogOperations):
             out = []
             for row in rows:
                 alert = s.get_one(Alert, row.alert_id)
-                view = self._view(s, alert)
+                view = self._view(s, alert, coord.id)
                 _audit.append(s, access, _audit.Event(
                     "alert.watch", "read", subject_ref=view.household_ref,
                     basis=self._basis(s, alert) if view.involved else "",
@@ -611,6 +796,7 @@ class Hub(LogOperations):
                 ]
                 if alert.state == "new":
                     alert.state = "seen"
+                    alert.seen_at, alert.seen_by = now, access.user_id
                     alert.updated_at = now
                     s.flush()
                     _matching.add_feed(s, alert, "updated", now, changes)
@@ -633,25 +819,122 @@ class Hub(LogOperations):
         raise PermissionDenied(f"alert {alert_id} is closed ({closed_reason}): nothing to open",
                                subject_ref=household, detail={"alert": alert_id})
 
-    def acknowledge(self, access: _audit.Access, alert_id: str) -> AlertView:
+    def record_contact(self, access: _audit.Access, alert_id: str) -> AlertView:
+        """The coordinator brought the professionals together: contact made."""
+        return self._advance(access, alert_id, "contact_made", "alert.contact")
+
+    def close_alert(self, access: _audit.Access, alert_id: str, reason: str) -> AlertView:
+        """The coordinator closes the alert; the same involvement raises no new alert."""
+        if reason not in _matching.COORDINATOR_CLOSINGS:
+            raise InvalidInput(f"reason must be one of {', '.join(_matching.COORDINATOR_CLOSINGS)}")
+        return self._advance(access, alert_id, "closed", "alert.close", reason)
+
+    def _advance(self, access: _audit.Access, alert_id: str, state: str, event_type: str,
+                 reason: str = "") -> AlertView:
         with self._tx() as (s, changes):
             alert = self._my_alert(s, access, alert_id)
             now = self.now()
             self._refresh(s, changes, access, now, {alert.household_id})
             if alert.state == "closed":
-                raise FailedPrecondition(f"alert {alert_id} is closed",
-                                         subject_ref=alert.household_id,
-                                         detail={"alert": alert_id})
-            if alert.state != "acknowledged":
-                alert.state = "acknowledged"
-                alert.acknowledged_at, alert.acknowledged_by = now, access.user_id
-                alert.updated_at = now
+                raise FailedPrecondition(
+                    f"alert {alert_id} is closed ({alert.closed_reason or 'closed'})",
+                    subject_ref=alert.household_id, detail={"alert": alert_id})
+            if alert.state != state:
+                if state == "closed":
+                    _matching.close_alert(s, alert, reason, now, changes)
+                    alert.closed_by = access.user_id
+                    for task in s.scalars(select(Task).where(Task.alert_id == alert.id,
+                                                             Task.state == "open")):
+                        _matching.close_task(s, task, "alert_closed", now,
+                                             _audit.Access.system(access), alert.household_id)
+                else:
+                    alert.state = state
+                    alert.contact_made_at, alert.contact_made_by = now, access.user_id
+                    alert.updated_at = now
+                    _matching.add_feed(s, alert, "updated", now, changes)
                 s.flush()
-                _matching.add_feed(s, alert, "updated", now, changes)
             _audit.append(s, access, _audit.Event(
-                "alert.acknowledge", "update", subject_ref=alert.household_id,
-                detail={"alert": alert.id}), now)
+                event_type, "update", subject_ref=alert.household_id, reason=reason,
+                detail={"alert": alert.id, "state": alert.state}), now)
             return self._view(s, alert)
+
+    # -- partners' tasks ------------------------------------------------------------
+
+    def list_tasks(self, access: _audit.Access, *, include_done: bool = False,
+                   limit: int = 500) -> list[TaskView]:
+        """This partner's tasks and notices; notices show the others' contacts as now.
+
+        Each notice read is logged as a disclosure to the partner, one event per
+        organisation whose professional's contact details it shows.
+        """
+        with self._tx() as (s, changes):
+            self._require_org(s, access)
+            now = self.now()
+            stmt = select(Task).where(Task.organisation_id == access.organisation_id)
+            if not include_done:
+                stmt = stmt.where(Task.state == "open")
+            households = set(s.scalars(select(Signal.household_id).join(
+                Task, Task.signal_id == Signal.id).where(
+                    Task.organisation_id == access.organisation_id, Task.state == "open",
+                    Task.kind != "archived_match")))
+            self._refresh(s, changes, access, now, households)
+            tasks = s.scalars(stmt.order_by(Task.created_at, Task.id).limit(limit)).all()
+            out = []
+            for task in tasks:
+                household = s.scalar(select(Signal.household_id).where(
+                    Signal.id == task.signal_id)) or ""
+                others: list[tuple[str, str, _inputs.Contact]] = []
+                if task.state == "open" and task.kind != "consent_needed" and task.related:
+                    for sig, name in s.execute(
+                            select(Signal, Organisation.name)
+                            .join(Organisation, Organisation.id == Signal.organisation_id)
+                            .where(Signal.id.in_(task.related))
+                            .order_by(Signal.observed_at, Signal.id)):
+                        others.append((sig.organisation_id, name, _inputs.Contact(
+                            sig.professional_name, sig.professional_phone,
+                            sig.professional_email)))
+                        _audit.append(s, access, _audit.Event(
+                            f"notice.{task.kind}", "disclose", owner=sig.organisation_id,
+                            subject_ref=sig.household_id,
+                            basis=self._latest_ref(s, task.covenant_id),
+                            purpose=consent.CARE_COORDINATION,
+                            detail={"task": task.id, "signal": sig.id,
+                                    "recipient": access.organisation_id}), now)
+                out.append(TaskView(
+                    task.id, task.kind, task.state, task.signal_id, task.covenant_id,
+                    task.created_at, task.updated_at, task.closed_reason or "",
+                    tuple(others)))
+                _audit.append(s, access, _audit.Event(
+                    "task.list", "read", subject_ref=household,
+                    detail={"task": task.id, "kind": task.kind}), now)
+            return out
+
+    def _latest_ref(self, s: Session, covenant_id: str) -> str:
+        cov = self._latest_covenant(s, covenant_id)
+        return "" if cov is None else cov.ref
+
+    def dismiss_task(self, access: _audit.Access, task_id: str) -> TaskView:
+        """The partner read a notice: it leaves the open list."""
+        with self._tx() as (s, _):
+            self._require_org(s, access)
+            now = self.now()
+            task = s.get(Task, vocab.uuid_str(task_id, "task_id"))
+            if task is None or task.organisation_id != access.organisation_id:
+                raise NotFound(f"task {task_id} not found for this organisation")
+            if task.kind == "consent_needed":
+                raise FailedPrecondition(
+                    "a consent-needed task closes itself when consent is recorded or the "
+                    "match ends; it cannot be dismissed")
+            household = s.scalar(select(Signal.household_id).where(
+                Signal.id == task.signal_id)) or ""
+            if task.state == "open":
+                _matching.close_task(s, task, "dismissed", now, access, household)
+            else:
+                _audit.append(s, access, _audit.Event(
+                    f"task.{task.kind}", "update", subject_ref=household,
+                    detail={"task": task.id, "duplicate": True}), now)
+            return TaskView(task.id, task.kind, task.state, task.signal_id, task.covenant_id,
+                            task.created_at, task.updated_at, task.closed_reason or "")
 
     # -- administrators -------------------------------------------------------------
 
@@ -722,8 +1005,9 @@ class Hub(LogOperations):
         parsed = consent.parse_covenant(source)
         with self._tx() as (s, changes):
             now = self.now()
-            if s.get(Coordinator, parsed.coordinator_id) is None:
-                raise NotFound(f"coordinator {parsed.coordinator_id} is not registered")
+            for coordinator_id in (*parsed.coordinators, parsed.escalation_contact):
+                if coordinator_id and s.get(Coordinator, coordinator_id) is None:
+                    raise NotFound(f"coordinator {coordinator_id} is not registered")
             for party in sorted(parsed.parties):
                 if s.get(Organisation, party) is None:
                     raise NotFound(f"party {party} is not a registered organisation")
@@ -736,7 +1020,7 @@ class Hub(LogOperations):
                 return latest, self._parse(latest)
             row = CovenantVersion(
                 id=parsed.id, version=(latest.version + 1) if latest else 1, name=parsed.name,
-                coordinator_id=parsed.coordinator_id, valid_from=parsed.valid_from,
+                coordinator_id=parsed.coordinators[0], valid_from=parsed.valid_from,
                 valid_until=parsed.valid_until, source=source,
                 source_sha256=parsed.source_sha256, registered_at=now,
                 registered_by=access.user_id,

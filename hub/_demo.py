@@ -26,7 +26,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from exchange import crypto, log
 from exchange.errors import FailedPrecondition, InvalidInput, SamenloopError
-from exchange.v1 import coordinator_pb2
+from exchange.v1 import coordinator_pb2, signal_pb2
 
 if TYPE_CHECKING:
     from agent import Agent, CoordinatorDesk
@@ -53,6 +53,7 @@ parties = ["jeugdzorg-noord", "woonstad-noord", "schuldhulp-noord"]
 purposes = ["care_coordination"]
 regions = ["{REGION}"]
 article = "art. 5"
+match_notices = ["youth_care", "housing", "debt", "income"]
 
 [categories]
 youth_care = "covenant"
@@ -64,6 +65,10 @@ domestic_violence = "consent"
 
 [articles]
 housing = "art. 5.3"
+
+[escalation]
+reminder_days = 5
+escalation_days = 10
 """
 
 
@@ -348,8 +353,18 @@ class _Demo:
                 f"{ident.street} {ident.house_number}, {ident.postcode} {ident.city}")
             self.result.identities_opened.append(ident.bsn)
         self.result.alerts_opened += 1
-        desk.acknowledge(first.alert_id)
-        say("the hub recorded the opening in the access log; she acknowledged the alert")
+        say("the hub recorded the opening in the access log (the alert is now 'seen')")
+        desk.record_contact(first.alert_id)
+        say("she calls the professionals and brings them together, then records 'contact "
+            "made'; had she not within 5 days she would be reminded, at 10 days escalated")
+        notices = [t for t, _ in self.agents["jeugdzorg-noord"].tasks()
+                   if t.kind == signal_pb2.TASK_KIND_MATCH_NOTICE]
+        if notices:
+            others = "; ".join(f"{o.organisation_name}: {o.professional.name}"
+                               for o in notices[0].others)
+            say(f"the covenant lets involved professionals know each other: Jeugdzorg "
+                f"Noord's agent received a match notice with the others' contacts ({others}), "
+                "never the reason")
 
         story.section("A match the covenant alone does not allow is held back")
         held = list(self.auditor.query(limit=50, event_type="match.hold"))
@@ -368,6 +383,12 @@ class _Demo:
         _drain(events, quiet=0.5)  # the replay of the changes so far
 
         story.section("Jeugdzorg Noord asks the family, who consent; the match is released")
+        waiting = [(t, ref) for t, ref in self.agents["jeugdzorg-noord"].tasks()
+                   if t.kind == signal_pb2.TASK_KIND_CONSENT_NEEDED]
+        if not waiting:
+            raise FailedPrecondition("the demo expected a consent-needed task")
+        say(f"Jeugdzorg Noord's agent shows a task: 'consent needed' for case "
+            f"{waiting[0][1]} (it does not say which other organisation is involved)")
         started = time.monotonic()
         record = self.agents["jeugdzorg-noord"].grant_consent(
             covenant_id=COVENANT_ID, evidence=f"TF-{_YEAR}-031",
@@ -442,9 +463,14 @@ class _Demo:
             else:
                 what = "told that Woonstad is involved" + (
                     "" if item.names_person else " with her household")
+            who = f"coordinator {item.recipient}"
+            if item.event.event_type.startswith("notice."):
+                who, what = (f"{PARTNERS.get(item.recipient, item.recipient)}'s agent",
+                             "received a match notice with Woonstad's professional's contact "
+                             "details")
             articles = json.loads(item.event.detail_json or "{}").get("articles", [])
             article = f" {', '.join(articles)}" if articles else ""
-            say(f"  {when} UTC: coordinator {item.recipient} {what}, for "
+            say(f"  {when} UTC: {who} {what}, for "
                 f"{item.event.purpose}, on the basis of {item.event.basis}{article}")
         self.result.subject_access = len(found)
 

@@ -29,7 +29,7 @@ WITHDRAWAL_REASONS = {
 ALERT_STATES: dict[coordinator_pb2.AlertState.ValueType, str] = {
     coordinator_pb2.ALERT_STATE_NEW: "new",
     coordinator_pb2.ALERT_STATE_SEEN: "seen",
-    coordinator_pb2.ALERT_STATE_ACKNOWLEDGED: "acknowledged",
+    coordinator_pb2.ALERT_STATE_CONTACT_MADE: "contact_made",
     coordinator_pb2.ALERT_STATE_CLOSED: "closed",
 }
 
@@ -185,8 +185,21 @@ def page_size(value: int, *, default: int, maximum: int) -> int:
 
 def alert_states(values: list[coordinator_pb2.AlertState.ValueType]) -> tuple[str, ...]:
     if not values:
-        return ("new", "seen", "acknowledged")
+        return ("new", "seen", "contact_made")
     try:
         return tuple(sorted({ALERT_STATES[v] for v in values}))
     except KeyError:
         raise InvalidInput("states lists an unknown alert state") from None
+
+
+CLOSE_REASONS: dict[coordinator_pb2.AlertCloseReason.ValueType, str] = {
+    coordinator_pb2.ALERT_CLOSE_REASON_RESOLVED: "resolved",
+    coordinator_pb2.ALERT_CLOSE_REASON_NO_ACTION_NEEDED: "no_action_needed",
+}
+
+
+def close_reason(value: coordinator_pb2.AlertCloseReason.ValueType) -> str:
+    try:
+        return CLOSE_REASONS[value]
+    except KeyError:
+        raise InvalidInput("reason must be RESOLVED or NO_ACTION_NEEDED") from None

@@ -414,8 +414,13 @@ def _figures(s: Session, access: _audit.Access, ops: LogOperations,
 
     created = {d.get("alert") for _, d in by_type.get("alert.create", [])}
     held = {e.subject_ref for e, _ in by_type.get("match.hold", [])}
-    acknowledged = {d.get("alert"): e.occurred_at for e, d in by_type.get("alert.acknowledge", [])}
-    hours = _hours_to_contact(s, access, ops, acknowledged)
+    # "alert.acknowledge" is what hubs before revision 0003 logged for contact made.
+    contacts = by_type.get("alert.acknowledge", []) + by_type.get("alert.contact", [])
+    contacted: dict[Any, datetime] = {}
+    for e, d in contacts:
+        if e.outcome == "success" and d.get("alert"):
+            contacted.setdefault(d["alert"], e.occurred_at)
+    hours = _hours_to_contact(s, access, ops, contacted)
     median = (f"{statistics.median(hours):.0f}" if len(hours) >= MEDIAN_FROM
               else "suppressed" if hours else "-")
     return [
@@ -427,10 +432,10 @@ def _figures(s: Session, access: _audit.Access, ops: LogOperations,
          "households with a match held back for want of a basis"),
         ("consents_recorded", _count(fresh("consent.grant")), "consents recorded"),
         ("consents_revoked", _count(fresh("consent.revoke")), "consents revoked"),
-        ("alerts_acknowledged", _count(len(acknowledged)),
-         "alerts the coordinator acknowledged (contact made)"),
+        ("alerts_contact_made", _count(len(contacted)),
+         "alerts where the coordinator recorded that contact was made"),
         ("median_hours_to_contact", median,
-         f"median whole hours from alert to acknowledgement (shown from {MEDIAN_FROM} "
+         f"median whole hours from alert to contact made (shown from {MEDIAN_FROM} "
          "alerts)"),
         ("denials", _count(sum(1 for e in events if e.outcome == "denied")),
          "requests refused or disclosures denied"),
@@ -438,9 +443,9 @@ def _figures(s: Session, access: _audit.Access, ops: LogOperations,
 
 
 def _hours_to_contact(s: Session, access: _audit.Access, ops: LogOperations,
-                      acknowledged: dict[Any, datetime]) -> list[float]:
+                      contacted: dict[Any, datetime]) -> list[float]:
     hours = []
-    for alert_id, at in acknowledged.items():
+    for alert_id, at in contacted.items():
         if not isinstance(alert_id, str):
             continue
         created = s.scalar(ops._visible(access, select(func.min(AuditEvent.occurred_at)).where(

@@ -11,6 +11,13 @@
   itself, or the household's valid consent scoped to the covenant. Permitted matches
   become (or update) one open alert per household per coordinator; others are held.
   Every change of decision is written to the access log.
+* The covenant names the household's **coordinator**: its only one, the one of the region
+  of the household's most recent signal (a move hands the alert over), or the one of the
+  partner group that signalled first.
+* **Tasks** tell partners about their own signals: "consent needed" when a signal's
+  involvement is held because its category needs consent (never saying who else is
+  involved), and match notices when the covenant lets involved professionals know each
+  other (see hub._models.Task).
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ from hub._models import (
     Match,
     Signal,
     SignalKey,
+    Task,
 )
 
 Key = tuple[int, bytes]
@@ -244,6 +252,21 @@ class _Shown:
     covenant_id: str
     # signal id -> (organisation, basis, the covenant article when the covenant is it)
     signals: dict[str, tuple[str, str, str]] = field(default_factory=dict)
+    # signal id -> the other organisations' signals its professional gets a notice of
+    notices: dict[str, list[str]] = field(default_factory=dict)
+
+
+# Alert closings by the coordinator: the same involvement does not raise a new alert.
+COORDINATOR_CLOSINGS = ("resolved", "no_action_needed")
+# A signal whose covenant basis fails only on its category could be released by consent.
+_CONSENT_WOULD_HELP = consent.Reason.CATEGORY_NOT_COVERED
+
+
+def _coordinator(cov: consent.Covenant, permitted: list[Signal]) -> str:
+    """The coordinator of a disclosed match, from its permitted signals."""
+    latest = max(permitted, key=lambda s: (s.observed_at, s.received_at, s.id))
+    first = min(permitted, key=lambda s: (s.received_at, s.id))
+    return cov.coordinator_for(latest.region, first.organisation_id)
 
 
 def _decide(
@@ -298,10 +321,12 @@ def evaluate(
         select(SignalKey).where(SignalKey.signal_id.in_([s.id for s in signals])))}
     shown: dict[str, _Shown] = {}
     close_reasons: dict[str, str] = {}
+    consent_tasks: dict[str, set[str]] = {}  # covenant -> signals needing consent
     for cov in covenants:
         party = [s for s in signals if s.organisation_id in cov.parties]
         orgs = frozenset(s.organisation_id for s in party)
         match = matches.get(cov.id)
+        consent_tasks[cov.id] = set()
         if len(orgs) < 2:
             if match is not None and match.status != "dissolved":
                 match.status, match.reason, match.basis, match.withheld, match.decided_at = (
@@ -310,18 +335,15 @@ def evaluate(
                     "match.dissolve", "update", subject_ref=household_id,
                     reason="fewer_than_two_parties", detail={"covenant": cov.ref},
                 ), now)
-            close_reasons.setdefault(cov.coordinator_id, "dissolved")
+            for coordinator in cov.coordinators:
+                close_reasons.setdefault(coordinator, "dissolved")
             continue
         permitted, denied = _decide(cov, grants_for(session, keys, cov.id), party, now)
-        if permitted:
-            status = "disclosed"
-            reason = "+".join(sorted({d.reason.value for d in permitted.values()}))
-            basis: str | None = "+".join(sorted({d.basis or "" for d in permitted.values()}))
-        else:
-            status, basis = "held", None
-            causes = sorted(d.reason.value for d in denied.values()
-                            if d.reason is not consent.Reason.NO_OTHER_PARTY_WITH_BASIS)
-            reason = causes[0] if causes else consent.Reason.NO_OTHER_PARTY_WITH_BASIS.value
+        consent_tasks[cov.id] = {sid for sid, d in denied.items()
+                                 if d.reason is _CONSENT_WOULD_HELP}
+        coordinator = _coordinator(cov, [s for s in party if s.id in permitted]) \
+            if permitted else ""
+        status, reason, basis = _outcome(permitted if coordinator else {}, denied)
         if match is None:
             match = Match(household_id=household_id, covenant_id=cov.id, status="",
                           reason="", basis=None, withheld=0, decided_at=now)
@@ -331,19 +353,115 @@ def evaluate(
             match.status, match.reason, match.basis, match.withheld, match.decided_at = (
                 status, reason, basis, len(denied), now)
             _log_withheld(session, system, household_id, cov, party, denied, now)
-        if permitted:
-            target = shown.setdefault(cov.coordinator_id, _Shown(cov.id))
-            for sig in party:
-                if sig.id in permitted:
-                    used = permitted[sig.id].basis or ""
-                    article = cov.article_for(sig.category) if used == cov.ref else ""
-                    target.signals.setdefault(sig.id, (sig.organisation_id, used, article))
+        if status == "disclosed":
+            _show(shown.setdefault(coordinator, _Shown(cov.id)), cov, party, permitted)
+            for alert in open_alerts:
+                if alert.covenant_id == cov.id and alert.coordinator_id != coordinator:
+                    close_reasons[alert.coordinator_id] = "handed_over"
         else:
-            close_reasons[cov.coordinator_id] = "basis_lapsed"
+            for other in cov.coordinators:
+                close_reasons.setdefault(other, "basis_lapsed")
     session.flush()
+    alerts: dict[str, Alert] = {}
     for coordinator_id in sorted(set(shown) | {a.coordinator_id for a in open_alerts}):
-        _sync_alert(session, household_id, coordinator_id, shown.get(coordinator_id), now,
-                    system, changes, close_reasons.get(coordinator_id, "basis_lapsed"))
+        synced = _sync_alert(session, household_id, coordinator_id, shown.get(coordinator_id),
+                             now, system, changes, close_reasons.get(coordinator_id,
+                                                                    "basis_lapsed"))
+        if synced is not None:
+            alerts[shown[coordinator_id].covenant_id] = synced
+    notices = {(sid, cov_id): (alerts[cov_id].id, others)
+               for target in shown.values() if (cov_id := target.covenant_id) in alerts
+               for sid, others in target.notices.items()}
+    disclosed = {sid for target in shown.values() for sid in target.signals}
+    _sync_tasks(session, household_id, [s.id for s in signals], consent_tasks, notices,
+                disclosed, now, system)
+
+
+def _outcome(permitted: dict[str, consent.Decision],
+             denied: dict[str, consent.Decision]) -> tuple[str, str, str | None]:
+    """A match's status, reason and basis from its signals' decisions."""
+    if permitted:
+        reason = "+".join(sorted({d.reason.value for d in permitted.values()}))
+        return "disclosed", reason, "+".join(sorted({d.basis or "" for d in permitted.values()}))
+    causes = sorted(d.reason.value for d in denied.values()
+                    if d.reason is not consent.Reason.NO_OTHER_PARTY_WITH_BASIS)
+    return "held", causes[0] if causes else consent.Reason.NO_OTHER_PARTY_WITH_BASIS.value, None
+
+
+def _show(target: _Shown, cov: consent.Covenant, party: list[Signal],
+          permitted: dict[str, consent.Decision]) -> None:
+    """Add a disclosed match's signals, and the notices they give, to what is shown."""
+    for sig in party:
+        if sig.id in permitted:
+            used = permitted[sig.id].basis or ""
+            article = cov.article_for(sig.category) if used == cov.ref else ""
+            target.signals.setdefault(sig.id, (sig.organisation_id, used, article))
+    noticed = [s for s in party if s.id in permitted and cov.notices_for(s.category)]
+    for sig in noticed:
+        others = sorted(o.id for o in noticed if o.organisation_id != sig.organisation_id)
+        if others:
+            target.notices.setdefault(sig.id, others)
+
+
+def _sync_tasks(
+    session: Session, household_id: str, signal_ids: list[str],
+    consent_needed: dict[str, set[str]], notices: dict[tuple[str, str], tuple[str, list[str]]],
+    disclosed: set[str], now: datetime, system: _audit.Access,
+) -> None:
+    """Open, update and close the partners' tasks for a household's active signals."""
+    existing = {(t.signal_id, t.kind, t.covenant_id): t for t in session.scalars(
+        select(Task).where(Task.signal_id.in_(signal_ids), Task.state == "open"))
+    } if signal_ids else {}
+    owners = dict(session.execute(
+        select(Signal.id, Signal.organisation_id).where(Signal.id.in_(signal_ids))).all())
+    wanted: dict[tuple[str, str, str], tuple[str | None, list[str]]] = {}
+    for cov_id, ids in consent_needed.items():
+        for sid in ids:
+            wanted[(sid, "consent_needed", cov_id)] = (None, [])
+    for (sid, cov_id), notice in notices.items():
+        wanted[(sid, "match_notice", cov_id)] = notice
+    for key, stale in existing.items():
+        if key not in wanted:
+            closing = "match_ended"
+            if stale.kind == "consent_needed" and stale.signal_id in disclosed:
+                closing = "released"
+            close_task(session, stale, closing, now, system, household_id)
+    for key, (alert_id, related) in sorted(wanted.items()):
+        sid, kind, cov_id = key
+        found = existing.get(key)
+        if found is None:
+            if kind == "match_notice" and session.scalar(select(Task.id).where(
+                    Task.signal_id == sid, Task.kind == kind, Task.covenant_id == cov_id,
+                    Task.alert_id == alert_id, Task.closed_reason == "dismissed").limit(1)):
+                continue  # the partner dismissed this notice for this alert
+            task = Task(id=str(uuid.uuid4()), organisation_id=owners[sid], signal_id=sid,
+                        kind=kind, covenant_id=cov_id, alert_id=alert_id, related=related,
+                        state="open", created_at=now, updated_at=now, closed_at=None,
+                        closed_reason=None)
+            session.add(task)
+            action = "create"
+        elif (found.alert_id, list(found.related)) != (alert_id, related):
+            task = found
+            task.alert_id, task.related, task.updated_at = alert_id, related, now
+            action = "update"
+        else:
+            continue
+        session.flush()
+        _audit.append(session, system, _audit.Event(
+            f"task.{kind}", action, owner=task.organisation_id, subject_ref=household_id,
+            detail={"task": task.id, "signal": sid, "covenant": cov_id,
+                    **({"alert": alert_id, "others": len(related)} if alert_id else {})},
+        ), now)
+
+
+def close_task(session: Session, task: Task, reason: str, now: datetime,
+               system: _audit.Access, household_id: str) -> None:
+    task.state, task.closed_at, task.closed_reason, task.updated_at = "done", now, reason, now
+    session.flush()
+    _audit.append(session, system, _audit.Event(
+        f"task.{task.kind}", "update", owner=task.organisation_id, subject_ref=household_id,
+        reason=reason, detail={"task": task.id, "signal": task.signal_id,
+                               "covenant": task.covenant_id}), now)
 
 
 def _log_withheld(session: Session, system: _audit.Access, household_id: str,
@@ -369,7 +487,8 @@ def _log_withheld(session: Session, system: _audit.Access, household_id: str,
 def _sync_alert(
     session: Session, household_id: str, coordinator_id: str, shown: _Shown | None,
     now: datetime, system: _audit.Access, changes: Changes, close_reason: str,
-) -> None:
+) -> Alert | None:
+    """Bring one coordinator's alert in line; returns it while it is open."""
     alert = _open_alert(session, household_id, coordinator_id)
     if shown is None:
         if alert is not None:
@@ -378,13 +497,18 @@ def _sync_alert(
                 "alert.close", "update", owner="", subject_ref=household_id,
                 reason=close_reason, detail={"alert": alert.id, "recipient": coordinator_id},
             ), now)
-        return
+        return None
     links = {}
+    if alert is None and _closed_with_same_involvement(session, household_id, coordinator_id,
+                                                       set(shown.signals)):
+        return None
     if alert is None:
         alert = Alert(id=str(uuid.uuid4()), household_id=household_id,
                       covenant_id=shown.covenant_id, coordinator_id=coordinator_id,
-                      state="new", created_at=now, updated_at=now, acknowledged_at=None,
-                      acknowledged_by=None, closed_at=None, closed_reason=None)
+                      state="new", created_at=now, updated_at=now, seen_at=None, seen_by=None,
+                      contact_made_at=None, contact_made_by=None, closed_at=None,
+                      closed_by=None, closed_reason=None, reminded_at=None, escalated_at=None,
+                      escalated_to=None)
         session.add(alert)
         session.flush()
         change = "created"
@@ -392,7 +516,7 @@ def _sync_alert(
         links = {link.signal_id: link for link in session.scalars(
             select(AlertSignal).where(AlertSignal.alert_id == alert.id))}
         if {k: v.basis for k, v in links.items()} == {k: v[1] for k, v in shown.signals.items()}:
-            return
+            return alert
         change = "updated"
     removed = sorted(set(links) - set(shown.signals))
     added: dict[str, list[str]] = defaultdict(list)
@@ -423,3 +547,18 @@ def _sync_alert(
             "alert.update", "update", owner="", subject_ref=household_id,
             detail={"alert": alert.id, "recipient": coordinator_id, "removed": len(removed)},
         ), now)
+    return alert
+
+
+def _closed_with_same_involvement(session: Session, household_id: str, coordinator_id: str,
+                                  signal_ids: set[str]) -> bool:
+    """Whether the coordinator closed this household's last alert and nothing is new."""
+    last = session.scalar(
+        select(Alert).where(Alert.household_id == household_id,
+                            Alert.coordinator_id == coordinator_id, Alert.state == "closed")
+        .order_by(Alert.closed_at.desc(), Alert.id.desc()).limit(1))
+    if last is None or last.closed_reason not in COORDINATOR_CLOSINGS:
+        return False
+    seen = set(session.scalars(select(AlertSignal.signal_id).where(
+        AlertSignal.alert_id == last.id)))
+    return signal_ids <= seen

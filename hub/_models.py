@@ -100,10 +100,16 @@ class Signal(Base):
     observed_at: Mapped[datetime]
     received_at: Mapped[datetime]
     expires_at: Mapped[datetime]
+    # active, or archived (withdrawn as "risk gone", or expired) until purge_after.
     state: Mapped[str] = mapped_column(String(16))
     withdrawn_at: Mapped[datetime | None]
     withdrawal_reason: Mapped[str | None] = mapped_column(String(16))
     content_sha256: Mapped[bytes] = mapped_column(LargeBinary(32))
+    archived_at: Mapped[datetime | None]
+    archive_reason: Mapped[str | None] = mapped_column(String(16))
+    purge_after: Mapped[datetime | None]
+    # When this archived signal gave a new reporter its one-time notice.
+    notice_used_at: Mapped[datetime | None]
 
     keys: Mapped[list[SignalKey]] = relationship(
         back_populates="signal", cascade="all, delete-orphan", passive_deletes=True
@@ -113,8 +119,9 @@ class Signal(Base):
     )
 
     __table_args__ = (
-        CheckConstraint("state IN ('active', 'withdrawn')", name="state_known"),
+        CheckConstraint("state IN ('active', 'archived')", name="state_known"),
         Index(None, "organisation_id", "state"),
+        Index(None, "state", "expires_at"),
     )
 
 
@@ -214,13 +221,22 @@ class Alert(Base):
     household_id: Mapped[str] = mapped_column(ForeignKey("households.id"))
     covenant_id: Mapped[str] = mapped_column(String(64))
     coordinator_id: Mapped[str] = mapped_column(ForeignKey("coordinators.id"))
+    # new -> seen -> contact_made -> closed; who and when for each step.
     state: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
-    acknowledged_at: Mapped[datetime | None]
-    acknowledged_by: Mapped[str | None] = mapped_column(String(128))
+    seen_at: Mapped[datetime | None]
+    seen_by: Mapped[str | None] = mapped_column(String(128))
+    contact_made_at: Mapped[datetime | None]
+    contact_made_by: Mapped[str | None] = mapped_column(String(128))
     closed_at: Mapped[datetime | None]
+    closed_by: Mapped[str | None] = mapped_column(String(128))
     closed_reason: Mapped[str | None] = mapped_column(String(32))
+    # No contact recorded in time: the coordinator was reminded, then the covenant's
+    # escalation contact (a coordinator id) was told.
+    reminded_at: Mapped[datetime | None]
+    escalated_at: Mapped[datetime | None]
+    escalated_to: Mapped[str | None] = mapped_column(String(64))
 
     signals: Mapped[list[AlertSignal]] = relationship(
         cascade="all, delete-orphan", passive_deletes=True
@@ -228,7 +244,7 @@ class Alert(Base):
 
     __table_args__ = (
         CheckConstraint(
-            "state IN ('new', 'seen', 'acknowledged', 'closed')", name="state_known"
+            "state IN ('new', 'seen', 'contact_made', 'closed')", name="state_known"
         ),
         Index(None, "coordinator_id", "created_at"),
         # One open alert per household per coordinator.
@@ -268,6 +284,52 @@ class AlertFeed(Base):
     at: Mapped[datetime]
 
     __table_args__ = (Index(None, "coordinator_id", "seq"),)
+
+
+class Task(Base):
+    """Something a partner's agent must hear about one of its own signals.
+
+    * ``consent_needed``: a match on this signal is held for want of a basis; asking the
+      household for consent would release it. Says nothing of the other organisations.
+    * ``match_notice``: the covenant lets involved professionals know each other; the
+      others' contact details are read from the alert when the agent lists its tasks.
+    * ``archived_match``: a one-time notice that this new signal matches only archived
+      signals (``related``), with their reporters' contact details.
+
+    At most one open task per signal, kind and covenant; it is updated, not duplicated.
+    """
+
+    __tablename__ = "tasks"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    organisation_id: Mapped[str] = mapped_column(ForeignKey("organisations.id"))
+    signal_id: Mapped[str] = mapped_column(
+        ForeignKey("signals.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    covenant_id: Mapped[str] = mapped_column(String(64))
+    alert_id: Mapped[str | None] = mapped_column(ForeignKey("alerts.id"))
+    related: Mapped[list[str]] = mapped_column(JSON)
+    state: Mapped[str] = mapped_column(String(8))
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    closed_at: Mapped[datetime | None]
+    closed_reason: Mapped[str | None] = mapped_column(String(32))
+
+    __table_args__ = (
+        CheckConstraint(
+            "kind IN ('consent_needed', 'match_notice', 'archived_match')", name="kind_known"),
+        CheckConstraint("state IN ('open', 'done')", name="state_known"),
+        Index(None, "organisation_id", "state"),
+        Index(
+            "uq_tasks_open_signal_kind_covenant",
+            "signal_id",
+            "kind",
+            "covenant_id",
+            unique=True,
+            sqlite_where=text("state = 'open'"),
+            postgresql_where=text("state = 'open'"),
+        ),
+    )
 
 
 class AuditEvent(Base):

@@ -14,6 +14,7 @@ import itertools
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime
 from typing import Any, TypeVar, cast
 
 import grpc
@@ -179,9 +180,20 @@ def _contact(c: _inputs.Contact) -> common_pb2.Contact:
     return common_pb2.Contact(name=c.name, phone=c.phone, email=c.email)
 
 
+def _step(step: tuple[datetime, str] | None) -> tuple[Any, str]:
+    return (None, "") if step is None else (to_timestamp(step[0]), step[1])
+
+
 def alert_pb(view: _core.AlertView) -> coordinator_pb2.Alert:
     states = {v: k for k, v in _inputs.ALERT_STATES.items()}
+    (seen_at, seen_by), (contact_at, contact_by), (closed_at, closed_by) = (
+        _step(view.seen), _step(view.contact_made), _step(view.closed))
     return coordinator_pb2.Alert(
+        coordinator_id=view.coordinator_id, seen_at=seen_at, seen_by=seen_by,
+        contact_made_at=contact_at, contact_made_by=contact_by, closed_at=closed_at,
+        closed_by=closed_by, escalated_to=view.escalated_to,
+        reminded_at=_step((view.reminded_at, ""))[0] if view.reminded_at else None,
+        escalated_at=_step((view.escalated_at, ""))[0] if view.escalated_at else None,
         alert_id=view.alert_id, household_ref=view.household_ref, state=states[view.state],
         created_at=to_timestamp(view.created_at), updated_at=to_timestamp(view.updated_at),
         covenant_id=view.covenant_id, closed_reason=view.closed_reason,
@@ -193,6 +205,23 @@ def alert_pb(view: _core.AlertView) -> coordinator_pb2.Alert:
             for i in view.involved
         ],
     )
+
+
+_TASK_KINDS = {"consent_needed": signal_pb2.TASK_KIND_CONSENT_NEEDED,
+               "match_notice": signal_pb2.TASK_KIND_MATCH_NOTICE,
+               "archived_match": signal_pb2.TASK_KIND_ARCHIVED_MATCH}
+
+
+def task_pb(view: _core.TaskView) -> signal_pb2.Task:
+    return signal_pb2.Task(
+        task_id=view.task_id, kind=_TASK_KINDS[view.kind],
+        state=signal_pb2.TASK_STATE_OPEN if view.state == "open" else signal_pb2.TASK_STATE_DONE,
+        signal_id=view.signal_id, covenant_id=view.covenant_id,
+        created_at=to_timestamp(view.created_at), updated_at=to_timestamp(view.updated_at),
+        closed_reason=view.closed_reason,
+        others=[signal_pb2.NoticeContact(organisation_id=org, organisation_name=name,
+                                         professional=_contact(contact))
+                for org, name, contact in view.others])
 
 
 def consent_pb(row: Consent) -> signal_pb2.ConsentRecord:
@@ -381,6 +410,17 @@ class SignalService(signal_pb2_grpc.SignalServiceServicer):
         consent_id = vocab.uuid_str(request.consent_id, "consent_id")
         return consent_pb(self._hub.revoke_consent(access, consent_id))
 
+    @rpc("task.list", "read", PARTNER)
+    def ListTasks(self, access: _audit.Access, request: signal_pb2.ListTasksRequest,
+                  context: Any) -> signal_pb2.ListTasksResponse:
+        views = self._hub.list_tasks(access, include_done=request.include_done)
+        return signal_pb2.ListTasksResponse(tasks=[task_pb(v) for v in views])
+
+    @rpc("task.dismiss", "update", PARTNER)
+    def DismissTask(self, access: _audit.Access, request: signal_pb2.DismissTaskRequest,
+                    context: Any) -> signal_pb2.Task:
+        return task_pb(self._hub.dismiss_task(access, request.task_id))
+
 
 class CoordinatorService(coordinator_pb2_grpc.CoordinatorServiceServicer):
     POLL_SECONDS = 1.0
@@ -394,7 +434,8 @@ class CoordinatorService(coordinator_pb2_grpc.CoordinatorServiceServicer):
                    context: Any) -> coordinator_pb2.ListAlertsResponse:
         states = _inputs.alert_states(list(request.states))
         size = _inputs.page_size(request.page_size, default=100, maximum=500)
-        views, token = self._hub.list_alerts(access, states, size, request.page_token)
+        views, token = self._hub.list_alerts(access, states, size, request.page_token,
+                                             escalated=request.escalated)
         return coordinator_pb2.ListAlertsResponse(alerts=[alert_pb(v) for v in views],
                                                   next_page_token=token)
 
@@ -403,7 +444,9 @@ class CoordinatorService(coordinator_pb2_grpc.CoordinatorServiceServicer):
                     context: grpc.ServicerContext) -> Iterator[coordinator_pb2.AlertEvent]:
         changes = {"created": coordinator_pb2.ALERT_CHANGE_CREATED,
                    "updated": coordinator_pb2.ALERT_CHANGE_UPDATED,
-                   "closed": coordinator_pb2.ALERT_CHANGE_CLOSED}
+                   "closed": coordinator_pb2.ALERT_CHANGE_CLOSED,
+                   "reminder": coordinator_pb2.ALERT_CHANGE_REMINDER,
+                   "escalated": coordinator_pb2.ALERT_CHANGE_ESCALATED}
         cursor = (self._hub.latest_cursor(access) if request.from_now
                   else request.after_cursor)
         self._hub.start_watch(access, cursor)
@@ -434,11 +477,23 @@ class CoordinatorService(coordinator_pb2_grpc.CoordinatorServiceServicer):
                 for sid, org, env in envelopes
             ])
 
-    @rpc("alert.acknowledge", "update", COORDINATOR)
+    @rpc("alert.contact", "update", COORDINATOR)
     def AcknowledgeAlert(self, access: _audit.Access,
                          request: coordinator_pb2.AcknowledgeAlertRequest,
                          context: Any) -> coordinator_pb2.Alert:
-        return alert_pb(self._hub.acknowledge(access, request.alert_id))
+        return alert_pb(self._hub.record_contact(access, request.alert_id))
+
+    @rpc("alert.contact", "update", COORDINATOR)
+    def RecordContact(self, access: _audit.Access,
+                      request: coordinator_pb2.RecordContactRequest,
+                      context: Any) -> coordinator_pb2.Alert:
+        return alert_pb(self._hub.record_contact(access, request.alert_id))
+
+    @rpc("alert.close", "update", COORDINATOR)
+    def CloseAlert(self, access: _audit.Access, request: coordinator_pb2.CloseAlertRequest,
+                   context: Any) -> coordinator_pb2.Alert:
+        reason = _inputs.close_reason(request.reason)
+        return alert_pb(self._hub.close_alert(access, request.alert_id, reason))
 
 
 class AuditService(audit_pb2_grpc.AuditServiceServicer):

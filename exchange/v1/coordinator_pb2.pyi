@@ -32,15 +32,20 @@ class _AlertStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AlertState
     ALERT_STATE_UNSPECIFIED: _AlertState.ValueType  # 0
     ALERT_STATE_NEW: _AlertState.ValueType  # 1
     ALERT_STATE_SEEN: _AlertState.ValueType  # 2
+    ALERT_STATE_CONTACT_MADE: _AlertState.ValueType  # 3
     ALERT_STATE_ACKNOWLEDGED: _AlertState.ValueType  # 3
+    """Deprecated name of CONTACT_MADE."""
     ALERT_STATE_CLOSED: _AlertState.ValueType  # 4
 
-class AlertState(_AlertState, metaclass=_AlertStateEnumTypeWrapper): ...
+class AlertState(_AlertState, metaclass=_AlertStateEnumTypeWrapper):
+    """new -> seen (opened) -> contact made -> closed."""
 
 ALERT_STATE_UNSPECIFIED: AlertState.ValueType  # 0
 ALERT_STATE_NEW: AlertState.ValueType  # 1
 ALERT_STATE_SEEN: AlertState.ValueType  # 2
+ALERT_STATE_CONTACT_MADE: AlertState.ValueType  # 3
 ALERT_STATE_ACKNOWLEDGED: AlertState.ValueType  # 3
+"""Deprecated name of CONTACT_MADE."""
 ALERT_STATE_CLOSED: AlertState.ValueType  # 4
 Global___AlertState: _TypeAlias = AlertState  # noqa: Y015
 
@@ -54,6 +59,10 @@ class _AlertChangeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AlertChan
     ALERT_CHANGE_CREATED: _AlertChange.ValueType  # 1
     ALERT_CHANGE_UPDATED: _AlertChange.ValueType  # 2
     ALERT_CHANGE_CLOSED: _AlertChange.ValueType  # 3
+    ALERT_CHANGE_REMINDER: _AlertChange.ValueType  # 4
+    """No contact recorded within the covenant's reminder days."""
+    ALERT_CHANGE_ESCALATED: _AlertChange.ValueType  # 5
+    """No contact recorded within its escalation days; also sent to the escalation contact."""
 
 class AlertChange(_AlertChange, metaclass=_AlertChangeEnumTypeWrapper): ...
 
@@ -61,7 +70,32 @@ ALERT_CHANGE_UNSPECIFIED: AlertChange.ValueType  # 0
 ALERT_CHANGE_CREATED: AlertChange.ValueType  # 1
 ALERT_CHANGE_UPDATED: AlertChange.ValueType  # 2
 ALERT_CHANGE_CLOSED: AlertChange.ValueType  # 3
+ALERT_CHANGE_REMINDER: AlertChange.ValueType  # 4
+"""No contact recorded within the covenant's reminder days."""
+ALERT_CHANGE_ESCALATED: AlertChange.ValueType  # 5
+"""No contact recorded within its escalation days; also sent to the escalation contact."""
 Global___AlertChange: _TypeAlias = AlertChange  # noqa: Y015
+
+class _AlertCloseReason:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _AlertCloseReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AlertCloseReason.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ALERT_CLOSE_REASON_UNSPECIFIED: _AlertCloseReason.ValueType  # 0
+    ALERT_CLOSE_REASON_RESOLVED: _AlertCloseReason.ValueType  # 1
+    """The professionals work together; the coordinator's part is done."""
+    ALERT_CLOSE_REASON_NO_ACTION_NEEDED: _AlertCloseReason.ValueType  # 2
+    """The coordinator judged that no joint action is needed."""
+
+class AlertCloseReason(_AlertCloseReason, metaclass=_AlertCloseReasonEnumTypeWrapper): ...
+
+ALERT_CLOSE_REASON_UNSPECIFIED: AlertCloseReason.ValueType  # 0
+ALERT_CLOSE_REASON_RESOLVED: AlertCloseReason.ValueType  # 1
+"""The professionals work together; the coordinator's part is done."""
+ALERT_CLOSE_REASON_NO_ACTION_NEEDED: AlertCloseReason.ValueType  # 2
+"""The coordinator judged that no joint action is needed."""
+Global___AlertCloseReason: _TypeAlias = AlertCloseReason  # noqa: Y015
 
 @_typing.final
 class Involvement(_message.Message):
@@ -108,19 +142,54 @@ class Alert(_message.Message):
     INVOLVED_FIELD_NUMBER: _builtins.int
     COVENANT_ID_FIELD_NUMBER: _builtins.int
     CLOSED_REASON_FIELD_NUMBER: _builtins.int
+    COORDINATOR_ID_FIELD_NUMBER: _builtins.int
+    SEEN_AT_FIELD_NUMBER: _builtins.int
+    SEEN_BY_FIELD_NUMBER: _builtins.int
+    CONTACT_MADE_AT_FIELD_NUMBER: _builtins.int
+    CONTACT_MADE_BY_FIELD_NUMBER: _builtins.int
+    CLOSED_AT_FIELD_NUMBER: _builtins.int
+    CLOSED_BY_FIELD_NUMBER: _builtins.int
+    REMINDED_AT_FIELD_NUMBER: _builtins.int
+    ESCALATED_AT_FIELD_NUMBER: _builtins.int
+    ESCALATED_TO_FIELD_NUMBER: _builtins.int
     alert_id: _builtins.str
     household_ref: _builtins.str
     """Pseudonymous household reference, as used in the access log."""
     state: Global___AlertState.ValueType
     covenant_id: _builtins.str
     closed_reason: _builtins.str
-    """Why the alert was closed, e.g. "withdrawn", "basis_lapsed", "merged"."""
+    """Why the alert was closed: "resolved" or "no_action_needed" (by the coordinator),
+    "handed_over" (the household moved), "basis_lapsed", "dissolved", "merged".
+    """
+    coordinator_id: _builtins.str
+    seen_by: _builtins.str
+    contact_made_by: _builtins.str
+    closed_by: _builtins.str
+    escalated_to: _builtins.str
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def updated_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def involved(self) -> _containers.RepeatedCompositeFieldContainer[Global___Involvement]: ...
+    @_builtins.property
+    def seen_at(self) -> _timestamp_pb2.Timestamp:
+        """Who did each step and when; unset when it has not happened. "hub" closed it
+        when closed_by is "hub".
+        """
+
+    @_builtins.property
+    def contact_made_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def closed_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def reminded_at(self) -> _timestamp_pb2.Timestamp:
+        """No contact recorded in time: when the coordinator was reminded, and when the
+        covenant's escalation contact was told.
+        """
+
+    @_builtins.property
+    def escalated_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
         self,
         *,
@@ -132,10 +201,20 @@ class Alert(_message.Message):
         involved: _abc.Iterable[Global___Involvement] | None = ...,
         covenant_id: _builtins.str = ...,
         closed_reason: _builtins.str = ...,
+        coordinator_id: _builtins.str = ...,
+        seen_at: _timestamp_pb2.Timestamp | None = ...,
+        seen_by: _builtins.str = ...,
+        contact_made_at: _timestamp_pb2.Timestamp | None = ...,
+        contact_made_by: _builtins.str = ...,
+        closed_at: _timestamp_pb2.Timestamp | None = ...,
+        closed_by: _builtins.str = ...,
+        reminded_at: _timestamp_pb2.Timestamp | None = ...,
+        escalated_at: _timestamp_pb2.Timestamp | None = ...,
+        escalated_to: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "updated_at", b"updated_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["closed_at", b"closed_at", "contact_made_at", b"contact_made_at", "created_at", b"created_at", "escalated_at", b"escalated_at", "reminded_at", b"reminded_at", "seen_at", b"seen_at", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["alert_id", b"alert_id", "closed_reason", b"closed_reason", "covenant_id", b"covenant_id", "created_at", b"created_at", "household_ref", b"household_ref", "involved", b"involved", "state", b"state", "updated_at", b"updated_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alert_id", b"alert_id", "closed_at", b"closed_at", "closed_by", b"closed_by", "closed_reason", b"closed_reason", "contact_made_at", b"contact_made_at", "contact_made_by", b"contact_made_by", "coordinator_id", b"coordinator_id", "covenant_id", b"covenant_id", "created_at", b"created_at", "escalated_at", b"escalated_at", "escalated_to", b"escalated_to", "household_ref", b"household_ref", "involved", b"involved", "reminded_at", b"reminded_at", "seen_at", b"seen_at", "seen_by", b"seen_by", "state", b"state", "updated_at", b"updated_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -148,9 +227,14 @@ class ListAlertsRequest(_message.Message):
     STATES_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    ESCALATED_FIELD_NUMBER: _builtins.int
     page_size: _builtins.int
     """1 to 500; 0 means 100."""
     page_token: _builtins.str
+    escalated: _builtins.bool
+    """List the alerts escalated to you as a covenant's escalation contact, instead of
+    your own. They show state and history, not who is involved.
+    """
     @_builtins.property
     def states(self) -> _containers.RepeatedScalarFieldContainer[Global___AlertState.ValueType]:
         """Empty means every state but CLOSED."""
@@ -161,10 +245,11 @@ class ListAlertsRequest(_message.Message):
         states: _abc.Iterable[Global___AlertState.ValueType] | None = ...,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
+        escalated: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "states", b"states"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["escalated", b"escalated", "page_size", b"page_size", "page_token", b"page_token", "states", b"states"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -330,3 +415,44 @@ class AcknowledgeAlertRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___AcknowledgeAlertRequest: _TypeAlias = AcknowledgeAlertRequest  # noqa: Y015
+
+@_typing.final
+class RecordContactRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ALERT_ID_FIELD_NUMBER: _builtins.int
+    alert_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        alert_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alert_id", b"alert_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordContactRequest: _TypeAlias = RecordContactRequest  # noqa: Y015
+
+@_typing.final
+class CloseAlertRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ALERT_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    alert_id: _builtins.str
+    reason: Global___AlertCloseReason.ValueType
+    def __init__(
+        self,
+        *,
+        alert_id: _builtins.str = ...,
+        reason: Global___AlertCloseReason.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alert_id", b"alert_id", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CloseAlertRequest: _TypeAlias = CloseAlertRequest  # noqa: Y015

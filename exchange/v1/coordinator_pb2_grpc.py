@@ -54,6 +54,16 @@ class CoordinatorServiceStub:
                 request_serializer=samenloop_dot_v1_dot_coordinator__pb2.AcknowledgeAlertRequest.SerializeToString,
                 response_deserializer=samenloop_dot_v1_dot_coordinator__pb2.Alert.FromString,
                 _registered_method=True)
+        self.RecordContact = channel.unary_unary(
+                '/samenloop.v1.CoordinatorService/RecordContact',
+                request_serializer=samenloop_dot_v1_dot_coordinator__pb2.RecordContactRequest.SerializeToString,
+                response_deserializer=samenloop_dot_v1_dot_coordinator__pb2.Alert.FromString,
+                _registered_method=True)
+        self.CloseAlert = channel.unary_unary(
+                '/samenloop.v1.CoordinatorService/CloseAlert',
+                request_serializer=samenloop_dot_v1_dot_coordinator__pb2.CloseAlertRequest.SerializeToString,
+                response_deserializer=samenloop_dot_v1_dot_coordinator__pb2.Alert.FromString,
+                _registered_method=True)
 
 
 class CoordinatorServiceServicer:
@@ -80,7 +90,22 @@ class CoordinatorServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def AcknowledgeAlert(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Deprecated: the same as RecordContact (kept for older clients).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RecordContact(self, request, context):
+        """Records that the coordinator brought the professionals together.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CloseAlert(self, request, context):
+        """Closes the alert. The same involvement raises no new alert; a new one does.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -106,6 +131,16 @@ def add_CoordinatorServiceServicer_to_server(servicer, server):
             'AcknowledgeAlert': grpc.unary_unary_rpc_method_handler(
                     servicer.AcknowledgeAlert,
                     request_deserializer=samenloop_dot_v1_dot_coordinator__pb2.AcknowledgeAlertRequest.FromString,
+                    response_serializer=samenloop_dot_v1_dot_coordinator__pb2.Alert.SerializeToString,
+            ),
+            'RecordContact': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordContact,
+                    request_deserializer=samenloop_dot_v1_dot_coordinator__pb2.RecordContactRequest.FromString,
+                    response_serializer=samenloop_dot_v1_dot_coordinator__pb2.Alert.SerializeToString,
+            ),
+            'CloseAlert': grpc.unary_unary_rpc_method_handler(
+                    servicer.CloseAlert,
+                    request_deserializer=samenloop_dot_v1_dot_coordinator__pb2.CloseAlertRequest.FromString,
                     response_serializer=samenloop_dot_v1_dot_coordinator__pb2.Alert.SerializeToString,
             ),
     }
@@ -216,6 +251,60 @@ class CoordinatorService:
             target,
             '/samenloop.v1.CoordinatorService/AcknowledgeAlert',
             samenloop_dot_v1_dot_coordinator__pb2.AcknowledgeAlertRequest.SerializeToString,
+            samenloop_dot_v1_dot_coordinator__pb2.Alert.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordContact(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/samenloop.v1.CoordinatorService/RecordContact',
+            samenloop_dot_v1_dot_coordinator__pb2.RecordContactRequest.SerializeToString,
+            samenloop_dot_v1_dot_coordinator__pb2.Alert.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CloseAlert(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/samenloop.v1.CoordinatorService/CloseAlert',
+            samenloop_dot_v1_dot_coordinator__pb2.CloseAlertRequest.SerializeToString,
             samenloop_dot_v1_dot_coordinator__pb2.Alert.FromString,
             options,
             channel_credentials,

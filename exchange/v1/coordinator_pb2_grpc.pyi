@@ -39,6 +39,11 @@ class CoordinatorServiceStub:
     OpenAlert: _grpc.UnaryUnaryMultiCallable[_coordinator_pb2.OpenAlertRequest, _coordinator_pb2.OpenAlertResponse]
     """Returns the envelopes sealed to the calling coordinator; re-checks the basis."""
     AcknowledgeAlert: _grpc.UnaryUnaryMultiCallable[_coordinator_pb2.AcknowledgeAlertRequest, _coordinator_pb2.Alert]
+    """Deprecated: the same as RecordContact (kept for older clients)."""
+    RecordContact: _grpc.UnaryUnaryMultiCallable[_coordinator_pb2.RecordContactRequest, _coordinator_pb2.Alert]
+    """Records that the coordinator brought the professionals together."""
+    CloseAlert: _grpc.UnaryUnaryMultiCallable[_coordinator_pb2.CloseAlertRequest, _coordinator_pb2.Alert]
+    """Closes the alert. The same involvement raises no new alert; a new one does."""
 
 @_typing.type_check_only
 class CoordinatorServiceAsyncStub(CoordinatorServiceStub):
@@ -49,6 +54,11 @@ class CoordinatorServiceAsyncStub(CoordinatorServiceStub):
     OpenAlert: _aio.UnaryUnaryMultiCallable[_coordinator_pb2.OpenAlertRequest, _coordinator_pb2.OpenAlertResponse]  # type: ignore[assignment]
     """Returns the envelopes sealed to the calling coordinator; re-checks the basis."""
     AcknowledgeAlert: _aio.UnaryUnaryMultiCallable[_coordinator_pb2.AcknowledgeAlertRequest, _coordinator_pb2.Alert]  # type: ignore[assignment]
+    """Deprecated: the same as RecordContact (kept for older clients)."""
+    RecordContact: _aio.UnaryUnaryMultiCallable[_coordinator_pb2.RecordContactRequest, _coordinator_pb2.Alert]  # type: ignore[assignment]
+    """Records that the coordinator brought the professionals together."""
+    CloseAlert: _aio.UnaryUnaryMultiCallable[_coordinator_pb2.CloseAlertRequest, _coordinator_pb2.Alert]  # type: ignore[assignment]
+    """Closes the alert. The same involvement raises no new alert; a new one does."""
 
 class CoordinatorServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -79,6 +89,23 @@ class CoordinatorServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _coordinator_pb2.AcknowledgeAlertRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_coordinator_pb2.Alert, _abc.Awaitable[_coordinator_pb2.Alert]]: ...
+    ) -> _typing.Union[_coordinator_pb2.Alert, _abc.Awaitable[_coordinator_pb2.Alert]]:
+        """Deprecated: the same as RecordContact (kept for older clients)."""
+
+    @_abc_1.abstractmethod
+    def RecordContact(
+        self,
+        request: _coordinator_pb2.RecordContactRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_coordinator_pb2.Alert, _abc.Awaitable[_coordinator_pb2.Alert]]:
+        """Records that the coordinator brought the professionals together."""
+
+    @_abc_1.abstractmethod
+    def CloseAlert(
+        self,
+        request: _coordinator_pb2.CloseAlertRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_coordinator_pb2.Alert, _abc.Awaitable[_coordinator_pb2.Alert]]:
+        """Closes the alert. The same involvement raises no new alert; a new one does."""
 
 def add_CoordinatorServiceServicer_to_server(servicer: CoordinatorServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -45,6 +45,52 @@ WITHDRAWAL_REASON_UNJUSTIFIED: WithdrawalReason.ValueType  # 2
 """The signal was unjustified: it is deleted, not archived."""
 Global___WithdrawalReason: _TypeAlias = WithdrawalReason  # noqa: Y015
 
+class _TaskKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _TaskKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_TaskKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    TASK_KIND_UNSPECIFIED: _TaskKind.ValueType  # 0
+    TASK_KIND_CONSENT_NEEDED: _TaskKind.ValueType  # 1
+    """A match on this signal is held because its category needs the household's
+    consent: ask the household. Says nothing about who else is involved.
+    """
+    TASK_KIND_MATCH_NOTICE: _TaskKind.ValueType  # 2
+    """The covenant lets involved professionals know each other: the others' contacts."""
+    TASK_KIND_ARCHIVED_MATCH: _TaskKind.ValueType  # 3
+    """One-time notice: this new signal matches only archived signals; their reporters."""
+
+class TaskKind(_TaskKind, metaclass=_TaskKindEnumTypeWrapper): ...
+
+TASK_KIND_UNSPECIFIED: TaskKind.ValueType  # 0
+TASK_KIND_CONSENT_NEEDED: TaskKind.ValueType  # 1
+"""A match on this signal is held because its category needs the household's
+consent: ask the household. Says nothing about who else is involved.
+"""
+TASK_KIND_MATCH_NOTICE: TaskKind.ValueType  # 2
+"""The covenant lets involved professionals know each other: the others' contacts."""
+TASK_KIND_ARCHIVED_MATCH: TaskKind.ValueType  # 3
+"""One-time notice: this new signal matches only archived signals; their reporters."""
+Global___TaskKind: _TypeAlias = TaskKind  # noqa: Y015
+
+class _TaskState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _TaskStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_TaskState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    TASK_STATE_UNSPECIFIED: _TaskState.ValueType  # 0
+    TASK_STATE_OPEN: _TaskState.ValueType  # 1
+    TASK_STATE_DONE: _TaskState.ValueType  # 2
+
+class TaskState(_TaskState, metaclass=_TaskStateEnumTypeWrapper): ...
+
+TASK_STATE_UNSPECIFIED: TaskState.ValueType  # 0
+TASK_STATE_OPEN: TaskState.ValueType  # 1
+TASK_STATE_DONE: TaskState.ValueType  # 2
+Global___TaskState: _TypeAlias = TaskState  # noqa: Y015
+
 @_typing.final
 class Recipient(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -440,3 +486,142 @@ class ConsentRecord(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ConsentRecord: _TypeAlias = ConsentRecord  # noqa: Y015
+
+@_typing.final
+class NoticeContact(_message.Message):
+    """Another professional involved: contact details only, never the reason."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANISATION_ID_FIELD_NUMBER: _builtins.int
+    ORGANISATION_NAME_FIELD_NUMBER: _builtins.int
+    PROFESSIONAL_FIELD_NUMBER: _builtins.int
+    organisation_id: _builtins.str
+    organisation_name: _builtins.str
+    @_builtins.property
+    def professional(self) -> _common_pb2.Contact: ...
+    def __init__(
+        self,
+        *,
+        organisation_id: _builtins.str = ...,
+        organisation_name: _builtins.str = ...,
+        professional: _common_pb2.Contact | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["professional", b"professional"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["organisation_id", b"organisation_id", "organisation_name", b"organisation_name", "professional", b"professional"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___NoticeContact: _TypeAlias = NoticeContact  # noqa: Y015
+
+@_typing.final
+class Task(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASK_ID_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    SIGNAL_ID_FIELD_NUMBER: _builtins.int
+    COVENANT_ID_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    UPDATED_AT_FIELD_NUMBER: _builtins.int
+    CLOSED_REASON_FIELD_NUMBER: _builtins.int
+    OTHERS_FIELD_NUMBER: _builtins.int
+    task_id: _builtins.str
+    kind: Global___TaskKind.ValueType
+    state: Global___TaskState.ValueType
+    signal_id: _builtins.str
+    """The partner's own signal the task is about."""
+    covenant_id: _builtins.str
+    closed_reason: _builtins.str
+    """Why it is done: "released" (consent recorded), "match_ended", "dismissed",
+    "alert_closed", "signal_withdrawn", "signal_expired".
+    """
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def updated_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def others(self) -> _containers.RepeatedCompositeFieldContainer[Global___NoticeContact]:
+        """For notices: the other professionals, as they are now."""
+
+    def __init__(
+        self,
+        *,
+        task_id: _builtins.str = ...,
+        kind: Global___TaskKind.ValueType = ...,
+        state: Global___TaskState.ValueType = ...,
+        signal_id: _builtins.str = ...,
+        covenant_id: _builtins.str = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+        updated_at: _timestamp_pb2.Timestamp | None = ...,
+        closed_reason: _builtins.str = ...,
+        others: _abc.Iterable[Global___NoticeContact] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "updated_at", b"updated_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["closed_reason", b"closed_reason", "covenant_id", b"covenant_id", "created_at", b"created_at", "kind", b"kind", "others", b"others", "signal_id", b"signal_id", "state", b"state", "task_id", b"task_id", "updated_at", b"updated_at"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Task: _TypeAlias = Task  # noqa: Y015
+
+@_typing.final
+class ListTasksRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INCLUDE_DONE_FIELD_NUMBER: _builtins.int
+    include_done: _builtins.bool
+    """Also list tasks that are done (the most recent 500 in all)."""
+    def __init__(
+        self,
+        *,
+        include_done: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["include_done", b"include_done"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListTasksRequest: _TypeAlias = ListTasksRequest  # noqa: Y015
+
+@_typing.final
+class ListTasksResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASKS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def tasks(self) -> _containers.RepeatedCompositeFieldContainer[Global___Task]: ...
+    def __init__(
+        self,
+        *,
+        tasks: _abc.Iterable[Global___Task] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["tasks", b"tasks"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListTasksResponse: _TypeAlias = ListTasksResponse  # noqa: Y015
+
+@_typing.final
+class DismissTaskRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASK_ID_FIELD_NUMBER: _builtins.int
+    task_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        task_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["task_id", b"task_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DismissTaskRequest: _TypeAlias = DismissTaskRequest  # noqa: Y015

@@ -64,6 +64,16 @@ class SignalServiceStub:
                 request_serializer=samenloop_dot_v1_dot_signal__pb2.RevokeConsentRequest.SerializeToString,
                 response_deserializer=samenloop_dot_v1_dot_signal__pb2.ConsentRecord.FromString,
                 _registered_method=True)
+        self.ListTasks = channel.unary_unary(
+                '/samenloop.v1.SignalService/ListTasks',
+                request_serializer=samenloop_dot_v1_dot_signal__pb2.ListTasksRequest.SerializeToString,
+                response_deserializer=samenloop_dot_v1_dot_signal__pb2.ListTasksResponse.FromString,
+                _registered_method=True)
+        self.DismissTask = channel.unary_unary(
+                '/samenloop.v1.SignalService/DismissTask',
+                request_serializer=samenloop_dot_v1_dot_signal__pb2.DismissTaskRequest.SerializeToString,
+                response_deserializer=samenloop_dot_v1_dot_signal__pb2.Task.FromString,
+                _registered_method=True)
 
 
 class SignalServiceServicer:
@@ -113,6 +123,20 @@ class SignalServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListTasks(self, request, context):
+        """This partner's tasks: "consent needed" and match notices about its own signals.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DismissTask(self, request, context):
+        """Dismiss a notice once read (consent-needed tasks close by themselves).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SignalServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -145,6 +169,16 @@ def add_SignalServiceServicer_to_server(servicer, server):
                     servicer.RevokeConsent,
                     request_deserializer=samenloop_dot_v1_dot_signal__pb2.RevokeConsentRequest.FromString,
                     response_serializer=samenloop_dot_v1_dot_signal__pb2.ConsentRecord.SerializeToString,
+            ),
+            'ListTasks': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTasks,
+                    request_deserializer=samenloop_dot_v1_dot_signal__pb2.ListTasksRequest.FromString,
+                    response_serializer=samenloop_dot_v1_dot_signal__pb2.ListTasksResponse.SerializeToString,
+            ),
+            'DismissTask': grpc.unary_unary_rpc_method_handler(
+                    servicer.DismissTask,
+                    request_deserializer=samenloop_dot_v1_dot_signal__pb2.DismissTaskRequest.FromString,
+                    response_serializer=samenloop_dot_v1_dot_signal__pb2.Task.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -309,6 +343,60 @@ class SignalService:
             '/samenloop.v1.SignalService/RevokeConsent',
             samenloop_dot_v1_dot_signal__pb2.RevokeConsentRequest.SerializeToString,
             samenloop_dot_v1_dot_signal__pb2.ConsentRecord.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTasks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/samenloop.v1.SignalService/ListTasks',
+            samenloop_dot_v1_dot_signal__pb2.ListTasksRequest.SerializeToString,
+            samenloop_dot_v1_dot_signal__pb2.ListTasksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DismissTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/samenloop.v1.SignalService/DismissTask',
+            samenloop_dot_v1_dot_signal__pb2.DismissTaskRequest.SerializeToString,
+            samenloop_dot_v1_dot_signal__pb2.Task.FromString,
             options,
             channel_credentials,
             insecure,

@@ -50,6 +50,10 @@ class SignalServiceStub:
     """Record the household's consent. Idempotent on consent_id."""
     RevokeConsent: _grpc.UnaryUnaryMultiCallable[_signal_pb2.RevokeConsentRequest, _signal_pb2.ConsentRecord]
     """Revoke consent this partner recorded. Stops future disclosure at once."""
+    ListTasks: _grpc.UnaryUnaryMultiCallable[_signal_pb2.ListTasksRequest, _signal_pb2.ListTasksResponse]
+    """This partner's tasks: "consent needed" and match notices about its own signals."""
+    DismissTask: _grpc.UnaryUnaryMultiCallable[_signal_pb2.DismissTaskRequest, _signal_pb2.Task]
+    """Dismiss a notice once read (consent-needed tasks close by themselves)."""
 
 @_typing.type_check_only
 class SignalServiceAsyncStub(SignalServiceStub):
@@ -70,6 +74,10 @@ class SignalServiceAsyncStub(SignalServiceStub):
     """Record the household's consent. Idempotent on consent_id."""
     RevokeConsent: _aio.UnaryUnaryMultiCallable[_signal_pb2.RevokeConsentRequest, _signal_pb2.ConsentRecord]  # type: ignore[assignment]
     """Revoke consent this partner recorded. Stops future disclosure at once."""
+    ListTasks: _aio.UnaryUnaryMultiCallable[_signal_pb2.ListTasksRequest, _signal_pb2.ListTasksResponse]  # type: ignore[assignment]
+    """This partner's tasks: "consent needed" and match notices about its own signals."""
+    DismissTask: _aio.UnaryUnaryMultiCallable[_signal_pb2.DismissTaskRequest, _signal_pb2.Task]  # type: ignore[assignment]
+    """Dismiss a notice once read (consent-needed tasks close by themselves)."""
 
 class SignalServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -123,5 +131,21 @@ class SignalServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_signal_pb2.ConsentRecord, _abc.Awaitable[_signal_pb2.ConsentRecord]]:
         """Revoke consent this partner recorded. Stops future disclosure at once."""
+
+    @_abc_1.abstractmethod
+    def ListTasks(
+        self,
+        request: _signal_pb2.ListTasksRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_signal_pb2.ListTasksResponse, _abc.Awaitable[_signal_pb2.ListTasksResponse]]:
+        """This partner's tasks: "consent needed" and match notices about its own signals."""
+
+    @_abc_1.abstractmethod
+    def DismissTask(
+        self,
+        request: _signal_pb2.DismissTaskRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_signal_pb2.Task, _abc.Awaitable[_signal_pb2.Task]]:
+        """Dismiss a notice once read (consent-needed tasks close by themselves)."""
 
 def add_SignalServiceServicer_to_server(servicer: SignalServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

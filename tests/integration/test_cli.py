@@ -21,11 +21,15 @@ from tests.support import current_covenant
 
 def _subcommands() -> list[list[str]]:
     found: list[list[str]] = []
+    seen: set[int] = set()
 
     def walk(parser: argparse.ArgumentParser, prefix: list[str]) -> None:
         for action in parser._actions:
             if isinstance(action, argparse._SubParsersAction):
                 for name, sub in action.choices.items():
+                    if id(sub) in seen:  # an alias: its help is the command's
+                        continue
+                    seen.add(id(sub))
                     found.append([*prefix, name])
                     walk(sub, [*prefix, name])
 
@@ -75,11 +79,11 @@ def test_migrate_says_what_it_did(tmp_path: Path) -> None:
     migrate(engine, MIGRATIONS, "0001")  # a hub installed at the first release
     engine.dispose()
     first = samenloop("hub", "migrate", "--database-url", url)
-    assert "from revision 0001 to 0002" in first.stdout
+    assert "from revision 0001 to 0003" in first.stdout
     again = samenloop("hub", "migrate", "--database-url", url)
-    assert "was already at the newest schema (revision 0002)" in again.stdout
+    assert "was already at the newest schema (revision 0003)" in again.stdout
     fresh = samenloop("hub", "migrate", "--database-url", f"sqlite:///{tmp_path / 'new.db'}")
-    assert "created the hub schema (revision 0002)" in fresh.stdout
+    assert "created the hub schema (revision 0003)" in fresh.stdout
 
 
 def test_an_unreachable_service_is_a_clear_error(tmp_path: Path,
@@ -147,7 +151,7 @@ def test_each_role_from_the_command_line(servers: tuple[Server, Server], tmp_pat
             assert "111222334" not in result.stdout + result.stderr
 
     desk = ["--coordinator-id", "coord-a", "--organisation", "gemeente", "--hub", hub.address]
-    table = run("coordinator", "alerts", *desk)
+    table = run("coordinator", "inbox", *desk)
     assert table.splitlines()[0].split() == ["ALERT", "STATE", "AGE", "ORGANISATIONS", "NEXT",
                                              "ACTION"]
     short_id = table.splitlines()[1].split()[0]
@@ -156,7 +160,13 @@ def test_each_role_from_the_command_line(servers: tuple[Server, Server], tmp_pat
     assert alert["alert_id"].startswith(short_id) and "category" not in line
     opened = run("coordinator", "open", short_id, "--key-file", "coordinator.key", *desk)
     assert "BSN 111222333" in opened and "9711AB" in opened
-    assert "acknowledged" in run("coordinator", "ack", short_id, *desk)
+    assert "contact_made" in run("coordinator", "contact", short_id, *desk)
+    assert "contact_made" in run("coordinator", "ack", short_id, *desk)  # the old name
+    history = run("coordinator", "show", short_id, *desk)
+    assert "seen" in history and "contact made" in history and "coord-a" in history
+    closed = run("coordinator", "close", short_id, "--reason", "no_action_needed", *desk)
+    assert "closed (no_action_needed)" in closed
+    assert run("coordinator", "inbox", *desk).strip() == "no alerts"
 
     agent_a = ["--organisation", "org-a", "--hub", hub.address, "--keyservice", ks.address,
                "--state-database", "sqlite:///org-a.db"]

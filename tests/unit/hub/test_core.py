@@ -268,7 +268,7 @@ def test_withdrawal_reasons(hub: Hub, reg: Registry) -> None:
     hub.withdraw(access("org-a"), a.id, "risk_gone")
     hub.withdraw(access("org-b"), b.id, "unjustified")
     with session_factory(hub._engine)() as s:
-        assert s.get_one(Signal, a.id).state == "withdrawn"  # archived
+        assert s.get_one(Signal, a.id).state == "archived"
         assert s.get(Signal, b.id) is None  # deleted, not archived
         assert s.scalars(select(SignalKey).where(SignalKey.signal_id == b.id)).all() == []
     (event,) = [e for e in _events(hub, "signal.withdraw") if b.id in e.detail]
@@ -360,8 +360,8 @@ def test_open_returns_only_envelopes_for_the_caller_and_marks_seen(hub: Hub,
     assert {(e.owner_org, e.action, e.basis) for e in events} == {
         ("org-a", "disclose", "covenant:test-covenant@v1"),
         ("org-b", "disclose", "covenant:test-covenant@v1")}
-    acked = hub.acknowledge(COORD, view.alert_id)
-    assert acked.state == "acknowledged"
+    acked = hub.record_contact(COORD, view.alert_id)
+    assert acked.state == "contact_made"
 
 
 def test_alert_pages(hub: Hub, reg: Registry) -> None:
@@ -462,7 +462,7 @@ def test_lapses_take_effect_without_an_open(hub: Hub, reg: Registry, clock: Cloc
     hub.submit(access("org-b"), signal(hub, "org-b", person="p", category="housing"))
     assert len(hub.list_alerts(COORD, ("new",), 10, "")[0]) == 1
     clock.now = clock.now.replace(year=2027, month=1, day=1)  # the covenant has ended
-    assert hub.list_alerts(COORD, ("new", "seen", "acknowledged"), 10, "")[0] == []
+    assert hub.list_alerts(COORD, ("new", "seen", "contact_made"), 10, "")[0] == []
     (closed,), _ = hub.list_alerts(COORD, ("closed",), 10, "")
     assert (closed.closed_reason, closed.involved) == ("basis_lapsed", ())
 
@@ -475,7 +475,7 @@ def test_an_expired_signal_leaves_the_alert(hub: Hub, reg: Registry, clock: Cloc
     (view,), _ = hub.list_alerts(COORD, ("new",), 10, "")
     clock.advance(days=3)
     with pytest.raises(FailedPrecondition, match="closed"):
-        hub.acknowledge(COORD, view.alert_id)
+        hub.record_contact(COORD, view.alert_id)
     (closed,), _ = hub.list_alerts(COORD, ("closed",), 10, "")
     assert closed.closed_reason == "dissolved"
 

@@ -183,7 +183,7 @@ def test_the_median_time_to_contact_needs_ten_alerts(hub: Hub, reg: Registry,
         hub.submit(access("org-b"), signal(hub, "org-b", person=f"p{i}", category="housing"))
         clock.advance(hours=2)
         (view,), _ = hub.list_alerts(COORD, ("new",), 10, "")
-        hub.acknowledge(COORD, view.alert_id)
+        hub.record_contact(COORD, view.alert_id)
         median = {n: v for n, v, _ in hub.report(admin, june, july)[1]}[
             "median_hours_to_contact"]
         assert median == ("2" if i == 9 else "suppressed")
