@@ -672,7 +672,9 @@ class Hub(LogOperations):
     def _remind(self, s: Session, now: datetime, system: _audit.Access,
                 changes: _matching.Changes) -> None:
         """Remind, then escalate, open alerts whose contact was not recorded in time."""
+        # A covenant reminds after one day at the earliest.
         waiting = s.scalars(select(Alert).where(Alert.state.in_(("new", "seen")),
+                                                 Alert.created_at <= now - timedelta(days=1),
                                                  or_(Alert.reminded_at.is_(None),
                                                      Alert.escalated_at.is_(None)))
                             .order_by(Alert.created_at, Alert.id)).all()

@@ -258,8 +258,14 @@ class _Shown:
 
 # Alert closings by the coordinator: the same involvement does not raise a new alert.
 COORDINATOR_CLOSINGS = ("resolved", "no_action_needed")
-# A signal whose covenant basis fails only on its category could be released by consent.
-_CONSENT_WOULD_HELP = consent.Reason.CATEGORY_NOT_COVERED
+
+
+def _consent_would_help(decision: consent.Decision) -> bool:
+    """Whether asking the household for consent could release this signal: its covenant
+    basis fails only on its category, and the household has not revoked a consent under
+    this covenant (it has said no; the partner is not prompted to ask again)."""
+    return (decision.reason is consent.Reason.CATEGORY_NOT_COVERED
+            and consent.Reason.CONSENT_REVOKED not in decision.details)
 
 
 def _coordinator(cov: consent.Covenant, permitted: list[Signal]) -> str:
@@ -339,8 +345,7 @@ def evaluate(
                 close_reasons.setdefault(coordinator, "dissolved")
             continue
         permitted, denied = _decide(cov, grants_for(session, keys, cov.id), party, now)
-        consent_tasks[cov.id] = {sid for sid, d in denied.items()
-                                 if d.reason is _CONSENT_WOULD_HELP}
+        consent_tasks[cov.id] = {sid for sid, d in denied.items() if _consent_would_help(d)}
         coordinator = _coordinator(cov, [s for s in party if s.id in permitted]) \
             if permitted else ""
         status, reason, basis = _outcome(permitted if coordinator else {}, denied)

@@ -35,7 +35,11 @@ class HubSettings:
     checkpoint_key: Path = Path("hub-checkpoint.key")
     origin: str = "samenloop.local/hub"
     max_workers: int = 32
+    # A signal expires after at most this many days (the partner may choose earlier).
     max_signal_age_days: int = 730
+    # Expired signals, and those withdrawn as "risk gone", are archived this long, then
+    # purged (their access-log events stay). Signals withdrawn as unjustified are not kept.
+    archive_days: int = 1826
     # How often time-based decisions (expiry, consent periods) are re-made; 0 disables.
     sweep_seconds: float = 60.0
     # Organisations (the municipality) whose privacy officers see the whole access log.
@@ -137,7 +141,11 @@ def open_hub(settings: HubSettings, *, clock: Callable[[], datetime] | None = No
         migrate(engine, MIGRATIONS)
     check_current(engine, MIGRATIONS)
     signer = checkpoint.CheckpointSigner.load_or_create(settings.checkpoint_key, settings.origin)
-    limits = Limits(max_signal_age=timedelta(days=settings.max_signal_age_days))
+    for name in ("max_signal_age_days", "archive_days"):
+        if not 1 <= getattr(settings, name) <= 36600:
+            raise ConfigError(f"{name} must be a whole number of days from 1 to 36600")
+    limits = Limits(max_signal_age=timedelta(days=settings.max_signal_age_days),
+                    archive_period=timedelta(days=settings.archive_days))
     for org in settings.oversight_organisations:
         vocab.slug(org, "oversight_organisations")
     if settings.log_retention_days < MIN_LOG_RETENTION.days:

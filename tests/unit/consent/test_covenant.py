@@ -69,3 +69,81 @@ def test_invalid_covenants_name_the_line_and_reason(source: str, message: str) -
 def test_dates_out_of_range_are_refused_not_crashed(value: str) -> None:
     with pytest.raises(CovenantError, match="between 2000 and 2200"):
         parse_covenant(_replace("valid_until = 2026-12-31", f"valid_until = {value}"))
+
+
+REGIONAL = _replace('coordinator = "coord-a"\n', "").replace(
+    'regions = ["GM0014"]', 'regions = ["GM0014", "GM0034"]') + (
+    '\n[coordinators]\nGM0014 = "coord-a"\nGM0034 = "coord-b"\n')
+GROUPS = _replace('coordinator = "coord-a"\n', "") + (
+    '\n[[groups]]\ncoordinator = "coord-a"\nparties = ["org-a", "org-b"]\n'
+    '\n[[groups]]\ncoordinator = "coord-b"\nparties = ["org-c"]\n')
+
+
+def test_one_coordinator_by_default_reminder_and_escalation_defaults() -> None:
+    cov = parse_covenant(COVENANT)
+    assert (cov.assignment, cov.coordinators) == ("single", ("coord-a",))
+    assert cov.coordinator_for("GM0014", "org-c") == "coord-a"
+    assert (cov.reminder_days, cov.escalation_days, cov.escalation_contact) == (5, 10, "")
+    assert (cov.match_notices, cov.linkage_profile) == (frozenset(), "")
+
+
+def test_coordinators_by_region() -> None:
+    cov = parse_covenant(REGIONAL)
+    assert (cov.assignment, cov.coordinators) == ("region", ("coord-a", "coord-b"))
+    assert cov.coordinator_for("GM0034", "org-a") == "coord-b"
+    assert cov.regions_of("coord-a") == ("GM0014",)
+    assert cov.regions_of("coord-x") == ()
+
+
+def test_coordinators_by_partner_group() -> None:
+    cov = parse_covenant(GROUPS)
+    assert (cov.assignment, cov.coordinators) == ("group", ("coord-a", "coord-b"))
+    assert [cov.coordinator_for("GM0014", org) for org in ("org-a", "org-b", "org-c")] == [
+        "coord-a", "coord-a", "coord-b"]
+    assert cov.regions_of("coord-b") == ("GM0014",)
+
+
+def test_escalation_notices_and_linkage_profile() -> None:
+    cov = parse_covenant(_replace('regions = ["GM0014"]',
+                                  'regions = ["GM0014"]\nmatch_notices = ["housing", "debt"]\n'
+                                  'linkage_profile = "nl-household"')
+                         + '\n[escalation]\nreminder_days = 3\nescalation_days = 7\n'
+                         'contact = "teamleider"\n')
+    assert (cov.reminder_days, cov.escalation_days, cov.escalation_contact) == (
+        3, 7, "teamleider")
+    assert cov.notices_for("housing") and not cov.notices_for("youth_care")
+    assert cov.linkage_profile == "nl-household"
+
+
+@pytest.mark.parametrize(("source", "message"), [
+    (REGIONAL.replace('GM0034 = "coord-b"\n', ""),
+     "[coordinators] has no coordinator for region 'GM0034'"),
+    (REGIONAL + 'GM0099 = "coord-c"\n',
+     "line 19: [coordinators] names region 'GM0099', which is not in regions"),
+    (REGIONAL.replace('GM0034 = "coord-b"', 'GM0034 = "Coord B"'), "line 18: GM0034 must be"),
+    ('coordinator = "coord-a"\n' + REGIONAL,
+     "give exactly one of coordinator, [coordinators] (by region) or [[groups]]"),
+    (GROUPS.replace('parties = ["org-c"]', 'parties = ["org-b"]'),
+     "party 'org-b' is in two groups"),
+    (GROUPS.replace('parties = ["org-c"]', 'parties = ["org-x"]'),
+     "names 'org-x', which is not a party"),
+    (GROUPS.replace('parties = ["org-c"]', 'parties = ["org-c"]\nregion = "GM0014"'),
+     "unknown key 'region' in [[groups]]"),
+    (GROUPS.replace('\n[[groups]]\ncoordinator = "coord-b"\nparties = ["org-c"]\n', ""),
+     "party 'org-c' is in no group"),
+    (COVENANT + "\n[escalation]\nreminder_days = 0\n",
+     "line 18: reminder_days must be a whole number of days from 1 to 365"),
+    (COVENANT + "\n[escalation]\nreminder_days = 5\nescalation_days = 5\n",
+     "line 19: escalation_days must be after reminder_days"),
+    (COVENANT + "\n[escalation]\nreminder_days = true\n", "line 18: reminder_days"),
+    (COVENANT + "\n[escalation]\nwho = \"x\"\n", "line 18: unknown key 'who' in [escalation]"),
+    (COVENANT + '\n[escalation]\ncontact = "Team Lead"\n', "line 18: "),
+    (_replace('regions = ["GM0014"]', 'regions = ["GM0014"]\nmatch_notices = ["police"]'),
+     "line 10: match_notices: 'police'"),
+    (_replace('regions = ["GM0014"]', 'regions = ["GM0014"]\nlinkage_profile = 3'),
+     "line 10: linkage_profile must be a string"),
+])
+def test_invalid_assignments_and_escalations_name_the_line(source: str, message: str) -> None:
+    with pytest.raises(CovenantError) as info:
+        parse_covenant(source)
+    assert message in str(info.value)
