@@ -58,6 +58,7 @@ def test_the_walkthrough_runs_as_written(tmp_path: Path) -> None:
     assert "covenant samen-sterk-noord version 1 registered" in out
     assert "2 signals submitted" in out
     assert "BSN 111222333" in out and "BSN 100000009" in out   # the opened envelopes
+    assert "consent_needed  JZ-2" in out  # the task, before the family consents
     assert "recorded consent" in out
     assert "withdrew signal" in out
     assert "closed: dissolved" in out

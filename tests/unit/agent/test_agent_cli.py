@@ -23,8 +23,8 @@ def services(tmp_path: Path, database_url: str,
     running.keyservice.stop(grace=1)
 
 
-def _agent_flags(services: Services, state: Path) -> list[str]:
-    return ["--organisation", "org-a", "--hub", services.hub.address,
+def _agent_flags(services: Services, state: Path, org: str = "org-a") -> list[str]:
+    return ["--organisation", org, "--hub", services.hub.address,
             "--keyservice", services.keyservice.address,
             "--state-database", f"sqlite:///{state}"]
 
@@ -71,3 +71,46 @@ def test_the_notice_is_shown_when_the_command_then_fails(services: Services, tmp
                     ["withdraw", "--case-ref", "NOPE-1", "--reason", "risk_gone"]):
         assert main(["agent", *command, *flags]) == 1  # pinned now: nothing more to say
         assert _notes(capsys.readouterr().err) == []
+
+
+def test_tasks_show_case_and_next_step_and_notices_can_be_dismissed(
+        services: Services, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.support import current_covenant
+
+    text = current_covenant().replace('regions = ["GM0014"]\n', 'regions = ["GM0014"]\n'
+                                      'match_notices = ["youth_care", "housing"]\n')
+    (tmp_path / "notices.toml").write_text(text)
+    services.admin().covenant(tmp_path / "notices.toml")
+    flags = {org: _agent_flags(services, tmp_path / f"{org}.db", org)
+             for org in ("org-a", "org-b")}
+    write_csv(tmp_path / "a.csv", [person("A-1", "111222333"),
+                                   person("A-2", "123456782", category="mental_health")])
+    write_csv(tmp_path / "b.csv", [person("B-1", "111222333", category="housing"),
+                                   person("B-2", "123456782", category="housing")])
+    for org, export in (("org-a", "a.csv"), ("org-b", "b.csv")):
+        assert main(["agent", "submit", "--input", str(tmp_path / export), *flags[org]]) == 0
+    capsys.readouterr()
+
+    assert main(["agent", "tasks", *flags["org-a"]]) == 0
+    out = capsys.readouterr().out
+    header, *rows = out.splitlines()
+    assert header.split() == ["TASK", "KIND", "CASE", "AGE", "WHAT", "TO", "DO"]
+    by_case = {row.split()[2]: row for row in rows}
+    assert set(by_case) == {"A-1", "A-2"}
+    assert "match_notice" in by_case["A-1"]
+    assert "also involved: Organisation B: Pat Professional (050 1234567" in by_case["A-1"]
+    assert "consent_needed" in by_case["A-2"] and "--case-ref A-2" in by_case["A-2"]
+    assert "Organisation B" not in by_case["A-2"]  # consent needed names no one
+    assert "housing" not in out and "mental_health" not in out
+
+    notice = by_case["A-1"].split()[0]
+    assert main(["agent", "dismiss", notice, *flags["org-a"]]) == 0
+    assert "is done (dismissed)" in capsys.readouterr().out
+    consent_task = by_case["A-2"].split()[0]
+    assert main(["agent", "dismiss", consent_task, *flags["org-a"]]) == 1
+    assert "closes itself" in capsys.readouterr().err
+    assert main(["agent", "tasks", "--json", *flags["org-a"]]) == 0
+    (line,) = capsys.readouterr().out.splitlines()
+    assert '"case_ref": "A-2"' in line and "CONSENT_NEEDED" in line
+    assert main(["agent", "tasks", "--all", *flags["org-a"]]) == 0
+    assert "done (dismissed)" in capsys.readouterr().out
