@@ -6,14 +6,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent._client import HubUser
-from exchange import config, rpc
+from exchange import config, rpc, tls
 from exchange.errors import InvalidInput
 from exchange.v1 import admin_pb2, common_pb2
 
 
 @config.section("admin")
 @dataclass(frozen=True)
-class AdminSettings:
+class AdminSettings(tls.TlsClientSettings):
     organisation: str
     user: str = "administrator"
     hub: str = "127.0.0.1:50051"
@@ -22,7 +22,8 @@ class AdminSettings:
 class Admin(HubUser):
     def __init__(self, settings: AdminSettings) -> None:
         super().__init__(settings.hub,
-                         rpc.Caller(settings.organisation, settings.user, "administrator"))
+                         rpc.Caller(settings.organisation, settings.user, "administrator"),
+                         settings.client_tls())
 
     def organisation(self, organisation_id: str, name: str) -> admin_pb2.Organisation:
         return self.hub.call(self.hub.admin.RegisterOrganisation,

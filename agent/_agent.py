@@ -24,7 +24,7 @@ from agent._client import HubClient, KeyServiceClient
 from agent._identity import envelope_context
 from agent._models import ConsentRecord, Pin, Submission
 from agent._witness import Seen, Witness, newest, parse_hub_key, untrusted_log
-from exchange import config, crypto, log, rpc, vocab
+from exchange import config, crypto, log, rpc, tls, vocab
 from exchange.db import make_engine, migrate, session_factory
 from exchange.errors import (
     FailedPrecondition,
@@ -50,7 +50,7 @@ class _Changed(Exception):
 
 @config.section("agent")
 @dataclass(frozen=True)
-class AgentSettings:
+class AgentSettings(tls.TlsClientSettings):
     organisation: str
     user: str = "agent"
     hub: str = "127.0.0.1:50051"
@@ -107,8 +107,9 @@ class Agent:
         self._engine = make_engine(settings.state_database)
         self._sessions = session_factory(self._engine)
         caller = rpc.Caller(settings.organisation, settings.user, "partner")
-        self._keyservice = KeyServiceClient(settings.keyservice, caller)
-        self.hub = HubClient(settings.hub, caller)
+        client_tls = settings.client_tls()
+        self._keyservice = KeyServiceClient(settings.keyservice, caller, client_tls)
+        self.hub = HubClient(settings.hub, caller, client_tls)
         try:
             self.witness = self._open_state()
         except BaseException:

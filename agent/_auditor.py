@@ -19,7 +19,7 @@ from typing import Any
 
 from agent._client import HubUser, KeyServiceClient
 from agent._witness import Seen, Witness, newest, parse_hub_key
-from exchange import auditlog, config, crypto, merkle, rpc
+from exchange import auditlog, config, crypto, merkle, rpc, tls
 from exchange import checkpoint as notes
 from exchange.errors import ConfigError, FailedPrecondition, IntegrityError, VerificationError
 from exchange.v1 import audit_pb2, common_pb2
@@ -27,7 +27,7 @@ from exchange.v1 import audit_pb2, common_pb2
 
 @config.section("audit")
 @dataclass(frozen=True)
-class AuditSettings:
+class AuditSettings(tls.TlsClientSettings):
     organisation: str
     user: str = "privacy-officer"
     hub: str = "127.0.0.1:50051"
@@ -51,7 +51,8 @@ class ProvenDisclosure:
 class Auditor(HubUser):
     def __init__(self, settings: AuditSettings, role: str = "privacy_officer", *,
                  read_only_on_failure: bool = False) -> None:
-        super().__init__(settings.hub, rpc.Caller(settings.organisation, settings.user, role))
+        super().__init__(settings.hub, rpc.Caller(settings.organisation, settings.user, role),
+                         settings.client_tls())
         self.settings = settings
         self._caller = rpc.Caller(settings.organisation, settings.user, role)
         state = self._state()
@@ -169,7 +170,8 @@ class Auditor(HubUser):
     # -- subject access ---------------------------------------------------------------
 
     def _person_key(self, bsn: str) -> bytes:
-        keyservice = KeyServiceClient(self.settings.keyservice, self._caller)
+        keyservice = KeyServiceClient(self.settings.keyservice, self._caller,
+                                      self.settings.client_tls())
         try:
             response = keyservice.public_key()
             public_key = bytes(response.public_key)

@@ -7,7 +7,7 @@ from typing import Any, Self, TypeVar
 
 import grpc
 
-from exchange import rpc
+from exchange import rpc, tls
 from exchange.v1 import (
     admin_pb2_grpc,
     audit_pb2_grpc,
@@ -24,10 +24,14 @@ TIMEOUT = 60.0
 
 
 class _Client:
-    def __init__(self, target: str, caller: rpc.Caller, service: str) -> None:
+    def __init__(self, target: str, caller: rpc.Caller, service: str,
+                 client_tls: tls.ClientTls | None = None) -> None:
         self.target = target
         self._service = service
-        self._channel = rpc.channel(target, caller)
+        if client_tls is not None:
+            client_tls.check(caller)
+        self._channel = rpc.channel(
+            target, caller, client_tls.credentials() if client_tls is not None else None)
 
     def call(self, method: Callable[..., T], request: Any, timeout: float = TIMEOUT) -> T:
         try:
@@ -48,8 +52,9 @@ class _Client:
 class HubUser:
     """A role's client of the hub: one channel, closed with the object."""
 
-    def __init__(self, target: str, caller: rpc.Caller) -> None:
-        self.hub = HubClient(target, caller)
+    def __init__(self, target: str, caller: rpc.Caller,
+                 client_tls: tls.ClientTls | None = None) -> None:
+        self.hub = HubClient(target, caller, client_tls)
 
     def close(self) -> None:
         self.hub.close()
@@ -62,8 +67,9 @@ class HubUser:
 
 
 class KeyServiceClient(_Client):
-    def __init__(self, target: str, caller: rpc.Caller) -> None:
-        super().__init__(target, caller, f"the key service at {target}")
+    def __init__(self, target: str, caller: rpc.Caller,
+                 client_tls: tls.ClientTls | None = None) -> None:
+        super().__init__(target, caller, f"the key service at {target}", client_tls)
         self._stub = keyservice_pb2_grpc.KeyServiceStub(self._channel)
 
     def public_key(self) -> keyservice_pb2.GetPublicKeyResponse:
@@ -83,8 +89,9 @@ class KeyServiceClient(_Client):
 class HubClient(_Client):
     """All hub services over one channel."""
 
-    def __init__(self, target: str, caller: rpc.Caller) -> None:
-        super().__init__(target, caller, f"the hub at {target}")
+    def __init__(self, target: str, caller: rpc.Caller,
+                 client_tls: tls.ClientTls | None = None) -> None:
+        super().__init__(target, caller, f"the hub at {target}", client_tls)
         self.signals = signal_pb2_grpc.SignalServiceStub(self._channel)
         self.coordinator = coordinator_pb2_grpc.CoordinatorServiceStub(self._channel)
         self.audit = audit_pb2_grpc.AuditServiceStub(self._channel)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from agent._client import HubUser
 from agent._identity import Identity, envelope_context
-from exchange import config, crypto, log, rpc
+from exchange import config, crypto, log, rpc, tls
 from exchange.errors import Unavailable, VerificationError
 from exchange.v1 import coordinator_pb2
 
@@ -18,7 +18,7 @@ _log = log.get("coordinator")
 
 @config.section("coordinator")
 @dataclass(frozen=True)
-class CoordinatorSettings:
+class CoordinatorSettings(tls.TlsClientSettings):
     coordinator_id: str
     organisation: str
     hub: str = "127.0.0.1:50051"
@@ -37,7 +37,8 @@ class OpenedSignal:
 class CoordinatorDesk(HubUser):
     def __init__(self, settings: CoordinatorSettings) -> None:
         super().__init__(settings.hub, rpc.Caller(settings.organisation,
-                                                  settings.coordinator_id, "coordinator"))
+                                                  settings.coordinator_id, "coordinator"),
+                         settings.client_tls())
         self.settings = settings
         self._closed = False
 

@@ -22,7 +22,7 @@ from exchange import log
 from exchange.errors import SamenloopError
 
 # Modules that contribute subcommands through register(subparsers).
-_COMMAND_MODULES = ("hub._cli", "agent._cli", "hub._demo")
+_COMMAND_MODULES = ("hub._cli", "agent._cli", "exchange._pki", "hub._demo")
 PROG = "samenloop"
 
 

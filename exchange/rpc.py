@@ -6,7 +6,8 @@
 * channels to a service.
 
 Identity in metadata is the development transport: a server accepts it only on a
-loopback address (see hub.server). Production identity comes from client certificates.
+loopback address (see hub._server). Production identity comes from client certificates
+(exchange.tls).
 """
 
 from __future__ import annotations
@@ -162,10 +163,10 @@ class _IdentityInterceptor(
     grpc.UnaryStreamClientInterceptor,
     grpc.StreamUnaryClientInterceptor,
 ):
-    """Adds the caller's identity and a fresh request id to every call."""
+    """Adds a fresh request id to every call and, without TLS, the caller's identity."""
 
-    def __init__(self, caller: Caller) -> None:
-        self._headers = caller.metadata()
+    def __init__(self, caller: Caller | None) -> None:
+        self._headers = caller.metadata() if caller is not None else []
 
     def _details(self, details: Any) -> Any:
         metadata = [*(details.metadata or ()), *self._headers]
@@ -198,12 +199,18 @@ class _CallDetails(grpc.ClientCallDetails):
     compression: Any
 
 
-def channel(target: str, caller: Caller | None = None) -> grpc.Channel:
-    """A channel to ``host:port`` carrying the caller's identity on every call."""
+def channel(target: str, caller: Caller | None = None,
+            credentials: grpc.ChannelCredentials | None = None) -> grpc.Channel:
+    """A channel to ``host:port``. With TLS ``credentials`` the client certificate is the
+    caller's identity; without, the caller's identity travels in request headers (which
+    servers accept on loopback only)."""
     options = [
         ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
         ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ]
+    if credentials is not None:
+        ch = grpc.secure_channel(target, credentials, options=options)
+        return grpc.intercept_channel(ch, _IdentityInterceptor(None))
     ch = grpc.insecure_channel(target, options=options)
     if caller is not None:
         ch = grpc.intercept_channel(ch, _IdentityInterceptor(caller))

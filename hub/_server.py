@@ -14,7 +14,7 @@ from pathlib import Path
 
 import grpc
 
-from exchange import checkpoint, config, crypto, log, vocab
+from exchange import checkpoint, config, crypto, log, tls, vocab
 from exchange.db import check_current, make_engine, migrate, redact_url
 from exchange.errors import ConfigError
 from exchange.rpc import MAX_MESSAGE_BYTES
@@ -29,7 +29,7 @@ _log = log.get("hub")
 
 @config.section("hub")
 @dataclass(frozen=True)
-class HubSettings:
+class HubSettings(tls.TlsServerSettings):
     listen: str = "127.0.0.1:50051"
     database_url: str = "sqlite:///samenloop-hub.db"
     checkpoint_key: Path = Path("hub-checkpoint.key")
@@ -53,7 +53,7 @@ class HubSettings:
 
 @config.section("keyservice")
 @dataclass(frozen=True)
-class KeyServiceSettings:
+class KeyServiceSettings(tls.TlsServerSettings):
     listen: str = "127.0.0.1:50052"
     key_file: Path = Path("oprf.key")
     max_workers: int = 8
@@ -69,14 +69,16 @@ def _is_loopback(host: str) -> bool:
     return bool(infos) and all(ipaddress.ip_address(i[4][0]).is_loopback for i in infos)
 
 
-def _bind(server: grpc.Server, listen: str) -> int:
+def _bind(server: grpc.Server, listen: str, server_tls: tls.ServerTls | None) -> int:
     host = listen.rsplit(":", 1)[0]
-    if not _is_loopback(host):
+    if server_tls is None and not _is_loopback(host):
         raise ConfigError(
             f"refusing to listen on {listen}: without TLS client certificates the "
-            "caller's identity cannot be trusted, so only loopback addresses are allowed")
+            "caller's identity cannot be trusted, so only loopback addresses are allowed "
+            "(set tls_cert, tls_key and tls_client_ca)")
     try:
-        port = server.add_insecure_port(listen)
+        port = (server.add_insecure_port(listen) if server_tls is None
+                else server.add_secure_port(listen, server_tls.credentials()))
     except RuntimeError as exc:
         raise ConfigError(f"cannot listen on {listen}: {exc}") from exc
     if port == 0:
@@ -156,17 +158,32 @@ def open_hub(settings: HubSettings, *, clock: Callable[[], datetime] | None = No
                integrate_on_commit=settings.checkpoint_seconds <= 0)
 
 
+def _identity(server_tls: tls.ServerTls | None, given: IdentityResolver | None,
+              clock: Callable[[], datetime] | None) -> IdentityResolver:
+    """Callers from their certificates with TLS; from request headers (loopback only)
+    without."""
+    if given is not None:
+        return given
+    return metadata_identity if server_tls is None else server_tls.identity(clock)
+
+
 def start_hub(
     settings: HubSettings,
     *,
     clock: Callable[[], datetime] | None = None,
-    identity: IdentityResolver = metadata_identity,
+    identity: IdentityResolver | None = None,
 ) -> RunningHub:
+    server_tls = settings.server_tls()
+    resolver = _identity(server_tls, identity, clock)
     hub = open_hub(settings, clock=clock)
     server = _new_server(settings.max_workers)
     stopping = threading.Event()
-    add_services(server, hub, identity, stopping)
-    port = _bind(server, settings.listen)
+    add_services(server, hub, resolver, stopping)
+    try:
+        port = _bind(server, settings.listen, server_tls)
+    except ConfigError:
+        hub.close()
+        raise
     server.start()
     if settings.sweep_seconds > 0:
         threading.Thread(target=_every, args=(hub.sweep, stopping, settings.sweep_seconds),
@@ -177,7 +194,8 @@ def start_hub(
                          name="checkpoints", daemon=True).start()
     address = f"{settings.listen.rsplit(':', 1)[0]}:{port}"
     _log.info("hub listening", address=address, database=redact_url(settings.database_url),
-              checkpoint_key=crypto.fingerprint(hub.checkpoint_public_key).hex())
+              checkpoint_key=crypto.fingerprint(hub.checkpoint_public_key).hex(),
+              tls=server_tls is not None)
     return RunningHub(server, address, stopping, hub)
 
 
@@ -204,16 +222,19 @@ def start_keyservice(
     settings: KeyServiceSettings,
     *,
     key: crypto.OprfKey | None = None,
-    identity: IdentityResolver = metadata_identity,
+    identity: IdentityResolver | None = None,
 ) -> RunningKeyService:
+    server_tls = settings.server_tls()
+    resolver = _identity(server_tls, identity, None)
     key = key or load_oprf_key(settings.key_file)
     server = _new_server(settings.max_workers)
-    service = KeyService(key, identity)
+    service = KeyService(key, resolver)
     from exchange.v1 import keyservice_pb2_grpc
 
     keyservice_pb2_grpc.add_KeyServiceServicer_to_server(service, server)
-    port = _bind(server, settings.listen)
+    port = _bind(server, settings.listen, server_tls)
     server.start()
     address = f"{settings.listen.rsplit(':', 1)[0]}:{port}"
-    log.get("keyservice").info("key service listening", address=address, key_id=key.key_id)
+    log.get("keyservice").info("key service listening", address=address, key_id=key.key_id,
+                               tls=server_tls is not None)
     return RunningKeyService(server, address, threading.Event(), service)

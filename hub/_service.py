@@ -88,10 +88,10 @@ class _Edge:
         request_id = request_id_from_metadata(metadata)
         try:
             caller = self.identity(context)
-        except Unauthenticated:
+        except Unauthenticated as exc:  # its message says why, and names no one
             org, user, role = _ANONYMOUS
             self.refuse(_audit.Access(org, user, role, request_id, context.peer()),
-                        "auth", "read", Unauthenticated("no identity"), context)
+                        "auth", "read", exc, context)
             raise  # pragma: no cover - refuse aborts
         return _audit.Access(caller.organisation_id, caller.user_id, caller.role,
                              request_id, context.peer(), user_name=caller.display_name)
