@@ -387,7 +387,8 @@ class Agent:
             out.append(Submission(
                 signal_id=signal_id, case_ref=rec.case_ref, person_key=person,
                 request=request.SerializeToString(deterministic=True), state="pending",
-                created_at=now, sent_at=None, withdrawn_at=None, error=None))
+                created_at=now, sent_at=None, withdrawn_at=None, withdrawal_reason=None,
+                error=None))
         return out
 
     def _send_batch(self, records: list[_source.Record], recipients: list[signal_pb2.Recipient],
@@ -430,20 +431,21 @@ class Agent:
         if reason not in _REASONS:
             raise InvalidInput(f"reason must be one of {', '.join(_REASONS)}")
         self.witness_log()
+        if signal_id:
+            which = Submission.signal_id == vocab.uuid_str(signal_id, "signal id")
+        elif case_ref:
+            which = Submission.case_ref == case_ref
+        else:
+            raise InvalidInput("give a case reference or a signal id")
+        # A signal withdrawn as "risk gone" is archived at the hub; judging it unjustified
+        # later deletes it there. One withdrawn as unjustified is gone.
+        states = ("submitted", "withdrawn") if reason == "unjustified" else ("submitted",)
         with self._sessions() as s:
-            stmt = select(Submission).where(Submission.state == "submitted")
-            if signal_id:
-                stmt = stmt.where(Submission.signal_id == vocab.uuid_str(signal_id, "signal id"))
-            elif case_ref:
-                stmt = stmt.where(Submission.case_ref == case_ref)
-            else:
-                raise InvalidInput("give a case reference or a signal id")
-            ids = list(s.scalars(stmt.with_only_columns(Submission.signal_id)))
+            ids = list(s.scalars(select(Submission.signal_id).where(
+                which, Submission.state.in_(states),
+                Submission.withdrawal_reason.is_distinct_from("unjustified"))))
             earlier = None if ids else s.scalar(
-                select(Submission.withdrawn_at).where(
-                    Submission.state == "withdrawn",
-                    (Submission.signal_id == signal_id) if signal_id
-                    else (Submission.case_ref == case_ref))
+                select(Submission.withdrawn_at).where(which, Submission.state == "withdrawn")
                 .order_by(Submission.withdrawn_at.desc()).limit(1))
         if earlier is not None:
             raise FailedPrecondition(
@@ -451,13 +453,21 @@ class Agent:
         if not ids:
             raise NotFound("no submitted signal for that case reference or id")
         for sid in ids:
-            response = self.hub.call(self.hub.signals.WithdrawSignal,
-                                     signal_pb2.WithdrawSignalRequest(signal_id=sid,
-                                                                      reason=_REASONS[reason]))
+            try:
+                response = self.hub.call(self.hub.signals.WithdrawSignal,
+                                         signal_pb2.WithdrawSignalRequest(
+                                             signal_id=sid, reason=_REASONS[reason]))
+                withdrawn_at = rpc.from_timestamp(response.withdrawn_at, "withdrawn_at")
+            except NotFound:
+                if reason != "unjustified":
+                    raise
+                # Deleted already (an earlier answer was lost, or the archive was purged).
+                withdrawn_at = self._clock()
             with self._sessions.begin() as s:
                 sub = s.get_one(Submission, sid)
                 sub.state = "withdrawn"
-                sub.withdrawn_at = rpc.from_timestamp(response.withdrawn_at, "withdrawn_at")
+                sub.withdrawn_at = sub.withdrawn_at or withdrawn_at
+                sub.withdrawal_reason = reason
             _log.info("signal withdrawn", signal_id=sid, reason=reason)
         return ids
 

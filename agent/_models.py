@@ -30,6 +30,8 @@ class Submission(Base):
     created_at: Mapped[datetime]
     sent_at: Mapped[datetime | None]
     withdrawn_at: Mapped[datetime | None]
+    # "risk_gone" or "unjustified"; unknown (None) for withdrawals before revision 0002.
+    withdrawal_reason: Mapped[str | None] = mapped_column(String(16))
     error: Mapped[str | None] = mapped_column(String(300))
 
     __table_args__ = (

@@ -183,12 +183,28 @@ def run_alembic_env(metadata: Any) -> None:
     from alembic import context
 
     engine: Engine = context.config.attributes["engine"]
+    sqlite = engine.dialect.name == "sqlite"
     with engine.connect() as connection:
-        context.configure(connection=connection, target_metadata=metadata,
-                          render_as_batch=True, compare_type=True)
-        with context.begin_transaction():
-            context.run_migrations()
-        connection.commit()
+        raw = connection.connection.dbapi_connection
+        if sqlite:
+            # SQLite alters a table by copying it and dropping the old one; with foreign
+            # keys on, that drop would cascade-delete every row referring to the table.
+            # The pragma only takes effect outside a transaction, hence the raw connection.
+            assert raw is not None
+            raw.execute("PRAGMA foreign_keys=OFF")
+        try:
+            context.configure(connection=connection, target_metadata=metadata,
+                              render_as_batch=True, compare_type=True)
+            with context.begin_transaction():
+                context.run_migrations()
+                if sqlite and connection.exec_driver_sql("PRAGMA foreign_key_check").first():
+                    raise FailedPrecondition(
+                        "the migration would leave rows referring to missing rows; "
+                        "nothing was changed")
+            connection.commit()
+        finally:
+            if sqlite and raw is not None:
+                raw.execute("PRAGMA foreign_keys=ON")
 
 
 def pairs_in(first: Any, second: Any, pairs: Iterable[tuple[Any, Any]]) -> Any:

@@ -122,6 +122,7 @@ class Signal(Base):
         CheckConstraint("state IN ('active', 'archived')", name="state_known"),
         Index(None, "organisation_id", "state"),
         Index(None, "state", "expires_at"),
+        Index(None, "state", "purge_after"),
     )
 
 
@@ -247,6 +248,9 @@ class Alert(Base):
             "state IN ('new', 'seen', 'contact_made', 'closed')", name="state_known"
         ),
         Index(None, "coordinator_id", "created_at"),
+        Index(None, "state", "created_at"),  # reminders and escalations
+        Index(None, "escalated_to"),
+        Index(None, "household_id", "coordinator_id", "closed_at"),
         # One open alert per household per coordinator.
         Index(
             "uq_alerts_open_household_coordinator",

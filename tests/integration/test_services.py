@@ -486,6 +486,12 @@ def test_newest_first_and_repeated_withdrawal(services: Services, tmp_path: Path
     agent.withdraw(reason="risk_gone", case_ref="A-1")
     with pytest.raises(FailedPrecondition, match="already withdrawn on"):
         agent.withdraw(reason="risk_gone", case_ref="A-1")
+    # judged unjustified after all: the archived signal is deleted at the hub
+    (sid,) = agent.withdraw(reason="unjustified", case_ref="A-1")
+    with session_factory(services.engine)() as s:
+        assert s.get(Signal, sid) is None
+    with pytest.raises(FailedPrecondition, match="already withdrawn on"):
+        agent.withdraw(reason="unjustified", case_ref="A-1")
     auditor = services.auditor(role="administrator")
     newest = [e.index for e in auditor.query(limit=5, newest_first=True)]
     assert newest == sorted(newest, reverse=True) and len(newest) == 5

@@ -12,8 +12,8 @@ Revises: 0002
 Create Date: 2026-11-22 10:00:00.000000
 """
 
+import tomllib
 from collections.abc import Sequence
-from datetime import timedelta
 
 import sqlalchemy as sa
 from alembic import op
@@ -25,6 +25,9 @@ depends_on: str | Sequence[str] | None = None
 
 _TS = sa.DateTime(timezone=True)
 _OPEN_ALERT = "uq_alerts_open_household_coordinator"
+# Covenant keys this revision introduced: a hub before it cannot read such a covenant.
+_NEW_COVENANT_KEYS = {"coordinators", "groups", "escalation", "match_notices",
+                      "linkage_profile"}
 
 
 def _open_alert_index(where: str) -> None:
@@ -51,6 +54,10 @@ def upgrade() -> None:
         batch.create_check_constraint(
             op.f("ck_alerts_state_known"), "state IN ('new', 'seen', 'contact_made', 'closed')")
     _open_alert_index("state <> 'closed'")
+    op.create_index(op.f("ix_alerts_state_created_at"), "alerts", ["state", "created_at"])
+    op.create_index(op.f("ix_alerts_escalated_to"), "alerts", ["escalated_to"])
+    op.create_index(op.f("ix_alerts_household_id_coordinator_id_closed_at"), "alerts",
+                    ["household_id", "coordinator_id", "closed_at"])
 
     with op.batch_alter_table("signals") as batch:
         batch.drop_constraint(op.f("ck_signals_state_known"), type_="check")
@@ -59,18 +66,19 @@ def upgrade() -> None:
         batch.add_column(sa.Column("purge_after", _TS, nullable=True))
         batch.add_column(sa.Column("notice_used_at", _TS, nullable=True))
         batch.create_index(batch.f("ix_signals_state_expires_at"), ["state", "expires_at"])
+        batch.create_index(batch.f("ix_signals_state_purge_after"), ["state", "purge_after"])
     # Withdrawn ("risk gone") signals were kept: they are archived for five years from
     # their withdrawal (1826 days, the hub's default archive period).
-    op.execute("UPDATE signals SET state = 'archived', archived_at = withdrawn_at, "
-               "archive_reason = withdrawal_reason WHERE state = 'withdrawn'")
-    signals = sa.table("signals", sa.column("state", sa.String), sa.column("id", sa.String),
-                       sa.column("archived_at", _TS), sa.column("purge_after", _TS))
-    bind = op.get_bind()
-    for sid, archived_at in bind.execute(
-            sa.select(signals.c.id, signals.c.archived_at).where(
-                signals.c.state == "archived")).all():
-        bind.execute(signals.update().where(signals.c.id == sid).values(
-            purge_after=archived_at + timedelta(days=1826)))
+    if op.get_bind().dialect.name == "sqlite":
+        op.execute("UPDATE signals SET state = 'archived', archived_at = withdrawn_at, "
+                   "archive_reason = withdrawal_reason, "
+                   "purge_after = datetime(withdrawn_at, '+1826 days') "
+                   "WHERE state = 'withdrawn'")
+    else:
+        op.execute("UPDATE signals SET state = 'archived', archived_at = withdrawn_at, "
+                   "archive_reason = withdrawal_reason, "
+                   "purge_after = withdrawn_at + interval '1826 days' "
+                   "WHERE state = 'withdrawn'")
     with op.batch_alter_table("signals") as batch:
         batch.create_check_constraint(op.f("ck_signals_state_known"),
                                       "state IN ('active', 'archived')")
@@ -109,18 +117,39 @@ def upgrade() -> None:
                     postgresql_where=sa.text("state = 'open'"))
 
 
+def _refuse_new_covenants() -> None:
+    versions = sa.table("covenants", sa.column("id", sa.String),
+                        sa.column("version", sa.Integer), sa.column("source", sa.Text))
+    for cov_id, version, source in op.get_bind().execute(
+            sa.select(versions.c.id, versions.c.version, versions.c.source)).all():
+        used = sorted(_NEW_COVENANT_KEYS & set(tomllib.loads(source)))
+        if used:
+            raise RuntimeError(
+                f"covenant {cov_id} version {version} uses '{used[0]}', which a hub before "
+                "revision 0003 cannot read: not downgrading")
+
+
 def downgrade() -> None:
+    _refuse_new_covenants()
     op.drop_table("tasks")
     with op.batch_alter_table("signals") as batch:
         batch.drop_constraint(op.f("ck_signals_state_known"), type_="check")
+    # Before 0003 an expired signal stayed active (past its expires_at), and a signal
+    # withdrawn as "risk gone" was 'withdrawn'.
+    op.execute("UPDATE signals SET state = 'active' WHERE state = 'archived' "
+               "AND withdrawn_at IS NULL")
     op.execute("UPDATE signals SET state = 'withdrawn' WHERE state = 'archived'")
     with op.batch_alter_table("signals") as batch:
+        batch.drop_index(batch.f("ix_signals_state_purge_after"))
         batch.drop_index(batch.f("ix_signals_state_expires_at"))
         for name in ("notice_used_at", "purge_after", "archive_reason", "archived_at"):
             batch.drop_column(name)
         batch.create_check_constraint(op.f("ck_signals_state_known"),
                                       "state IN ('active', 'withdrawn')")
     op.drop_index(_OPEN_ALERT, table_name="alerts")
+    for name in ("ix_alerts_household_id_coordinator_id_closed_at", "ix_alerts_escalated_to",
+                 "ix_alerts_state_created_at"):
+        op.drop_index(op.f(name), table_name="alerts")
     with op.batch_alter_table("alerts") as batch:
         batch.drop_constraint(op.f("ck_alerts_state_known"), type_="check")
     op.execute("UPDATE alerts SET state = 'acknowledged' WHERE state = 'contact_made'")
