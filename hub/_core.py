@@ -389,13 +389,19 @@ class Hub(LogOperations):
         if not archived:
             return
         for cov in self._covenants(s):
-            if not (cov.in_force(now) and cov.notices_for(signal.category)
-                    and signal.category in cov.covered_categories
-                    and signal.organisation_id in cov.parties):
+            basis = consent.CovenantBasis(cov)
+
+            def noticed(sig: Signal, cov: consent.Covenant = cov,
+                        basis: consent.Policy = basis) -> bool:
+                """The covenant itself would disclose it, and lets its professional know."""
+                return cov.notices_for(sig.category) and basis.decide(consent.MatchFacts(
+                    organisations=frozenset({sig.organisation_id}),
+                    categories=frozenset({sig.category}), regions=frozenset({sig.region})),
+                    now).permitted
+
+            if not noticed(signal):
                 continue
-            related = [a for a in archived if a.notice_used_at is None
-                       and a.organisation_id in cov.parties and cov.notices_for(a.category)
-                       and a.category in cov.covered_categories]
+            related = [a for a in archived if a.notice_used_at is None and noticed(a)]
             if not related:
                 continue
             task = Task(id=str(uuid.uuid4()), organisation_id=signal.organisation_id,
@@ -576,10 +582,10 @@ class Hub(LogOperations):
         """What the coordinator may see of an alert now: no one once it is closed.
 
         Another viewer (the escalation contact) sees the alert's state and history but
-        no organisation or professional.
+        no organisation, professional or household reference.
         """
-        hidden = alert.state == "closed" or (viewer is not None
-                                             and viewer != alert.coordinator_id)
+        other = viewer is not None and viewer != alert.coordinator_id
+        hidden = alert.state == "closed" or other
         rows = [] if hidden else s.execute(
             select(Signal, Organisation.name)
             .join(AlertSignal, AlertSignal.signal_id == Signal.id)
@@ -592,7 +598,8 @@ class Hub(LogOperations):
             return None if at is None else (at, by or "")
 
         return AlertView(
-            alert_id=alert.id, household_ref=alert.household_id, state=alert.state,
+            alert_id=alert.id, household_ref="" if other else alert.household_id,
+            state=alert.state,
             created_at=alert.created_at, updated_at=alert.updated_at,
             covenant_id=alert.covenant_id, closed_reason=alert.closed_reason or "",
             involved=tuple(
@@ -630,44 +637,78 @@ class Hub(LogOperations):
             Match.household_id == alert.household_id,
             Match.covenant_id == alert.covenant_id)) or ""
 
-    def sweep(self) -> int:
+    def sweep(self, batch: int = 500) -> int:
         """The hub's periodic work; returns how many households were decided again.
 
         Covenants end, consents start and expire, signals expire: time alone changes
         decisions. Expired signals are archived, archived ones purged after the archive
         period (their access-log events stay), and alerts without recorded contact get
-        their reminder and escalation.
+        their reminder and escalation. Each step works in transactions of at most
+        ``batch`` signals or households, so a backlog never holds up submissions long.
         """
+        decided = 0
+        while True:
+            archived, touched = self._archive_expired(batch)
+            decided += touched
+            if archived < batch:
+                break
+        households = sorted(self._time_dependent())
+        for i in range(0, len(households), batch):
+            with self._tx() as (s, changes):
+                self._evaluate(s, set(households[i:i + batch]), _audit.Access.system(),
+                               changes, self.now())
+        decided += len(households)
+        with self._tx() as (s, changes):
+            self._remind(s, self.now(), _audit.Access.system(), changes)
+        while self._purge(batch) == batch:
+            pass
+        return decided
+
+    def _time_dependent(self) -> set[str]:
+        """Households whose decision time alone may change: an open alert, a held match."""
+        with self._sessions() as s:
+            return set(s.scalars(select(Alert.household_id).where(
+                Alert.state != "closed"))) | set(s.scalars(select(Match.household_id).where(
+                    Match.status == "held")))
+
+    def _archive_expired(self, batch: int) -> tuple[int, int]:
+        """Archive up to ``batch`` expired signals and decide their households again."""
         with self._tx() as (s, changes):
             now = self.now()
             system = _audit.Access.system()
-            touched: set[str] = set()
-            for signal in s.scalars(select(Signal).where(
-                    Signal.state == "active", Signal.expires_at <= now).order_by(Signal.id)):
+            expired = s.scalars(select(Signal).where(
+                Signal.state == "active", Signal.expires_at <= now)
+                .order_by(Signal.expires_at, Signal.id).limit(batch)).all()
+            touched = {signal.household_id for signal in expired}
+            for signal in expired:
                 self._archive(signal, "expired", signal.expires_at)
                 self._close_tasks(s, signal, "signal_expired", now)
-                touched.add(signal.household_id)
                 _audit.append(s, system, _audit.Event(
                     "signal.archive", "update", owner=signal.organisation_id,
                     subject_ref=signal.household_id, reason="expired",
                     detail={"signal": signal.id}), now)
+            s.flush()
             for household in sorted(touched):
                 _matching.split(s, household, now, system, changes)
-            households = set(s.scalars(select(Alert.household_id).where(
-                Alert.state != "closed"))) | set(s.scalars(select(Match.household_id).where(
-                    Match.status == "held"))) | changes.households
-            self._evaluate(s, households, system, changes, now)
-            self._remind(s, now, system, changes)
-            for signal in s.scalars(select(Signal).where(
-                    Signal.state == "archived", Signal.purge_after <= now).order_by(Signal.id)):
+            self._evaluate(s, changes.households, system, changes, now)
+            return len(expired), len(changes.households)
+
+    def _purge(self, batch: int) -> int:
+        """Purge up to ``batch`` signals whose archive period is over; the log stays."""
+        with self._tx() as (s, _):
+            now = self.now()
+            due = s.scalars(select(Signal).where(
+                Signal.state == "archived", Signal.purge_after <= now)
+                .order_by(Signal.purge_after, Signal.id).limit(batch)).all()
+            for signal in due:
                 s.execute(delete(Task).where(Task.signal_id == signal.id))
                 s.delete(signal)
-                _audit.append(s, system, _audit.Event(
+                _audit.append(s, _audit.Access.system(), _audit.Event(
                     "signal.purge", "delete", owner=signal.organisation_id,
                     subject_ref=signal.household_id, reason=signal.archive_reason or "",
                     detail={"signal": signal.id}), now)
             s.flush()
-            return len(households)
+            return len(due)
 
     def _remind(self, s: Session, now: datetime, system: _audit.Access,
                 changes: _matching.Changes) -> None:
@@ -728,7 +769,7 @@ class Hub(LogOperations):
             views = [self._view(s, a, coord.id) for a in alerts]
             for a, v in zip(alerts, views, strict=True):
                 _audit.append(s, access, _audit.Event(
-                    "alert.list", "read", subject_ref=v.household_ref,
+                    "alert.list", "read", subject_ref=a.household_id,
                     basis=self._basis(s, a) if v.involved else "",
                     purpose=consent.CARE_COORDINATION, detail={"alert": v.alert_id}), now)
             token = _encode_token(alerts[-1].created_at, alerts[-1].id) if more else ""
@@ -766,7 +807,7 @@ class Hub(LogOperations):
                 alert = s.get_one(Alert, row.alert_id)
                 view = self._view(s, alert, coord.id)
                 _audit.append(s, access, _audit.Event(
-                    "alert.watch", "read", subject_ref=view.household_ref,
+                    "alert.watch", "read", subject_ref=alert.household_id,
                     basis=self._basis(s, alert) if view.involved else "",
                     purpose=consent.CARE_COORDINATION,
                     detail={"alert": view.alert_id, "cursor": row.seq, "change": row.change}),
@@ -837,11 +878,14 @@ class Hub(LogOperations):
             alert = self._my_alert(s, access, alert_id)
             now = self.now()
             self._refresh(s, changes, access, now, {alert.household_id})
-            if alert.state == "closed":
-                raise FailedPrecondition(
-                    f"alert {alert_id} is closed ({alert.closed_reason or 'closed'})",
-                    subject_ref=alert.household_id, detail={"alert": alert_id})
-            if alert.state != state:
+            closed = alert.state == "closed"
+            if closed and state == "closed":  # closing again: nothing to do
+                _audit.append(s, access, _audit.Event(
+                    event_type, "update", subject_ref=alert.household_id, reason=reason,
+                    detail={"alert": alert.id, "state": alert.state, "duplicate": True}), now)
+                return self._view(s, alert)
+            household, closed_reason = alert.household_id, alert.closed_reason or "closed"
+            if not closed and alert.state != state:
                 if state == "closed":
                     _matching.close_alert(s, alert, reason, now, changes)
                     alert.closed_by = access.user_id
@@ -855,53 +899,47 @@ class Hub(LogOperations):
                     alert.updated_at = now
                     _matching.add_feed(s, alert, "updated", now, changes)
                 s.flush()
-            _audit.append(s, access, _audit.Event(
-                event_type, "update", subject_ref=alert.household_id, reason=reason,
-                detail={"alert": alert.id, "state": alert.state}), now)
-            return self._view(s, alert)
+            if not closed:
+                _audit.append(s, access, _audit.Event(
+                    event_type, "update", subject_ref=alert.household_id, reason=reason,
+                    detail={"alert": alert.id, "state": alert.state}), now)
+                return self._view(s, alert)
+        # Outside the transaction, so that closing the alert in the refresh above is kept.
+        raise FailedPrecondition(f"alert {alert_id} is closed ({closed_reason})",
+                                 subject_ref=household, detail={"alert": alert_id})
 
     # -- partners' tasks ------------------------------------------------------------
 
     def list_tasks(self, access: _audit.Access, *, include_done: bool = False,
                    limit: int = 500) -> list[TaskView]:
-        """This partner's tasks and notices; notices show the others' contacts as now.
+        """This partner's open tasks (oldest first), and with ``include_done`` its most
+        recent done ones; notices show the others' contacts as they are now.
 
         Each notice read is logged as a disclosure to the partner, one event per
-        organisation whose professional's contact details it shows.
+        organisation whose professional's contact details it shows. A notice whose
+        covenant is no longer in force shows no one.
         """
         with self._tx() as (s, changes):
             self._require_org(s, access)
             now = self.now()
-            stmt = select(Task).where(Task.organisation_id == access.organisation_id)
-            if not include_done:
-                stmt = stmt.where(Task.state == "open")
-            households = set(s.scalars(select(Signal.household_id).join(
-                Task, Task.signal_id == Signal.id).where(
-                    Task.organisation_id == access.organisation_id, Task.state == "open",
-                    Task.kind != "archived_match")))
-            self._refresh(s, changes, access, now, households)
-            tasks = s.scalars(stmt.order_by(Task.created_at, Task.id).limit(limit)).all()
+            mine = Task.organisation_id == access.organisation_id
+            open_ids = list(s.scalars(select(Task.id).where(mine, Task.state == "open")
+                                      .order_by(Task.created_at, Task.id).limit(limit)))
+            # Decide those households again first: a basis may have lapsed since.
+            self._refresh(s, changes, access, now, set(s.scalars(
+                select(Signal.household_id).join(Task, Task.signal_id == Signal.id).where(
+                    Task.id.in_(open_ids), Task.kind != "archived_match"))))
+            tasks = list(s.scalars(select(Task).where(Task.id.in_(open_ids),
+                                                      Task.state == "open")
+                                   .order_by(Task.created_at, Task.id)))
+            if include_done:
+                tasks += s.scalars(select(Task).where(mine, Task.state == "done")
+                                   .order_by(Task.updated_at.desc(), Task.id).limit(limit))
             out = []
             for task in tasks:
                 household = s.scalar(select(Signal.household_id).where(
                     Signal.id == task.signal_id)) or ""
-                others: list[tuple[str, str, _inputs.Contact]] = []
-                if task.state == "open" and task.kind != "consent_needed" and task.related:
-                    for sig, name in s.execute(
-                            select(Signal, Organisation.name)
-                            .join(Organisation, Organisation.id == Signal.organisation_id)
-                            .where(Signal.id.in_(task.related))
-                            .order_by(Signal.observed_at, Signal.id)):
-                        others.append((sig.organisation_id, name, _inputs.Contact(
-                            sig.professional_name, sig.professional_phone,
-                            sig.professional_email)))
-                        _audit.append(s, access, _audit.Event(
-                            f"notice.{task.kind}", "disclose", owner=sig.organisation_id,
-                            subject_ref=sig.household_id,
-                            basis=self._latest_ref(s, task.covenant_id),
-                            purpose=consent.CARE_COORDINATION,
-                            detail={"task": task.id, "signal": sig.id,
-                                    "recipient": access.organisation_id}), now)
+                others = self._notice_contacts(s, access, task, now)
                 out.append(TaskView(
                     task.id, task.kind, task.state, task.signal_id, task.covenant_id,
                     task.created_at, task.updated_at, task.closed_reason or "",
@@ -911,9 +949,35 @@ class Hub(LogOperations):
                     detail={"task": task.id, "kind": task.kind}), now)
             return out
 
-    def _latest_ref(self, s: Session, covenant_id: str) -> str:
-        cov = self._latest_covenant(s, covenant_id)
-        return "" if cov is None else cov.ref
+    def _notice_contacts(self, s: Session, access: _audit.Access, task: Task,
+                         now: datetime) -> list[tuple[str, str, _inputs.Contact]]:
+        """The other professionals an open notice shows, each disclosure logged.
+
+        A match notice shows only signals still shown in its open alert; any notice shows
+        no one once its covenant is not in force (fail closed).
+        """
+        cov = self._latest_covenant(s, task.covenant_id)
+        if (task.state != "open" or task.kind == "consent_needed" or not task.related
+                or cov is None or not cov.in_force(now)):
+            return []
+        stmt = (select(Signal, Organisation.name)
+                .join(Organisation, Organisation.id == Signal.organisation_id)
+                .where(Signal.id.in_(task.related)).order_by(Signal.observed_at, Signal.id))
+        if task.kind == "match_notice":
+            stmt = stmt.join(AlertSignal, AlertSignal.signal_id == Signal.id).join(
+                Alert, Alert.id == AlertSignal.alert_id).where(
+                    Alert.id == task.alert_id, Alert.state != "closed", _matching.active(now))
+        others = []
+        for sig, name in s.execute(stmt):
+            others.append((sig.organisation_id, name, _inputs.Contact(
+                sig.professional_name, sig.professional_phone, sig.professional_email)))
+            _audit.append(s, access, _audit.Event(
+                f"notice.{task.kind}", "disclose", owner=sig.organisation_id,
+                subject_ref=sig.household_id, basis=cov.ref,
+                purpose=consent.CARE_COORDINATION,
+                detail={"task": task.id, "signal": sig.id,
+                        "recipient": access.organisation_id}), now)
+        return others
 
     def dismiss_task(self, access: _audit.Access, task_id: str) -> TaskView:
         """The partner read a notice: it leaves the open list."""

@@ -28,7 +28,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, and_, func, select, update
+from sqlalchemy import ColumnElement, Select, and_, func, select, update
 from sqlalchemy.orm import Session, selectinload
 
 import consent
@@ -252,12 +252,26 @@ class _Shown:
     covenant_id: str
     # signal id -> (organisation, basis, the covenant article when the covenant is it)
     signals: dict[str, tuple[str, str, str]] = field(default_factory=dict)
-    # signal id -> the other organisations' signals its professional gets a notice of
-    notices: dict[str, list[str]] = field(default_factory=dict)
+    # (signal id, covenant id) -> the other organisations' signals its professional gets
+    # a notice of under that covenant
+    notices: dict[tuple[str, str], list[str]] = field(default_factory=dict)
 
 
 # Alert closings by the coordinator: the same involvement does not raise a new alert.
 COORDINATOR_CLOSINGS = ("resolved", "no_action_needed")
+
+
+def _consent_needed(party: list[Signal], permitted: dict[str, consent.Decision],
+                    denied: dict[str, consent.Decision]) -> set[str]:
+    """The signals whose partner is asked to seek consent: those consent would release,
+    and only when it would make a match, i.e. another organisation's signal has a basis
+    or could get one from the same consent. Otherwise the task would only tell the
+    partner that someone else is involved."""
+    lone = consent.Reason.NO_OTHER_PARTY_WITH_BASIS
+    helped = {sid for sid, d in denied.items() if _consent_would_help(d)}
+    could = {s.organisation_id for s in party
+             if s.id in permitted or s.id in helped or denied[s.id].reason is lone}
+    return helped if len(could) >= 2 else set()
 
 
 def _consent_would_help(decision: consent.Decision) -> bool:
@@ -321,8 +335,9 @@ def evaluate(
     matches = {m.covenant_id: m for m in session.scalars(
         select(Match).where(Match.household_id == household_id))}
     open_alerts = _open_alerts(session, household_id)
-    if len({s.organisation_id for s in signals}) < 2 and not matches and not open_alerts:
-        return  # no match is possible and none existed: nothing to decide
+    if (len({s.organisation_id for s in signals}) < 2 and not matches and not open_alerts
+            and session.scalar(_open_tasks([s.id for s in signals]).limit(1)) is None):
+        return  # no match is possible, none existed and no partner was told of one
     keys = {(k.kind, k.value) for k in session.scalars(
         select(SignalKey).where(SignalKey.signal_id.in_([s.id for s in signals])))}
     shown: dict[str, _Shown] = {}
@@ -345,7 +360,7 @@ def evaluate(
                 close_reasons.setdefault(coordinator, "dissolved")
             continue
         permitted, denied = _decide(cov, grants_for(session, keys, cov.id), party, now)
-        consent_tasks[cov.id] = {sid for sid, d in denied.items() if _consent_would_help(d)}
+        consent_tasks[cov.id] = _consent_needed(party, permitted, denied)
         coordinator = _coordinator(cov, [s for s in party if s.id in permitted]) \
             if permitted else ""
         status, reason, basis = _outcome(permitted if coordinator else {}, denied)
@@ -373,10 +388,10 @@ def evaluate(
                              now, system, changes, close_reasons.get(coordinator_id,
                                                                     "basis_lapsed"))
         if synced is not None:
-            alerts[shown[coordinator_id].covenant_id] = synced
-    notices = {(sid, cov_id): (alerts[cov_id].id, others)
-               for target in shown.values() if (cov_id := target.covenant_id) in alerts
-               for sid, others in target.notices.items()}
+            alerts[coordinator_id] = synced
+    notices = {(sid, cov_id): (alerts[coordinator_id].id, others)
+               for coordinator_id, target in shown.items() if coordinator_id in alerts
+               for (sid, cov_id), others in target.notices.items()}
     disclosed = {sid for target in shown.values() for sid in target.signals}
     _sync_tasks(session, household_id, [s.id for s in signals], consent_tasks, notices,
                 disclosed, now, system)
@@ -405,7 +420,7 @@ def _show(target: _Shown, cov: consent.Covenant, party: list[Signal],
     for sig in noticed:
         others = sorted(o.id for o in noticed if o.organisation_id != sig.organisation_id)
         if others:
-            target.notices.setdefault(sig.id, others)
+            target.notices[(sig.id, cov.id)] = others
 
 
 def _sync_tasks(
@@ -413,10 +428,10 @@ def _sync_tasks(
     consent_needed: dict[str, set[str]], notices: dict[tuple[str, str], tuple[str, list[str]]],
     disclosed: set[str], now: datetime, system: _audit.Access,
 ) -> None:
-    """Open, update and close the partners' tasks for a household's active signals."""
+    """Open, update and close the partners' consent-needed tasks and match notices for
+    a household's active signals (a one-time archived-match notice stays until read)."""
     existing = {(t.signal_id, t.kind, t.covenant_id): t for t in session.scalars(
-        select(Task).where(Task.signal_id.in_(signal_ids), Task.state == "open"))
-    } if signal_ids else {}
+        _open_tasks(signal_ids).where(Task.kind != "archived_match"))}
     owners = dict(session.execute(
         select(Signal.id, Signal.organisation_id).where(Signal.id.in_(signal_ids))).all())
     wanted: dict[tuple[str, str, str], tuple[str | None, list[str]]] = {}
@@ -457,6 +472,10 @@ def _sync_tasks(
             detail={"task": task.id, "signal": sid, "covenant": cov_id,
                     **({"alert": alert_id, "others": len(related)} if alert_id else {})},
         ), now)
+
+
+def _open_tasks(signal_ids: list[str]) -> Select[Task]:
+    return select(Task).where(Task.signal_id.in_(signal_ids), Task.state == "open")
 
 
 def close_task(session: Session, task: Task, reason: str, now: datetime,

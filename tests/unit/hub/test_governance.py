@@ -173,8 +173,10 @@ def test_an_alert_goes_new_seen_contact_made_closed_with_who_and_when(
     assert closed.seen == seen.seen and closed.contact_made == made.contact_made
     with pytest.raises(FailedPrecondition, match="closed"):
         hub.record_contact(COORD, view.alert_id)
+    again = hub.close_alert(COORD, view.alert_id, "resolved")  # a retried close succeeds
+    assert (again.closed, again.closed_reason) == (closed.closed, "resolved")
     assert [e.event_type for e in _events(hub, "alert.contact") + _events(hub, "alert.close")
-            ] == ["alert.contact", "alert.close"]
+            ] == ["alert.contact", "alert.close", "alert.close"]
     assert _feed(hub, "coord-a") == ["created", "updated", "updated", "closed"]
 
 
@@ -241,8 +243,8 @@ def test_reminder_then_escalation_when_no_contact_is_recorded(hub: Hub, clock: C
     assert _feed(hub, "coord-lead") == ["escalated"]
     (escalated,), _ = hub.list_alerts(LEAD, OPEN, 10, "", escalated=True)
     # the escalation contact sees the alert's state and history, not who is involved
-    assert (escalated.alert_id, escalated.coordinator_id, escalated.involved) == (
-        slow.alert_id, "coord-a", ())
+    assert (escalated.alert_id, escalated.coordinator_id, escalated.involved,
+            escalated.household_ref) == (slow.alert_id, "coord-a", (), "")
     assert (escalated.escalated_at, escalated.escalated_to) == (clock.now, "coord-lead")
     assert hub.list_alerts(LEAD, OPEN, 10, "")[0] == []  # not the contact's own alert
     with pytest.raises(NotFound):
@@ -521,3 +523,68 @@ def test_expiry_and_archive_periods_come_from_the_hub_settings(tmp_path: Path) -
     for bad in ({"archive_days": 0}, {"max_signal_age_days": -5}):
         with pytest.raises(ConfigError, match="whole number of days"):
             open_hub(dataclasses.replace(settings, **bad))  # type: ignore[arg-type]
+
+
+def test_a_split_closes_the_notices_of_a_match_that_ended(hub: Hub) -> None:
+    setup_registry(hub, covenant=NOTICES)
+    hub.submit(access("org-a"), signal(hub, "org-a", person="p"))
+    hub.submit(access("org-b"), signal(hub, "org-b", person="q", address="flat",
+                                       category="housing"))
+    bridge, _ = hub.submit(access("org-c"), signal(hub, "org-c", person="p", address="flat",
+                                                   category="debt"))
+    (notice,) = hub.list_tasks(access("org-b"))
+    assert {org for org, _, _ in notice.others} == {"org-a", "org-c"}
+    hub.withdraw(access("org-c"), bridge.id, "risk_gone")  # org-a and org-b fall apart
+    assert hub.list_tasks(access("org-b")) == [] and hub.list_tasks(access("org-a")) == []
+    (done,) = hub.list_tasks(access("org-b"), include_done=True)
+    assert (done.closed_reason, done.others) == ("match_ended", ())
+
+
+def test_consent_needed_only_when_consent_could_make_a_match(hub: Hub) -> None:
+    setup_registry(hub)
+    # org-a's signal is outside the covenant's regions: nothing can disclose it, so asking
+    # org-b's household for consent would only tell org-b that someone else is involved
+    hub.submit(access("org-a"), signal(hub, "org-a", person="p", region="GM0999"))
+    hub.submit(access("org-b"), signal(hub, "org-b", person="p", category="mental_health"))
+    assert hub.list_tasks(access("org-b")) == []
+    # two consent categories: one consent would release both, so both partners are asked
+    hub.submit(access("org-a"), signal(hub, "org-a", person="q", category="mental_health"))
+    hub.submit(access("org-c"), signal(hub, "org-c", person="q", category="mental_health"))
+    assert [t.kind for t in hub.list_tasks(access("org-a"))] == ["consent_needed"]
+    assert [t.kind for t in hub.list_tasks(access("org-c"))] == ["consent_needed"]
+    hub.record_consent(access("org-c"), consent_input(person="q"))
+    (alert,), _ = hub.list_alerts(COORD, OPEN, 10, "")
+    assert _orgs(alert) == {"org-a", "org-c"}
+    assert hub.list_tasks(access("org-a")) == hub.list_tasks(access("org-c")) == []
+
+
+def test_an_archived_match_notice_needs_the_covenant_to_cover_both_signals(
+        hub: Hub, clock: Clock) -> None:
+    setup_registry(hub, covenant=NOTICES)
+    a, _ = hub.submit(access("org-a"), signal(hub, "org-a", person="p"))
+    hub.withdraw(access("org-a"), a.id, "risk_gone")
+    b, _ = hub.submit(access("org-b"), signal(hub, "org-b", person="p", category="housing",
+                                              region="GM0999"))
+    assert hub.list_tasks(access("org-b")) == []  # a region outside the covenant
+    hub.withdraw(access("org-b"), b.id, "unjustified")
+    hub.submit(access("org-c"), signal(hub, "org-c", person="p", category="debt"))
+    (notice,) = hub.list_tasks(access("org-c"))
+    assert [org for org, _, _ in notice.others] == ["org-a"]
+    clock.now = clock.now.replace(year=2027, month=1, day=2)  # the covenant has ended
+    (ended,) = hub.list_tasks(access("org-c"))
+    assert (ended.task_id, ended.others) == (notice.task_id, ())  # fails closed
+
+
+def test_a_notice_rests_on_the_covenant_that_allows_it(hub: Hub) -> None:
+    reg = setup_registry(hub)
+    assert reg.hub is hub
+    second = (COVENANT.replace('id = "test-covenant"', 'id = "zz-notices"')
+              .replace('regions = ["GM0014"]\n',
+                       'regions = ["GM0014"]\nmatch_notices = ["youth_care", "housing"]\n'))
+    hub.register_covenant(ADMIN, second)
+    hub.submit(access("org-a"), signal(hub, "org-a", person="p"))
+    hub.submit(access("org-b"), signal(hub, "org-b", person="p", category="housing"))
+    assert len(hub.list_alerts(COORD, OPEN, 10, "")[0]) == 1  # one alert for the coordinator
+    (notice,) = hub.list_tasks(access("org-a"))
+    assert notice.covenant_id == "zz-notices"
+    assert {e.basis for e in _events(hub, "notice.match_notice")} == {"covenant:zz-notices@v1"}
