@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from agent._cli import _date, _end_date, _hub_flag, _json, _read_bsn, print_table
-from exchange import config
+from exchange import config, tls
 from exchange.errors import InvalidInput
 
 _FILTERS = {"subject": "subject_ref", "actor_organisation": "organisation_id",
@@ -174,7 +174,7 @@ def _auditor(args: argparse.Namespace) -> Any:
         "organisation": args.organisation, "user": args.user, "hub": args.hub,
         "hub_key": getattr(args, "hub_key", None), "origin": getattr(args, "origin", None),
         "state_file": getattr(args, "state_file", None),
-        "keyservice": getattr(args, "keyservice", None)})
+        "keyservice": getattr(args, "keyservice", None), **tls.client_overrides(args)})
     return Auditor(settings,
                    read_only_on_failure=getattr(args, "continue_read_only", False))
 

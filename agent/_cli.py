@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from google.protobuf.json_format import MessageToDict
 
-from exchange import config
+from exchange import config, tls
 from exchange.errors import InvalidInput
 from exchange.v1 import coordinator_pb2
 
@@ -49,7 +49,9 @@ def _end_date(value: str) -> datetime:
 
 
 def _hub_flag(p: argparse.ArgumentParser) -> None:
+    """--hub, and the TLS flags every client of the hub takes."""
     p.add_argument("--hub", metavar="HOST:PORT", help="the hub's address")
+    tls.add_client_flags(p)
 
 
 def register(sub: Any) -> None:
@@ -228,7 +230,7 @@ def _agent(args: argparse.Namespace) -> Iterator[Agent]:
     settings = config.load(AgentSettings, path=args.config, overrides={
         "organisation": args.organisation, "hub": args.hub, "keyservice": args.keyservice,
         "state_database": args.state_database,
-        "batch_size": getattr(args, "batch_size", None)})
+        "batch_size": getattr(args, "batch_size", None), **tls.client_overrides(args)})
     agent = Agent(settings)
     try:
         yield agent
@@ -404,7 +406,8 @@ def _desk(args: argparse.Namespace) -> Any:
 
     settings = config.load(CoordinatorSettings, path=args.config, overrides={
         "coordinator_id": args.coordinator_id, "organisation": args.organisation,
-        "hub": args.hub, "key_file": getattr(args, "key_file", None)})
+        "hub": args.hub, "key_file": getattr(args, "key_file", None),
+        **tls.client_overrides(args)})
     return CoordinatorDesk(settings)
 
 
@@ -681,7 +684,8 @@ def _admin(args: argparse.Namespace) -> Any:
     from agent import Admin, AdminSettings
 
     return Admin(config.load(AdminSettings, path=args.config, overrides={
-        "organisation": args.organisation, "user": args.user, "hub": args.hub}))
+        "organisation": args.organisation, "user": args.user, "hub": args.hub,
+        **tls.client_overrides(args)}))
 
 
 def _admin_org(args: argparse.Namespace) -> int:

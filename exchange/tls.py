@@ -278,6 +278,38 @@ class CertificateIdentity:
         return caller_of(cert)
 
 
+# -- command-line flags ---------------------------------------------------------------
+
+
+def add_client_flags(p: Any) -> None:
+    """--tls-ca, --tls-cert and --tls-key on a client command."""
+    p.add_argument("--tls-ca", type=Path, metavar="FILE",
+                   help="CA certificate the servers' certificates chain to (with TLS)")
+    p.add_argument("--tls-cert", type=Path, metavar="FILE",
+                   help="your client certificate (PEM): it says who you are")
+    p.add_argument("--tls-key", type=Path, metavar="FILE", help="its private key (PEM)")
+
+
+def client_overrides(args: Any) -> dict[str, Any]:
+    return {k: getattr(args, k, None) for k in ("tls_ca", "tls_cert", "tls_key")}
+
+
+def add_server_flags(p: Any) -> None:
+    """--tls-cert, --tls-key, --tls-client-ca and --tls-crl on a serve command."""
+    p.add_argument("--tls-cert", type=Path, metavar="FILE",
+                   help="the server's certificate (PEM); with it, mutual TLS is required")
+    p.add_argument("--tls-key", type=Path, metavar="FILE", help="its private key (PEM)")
+    p.add_argument("--tls-client-ca", type=Path, metavar="FILE",
+                   help="CA certificates whose client certificates are accepted")
+    p.add_argument("--tls-crl", type=Path, metavar="FILE",
+                   help="the CAs' revocation lists (PEM); re-read when the file changes")
+
+
+def server_overrides(args: Any) -> dict[str, Any]:
+    return {k: getattr(args, k, None)
+            for k in ("tls_cert", "tls_key", "tls_client_ca", "tls_crl")}
+
+
 def describe(cert: x509.Certificate) -> dict[str, Any]:
     """What ``samenloop pki show`` prints."""
     out: dict[str, Any] = {
@@ -307,7 +339,11 @@ __all__ = [
     "ServerTls",
     "TlsClientSettings",
     "TlsServerSettings",
+    "add_client_flags",
+    "add_server_flags",
     "caller_of",
+    "client_overrides",
     "describe",
     "identity_uri",
+    "server_overrides",
 ]

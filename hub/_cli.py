@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from exchange import config
+from exchange import config, tls
 
 
 def register(sub: Any) -> None:
@@ -32,6 +32,7 @@ def register(sub: Any) -> None:
                        dest="oversight_organisations",
                        help="an organisation whose privacy officers see the whole access log, "
                        "usually the municipality (repeatable)")
+    tls.add_server_flags(serve)
     serve.set_defaults(func=_serve_hub, server=True)
 
     prune = hub_sub.add_parser(
@@ -68,6 +69,7 @@ def register(sub: Any) -> None:
                           help="address to listen on (default 127.0.0.1:50052)")
     ks_serve.add_argument("--key-file", type=Path, metavar="FILE",
                           help="the OPRF private key (default oprf.key)")
+    tls.add_server_flags(ks_serve)
     ks_serve.set_defaults(func=_serve_keyservice, server=True)
 
 
@@ -80,6 +82,7 @@ def _hub_settings(args: argparse.Namespace) -> Any:
         "checkpoint_key": getattr(args, "checkpoint_key", None),
         "migrate": getattr(args, "migrate", None),
         "oversight_organisations": getattr(args, "oversight_organisations", None),
+        **tls.server_overrides(args),
     })
 
 
@@ -144,7 +147,8 @@ def _ks_settings(args: argparse.Namespace) -> Any:
     from hub import KeyServiceSettings
 
     return config.load(KeyServiceSettings, path=args.config, overrides={
-        "listen": getattr(args, "listen", None), "key_file": args.key_file})
+        "listen": getattr(args, "listen", None), "key_file": args.key_file,
+        **tls.server_overrides(args)})
 
 
 def _keygen(args: argparse.Namespace) -> int:
