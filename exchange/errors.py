@@ -55,6 +55,10 @@ class Unavailable(SamenloopError):
     """A service could not be reached; the operation may be retried."""
 
 
+class RateLimited(Unavailable):
+    """The caller used a service faster than it allows; retry after a while."""
+
+
 class VerificationError(SamenloopError):
     """A proof, signature or ciphertext did not verify.
 

@@ -38,6 +38,7 @@ _STATUS: list[tuple[type[errors.SamenloopError], grpc.StatusCode]] = [
     (errors.FailedPrecondition, grpc.StatusCode.FAILED_PRECONDITION),
     (errors.PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
     (errors.Unauthenticated, grpc.StatusCode.UNAUTHENTICATED),
+    (errors.RateLimited, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (errors.Unavailable, grpc.StatusCode.UNAVAILABLE),
     (errors.VerificationError, grpc.StatusCode.DATA_LOSS),
     (errors.IntegrityError, grpc.StatusCode.DATA_LOSS),
@@ -52,7 +53,7 @@ _ERROR_BY_STATUS: dict[grpc.StatusCode, type[errors.SamenloopError]] = {
     grpc.StatusCode.UNAUTHENTICATED: errors.Unauthenticated,
     grpc.StatusCode.UNAVAILABLE: errors.Unavailable,
     grpc.StatusCode.DEADLINE_EXCEEDED: errors.Unavailable,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: errors.Unavailable,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: errors.RateLimited,
     grpc.StatusCode.DATA_LOSS: errors.IntegrityError,
 }
 

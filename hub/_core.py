@@ -150,6 +150,10 @@ class Hub(LogOperations):
         self._engine.dispose()
 
     @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    @property
     def checkpoint_public_key(self) -> bytes:
         return self._signer.public_key
 

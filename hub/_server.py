@@ -8,22 +8,26 @@ import socket
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import grpc
+from grpc_health.v1.health import HealthServicer
 
 from exchange import checkpoint, config, crypto, log, tls, vocab
 from exchange.db import check_current, make_engine, migrate, redact_url
 from exchange.errors import ConfigError
 from exchange.rpc import MAX_MESSAGE_BYTES
+from hub import _ops
 from hub._audit import MIN_LOG_RETENTION
 from hub._core import Hub, Limits
 from hub._keyservice import KeyService
 from hub._service import IdentityResolver, add_services, metadata_identity
 
 MIGRATIONS = Path(__file__).parent / "_migrations"
+HUB_SERVICES = ["samenloop.v1.SignalService", "samenloop.v1.CoordinatorService",
+                "samenloop.v1.AuditService", "samenloop.v1.AdminService"]
 _log = log.get("hub")
 
 
@@ -49,6 +53,8 @@ class HubSettings(tls.TlsServerSettings):
     # Access events are kept at least this long (five years at the least).
     log_retention_days: int = 1827
     migrate: bool = False
+    # HOST:PORT for /healthz, /readyz and /metrics over HTTP; empty: none.
+    ops_listen: str = ""
 
 
 @config.section("keyservice")
@@ -57,6 +63,12 @@ class KeyServiceSettings(tls.TlsServerSettings):
     listen: str = "127.0.0.1:50052"
     key_file: Path = Path("oprf.key")
     max_workers: int = 8
+    # Per organisation: blinded elements evaluated per minute on average, and at once.
+    # An agent onboarding a caseload stays within them; enumerating identities does not.
+    rate_per_minute: int = 120_000
+    rate_burst: int = 1_000_000
+    # HOST:PORT for /healthz, /readyz and /metrics over HTTP; empty: none.
+    ops_listen: str = ""
 
 
 def _is_loopback(host: str) -> bool:
@@ -101,11 +113,21 @@ class Running:
     server: grpc.Server
     address: str
     stopping: threading.Event
+    health: HealthServicer | None = None
+    ops: _ops.OpsServer | None = None
+    _cleanup: list[Callable[[], None]] = field(default_factory=list)
 
     def stop(self, grace: float = 5.0) -> None:
-        """Refuse new calls, end watch streams, let in-flight calls finish."""
+        """Say NOT_SERVING, refuse new calls, end watch streams, let in-flight calls
+        finish."""
         self.stopping.set()
+        if self.health is not None:
+            self.health.enter_graceful_shutdown()
         self.server.stop(grace).wait()
+        if self.ops is not None:
+            self.ops.stop()
+        for cleanup in self._cleanup:
+            cleanup()
 
     def wait(self) -> None:
         """Block until SIGINT or SIGTERM, then stop gracefully."""
@@ -117,7 +139,7 @@ class Running:
         self.stop()
 
 
-@dataclass
+@dataclass(kw_only=True)
 class RunningHub(Running):
     hub: Hub
 
@@ -130,7 +152,7 @@ class RunningHub(Running):
         self.hub.close()
 
 
-@dataclass
+@dataclass(kw_only=True)
 class RunningKeyService(Running):
     service: KeyService
 
@@ -179,8 +201,11 @@ def start_hub(
     server = _new_server(settings.max_workers)
     stopping = threading.Event()
     add_services(server, hub, resolver, stopping)
+    health = _ops.add_health(server, HUB_SERVICES)
     try:
         port = _bind(server, settings.listen, server_tls)
+        ops = _ops_server(settings.ops_listen, lambda: not stopping.is_set()
+                          and _ops.database_answers(hub.engine))
     except ConfigError:
         hub.close()
         raise
@@ -195,8 +220,11 @@ def start_hub(
     address = f"{settings.listen.rsplit(':', 1)[0]}:{port}"
     _log.info("hub listening", address=address, database=redact_url(settings.database_url),
               checkpoint_key=crypto.fingerprint(hub.checkpoint_public_key).hex(),
-              tls=server_tls is not None)
-    return RunningHub(server, address, stopping, hub)
+              tls=server_tls is not None, ops=ops.address if ops else "")
+    running = RunningHub(server, address, stopping, health, ops, hub=hub)
+    if ops is not None:
+        running._cleanup.append(_ops.register_database(hub.engine))
+    return running
 
 
 def _every(job: Callable[[], object], stopping: threading.Event, seconds: float) -> None:
@@ -227,14 +255,25 @@ def start_keyservice(
     server_tls = settings.server_tls()
     resolver = _identity(server_tls, identity, None)
     key = key or load_oprf_key(settings.key_file)
+    for name in ("rate_per_minute", "rate_burst"):
+        if getattr(settings, name) < 1:
+            raise ConfigError(f"{name} must be at least 1")
     server = _new_server(settings.max_workers)
-    service = KeyService(key, resolver)
+    service = KeyService(key, resolver, rate_per_minute=settings.rate_per_minute,
+                         burst=settings.rate_burst)
     from exchange.v1 import keyservice_pb2_grpc
 
     keyservice_pb2_grpc.add_KeyServiceServicer_to_server(service, server)
+    health = _ops.add_health(server, ["samenloop.v1.KeyService"])
+    stopping = threading.Event()
     port = _bind(server, settings.listen, server_tls)
+    ops = _ops_server(settings.ops_listen, lambda: not stopping.is_set())
     server.start()
     address = f"{settings.listen.rsplit(':', 1)[0]}:{port}"
     log.get("keyservice").info("key service listening", address=address, key_id=key.key_id,
-                               tls=server_tls is not None)
-    return RunningKeyService(server, address, threading.Event(), service)
+                               tls=server_tls is not None, ops=ops.address if ops else "")
+    return RunningKeyService(server, address, stopping, health, ops, service=service)
+
+
+def _ops_server(listen: str, ready: Callable[[], bool]) -> _ops.OpsServer | None:
+    return _ops.OpsServer(listen, ready) if listen else None

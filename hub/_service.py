@@ -47,7 +47,7 @@ from exchange.v1 import (
     signal_pb2,
     signal_pb2_grpc,
 )
-from hub import _audit, _core, _inputs
+from hub import _audit, _core, _inputs, _ops
 from hub._logops import ROUND_TO, SUPPRESS_BELOW, AuditFilter, ProvenEvent
 from hub._models import AuditCheckpoint, AuditEvent, Consent, Coordinator, Organisation
 
@@ -100,6 +100,7 @@ class _Edge:
                exc: BaseException, context: grpc.ServicerContext) -> None:
         if isinstance(exc, Unavailable):  # the hub itself is going away: not a refusal
             context.abort(status_for(exc), str(exc))
+        _ops.observe(event_type, status_for(exc).name)
         event = _audit.refusal(event_type, action, exc)
         try:
             self.hub.log_rejection(access, event)
@@ -125,8 +126,9 @@ def rpc(
         streaming = inspect.isgeneratorfunction(method)
 
         def done(started: float, outcome: str) -> None:
-            _log.info("request", outcome=outcome,
-                      ms=round((time.perf_counter() - started) * 1000, 2))
+            seconds = time.perf_counter() - started
+            _ops.observe(event_type, "OK", seconds)
+            _log.info("request", outcome=outcome, ms=round(seconds * 1000, 2))
 
         def enter(self: Any, context: grpc.ServicerContext) -> _audit.Access:
             edge: _Edge = self._edge
