@@ -6,12 +6,14 @@ timezone-safe datetimes, and the Alembic runner each package's migrations use.
 
 from __future__ import annotations
 
+import functools
+import random
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from alembic import command
 from alembic.config import Config
@@ -19,11 +21,14 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import DateTime, Engine, and_, create_engine, event, false, or_, text
 from sqlalchemy.engine import Dialect, make_url
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
 from exchange.errors import ConfigError, FailedPrecondition, NotFound
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 # Named constraints everywhere, so migrations can refer to them on every backend.
 NAMING = {
@@ -164,6 +169,34 @@ def _ping_when_idle(engine: Engine) -> None:
     event.listen(engine, "connect", mark)
     event.listen(engine, "checkin", mark)
     event.listen(engine, "checkout", check)
+
+
+# SQLSTATEs of a transaction that lost a race with another (PostgreSQL): a serialization
+# failure or a deadlock. Running it again is safe: it was rolled back whole.
+_CONFLICTS = frozenset({"40001", "40P01"})
+
+
+def conflict(exc: BaseException) -> bool:
+    """Whether a database error means "run the transaction again"."""
+    return isinstance(exc, DBAPIError) and getattr(exc.orig, "sqlstate", None) in _CONFLICTS
+
+
+def retried(method: Callable[P, T]) -> Callable[P, T]:
+    """Run a whole-transaction operation again (up to 4 times, with a short random pause)
+    when it lost a race with a concurrent transaction."""
+
+    @functools.wraps(method)
+    def run(*args: P.args, **kwargs: P.kwargs) -> T:
+        for attempt in range(1, 5):
+            try:
+                return method(*args, **kwargs)
+            except DBAPIError as exc:
+                if attempt == 4 or not conflict(exc):
+                    raise
+                time.sleep(random.uniform(0.005, 0.02) * attempt)  # noqa: S311 - jitter only
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    return run
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

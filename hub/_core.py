@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 import consent
 from exchange import checkpoint, crypto, log, vocab
-from exchange.db import pairs_in, session_factory
+from exchange.db import conflict, pairs_in, retried, session_factory
 from exchange.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -51,6 +51,7 @@ from hub._models import (
 )
 
 CLOCK_SKEW = timedelta(minutes=5)
+_SWEEP_LOCK = 0x53776565703A6875  # "Sweep:hu": one replica sweeps at a time
 _log = log.get("hub")
 
 
@@ -172,6 +173,7 @@ class Hub(LogOperations):
         with self._sessions() as session:
             with session.begin():
                 yield session, changes
+                _matching.write_feed(session, changes)
             if self._integrate_on_commit and _audit.wrote(session):
                 try:
                     with session.begin():
@@ -179,9 +181,33 @@ class Hub(LogOperations):
                 except Exception:  # noqa: BLE001 - the request committed; the next run adds them
                     _log.exception("could not add queued access events to the log")
         if changes.feed:
-            with self._feed_cond:
-                self._feed_version += 1
-                self._feed_cond.notify_all()
+            self._wake_watchers()
+
+    def _wake_watchers(self) -> None:
+        with self._feed_cond:
+            self._feed_version += 1
+            self._feed_cond.notify_all()
+
+    def listen_for_feed(self, stopping: threading.Event) -> None:
+        """Wake this process's watch streams when another hub process on the same
+        PostgreSQL database writes the alert feed (LISTEN/NOTIFY); until ``stopping``."""
+        if self._engine.dialect.name != "postgresql":
+            return
+        import psycopg
+
+        url = self._engine.url.set(drivername="postgresql").render_as_string(
+            hide_password=False)
+        while not stopping.is_set():
+            try:
+                with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
+                    conn.execute(f"LISTEN {_matching.FEED_CHANNEL}")
+                    self._wake_watchers()  # anything written while not listening
+                    while not stopping.is_set():
+                        for _ in conn.notifies(timeout=0.5):
+                            self._wake_watchers()
+            except psycopg.Error:
+                _log.warning("the alert-feed listener lost its connection; reconnecting")
+                stopping.wait(1.0)
 
     def feed_version(self) -> int:
         with self._feed_cond:
@@ -192,6 +218,7 @@ class Hub(LogOperations):
         with self._feed_cond:
             self._feed_cond.wait_for(lambda: self._feed_version != seen, timeout=timeout)
 
+    @retried
     def log_rejection(self, access: _audit.Access, event: _audit.Event) -> None:
         """Record a refused request in its own transaction."""
         with self._tx() as (s, _):
@@ -266,6 +293,7 @@ class Hub(LogOperations):
 
     # -- partners -------------------------------------------------------------------
 
+    @retried
     def recipients(self, access: _audit.Access) -> list[Recipient]:
         with self._tx() as (s, _):
             self._require_org(s, access)
@@ -276,6 +304,7 @@ class Hub(LogOperations):
             ), now)
             return found
 
+    @retried
     def submit(self, access: _audit.Access, item: _inputs.SignalInput) -> tuple[Signal, bool]:
         """Store one signal; returns it and whether it was a duplicate of a stored one."""
         with self._tx() as (s, changes):
@@ -286,6 +315,7 @@ class Hub(LogOperations):
             self._evaluate(s, changes.households, access, changes, now)
             return stored
 
+    @retried
     def submit_many(
         self, access: _audit.Access, items: list[_inputs.SignalInput | SamenloopError]
     ) -> list[tuple[Signal, bool] | SamenloopError]:
@@ -304,7 +334,7 @@ class Hub(LogOperations):
                 if isinstance(item, SamenloopError):
                     error = item
                 else:
-                    touched = set(changes.households)
+                    touched, feed = set(changes.households), len(changes.feed)
                     try:
                         with s.begin_nested():
                             results.append(
@@ -312,9 +342,13 @@ class Hub(LogOperations):
                         continue
                     except SamenloopError as exc:
                         changes.households = touched
+                        del changes.feed[feed:]
                         error = exc
                     except DBAPIError as exc:  # a constraint the checks missed: this item only
+                        if conflict(exc):
+                            raise  # another replica's transaction: the chunk is retried
                         changes.households = touched
+                        del changes.feed[feed:]
                         _log.error("signal refused by the database", index=index,
                                    error=type(exc.orig).__name__)
                         error = SamenloopError(f"item {index} could not be stored")
@@ -443,6 +477,7 @@ class Hub(LogOperations):
                 f"the signal has no envelope for coordinator {missing[0]}: "
                 "fetch the recipients again")
 
+    @retried
     def withdraw(self, access: _audit.Access, signal_id: str, reason: str) -> datetime:
         with self._tx() as (s, changes):
             self._require_org(s, access)
@@ -494,6 +529,7 @@ class Hub(LogOperations):
             _matching.close_task(s, task, reason, now, _audit.Access.system(),
                                  signal.household_id)
 
+    @retried
     def record_consent(self, access: _audit.Access,
                        item: _inputs.ConsentInput) -> tuple[Consent, bool]:
         with self._tx() as (s, changes):
@@ -560,6 +596,7 @@ class Hub(LogOperations):
                 detail={"consent": row.id, "covenant": row.covenant_id,
                         "evidence": row.evidence_reference}), now)
 
+    @retried
     def revoke_consent(self, access: _audit.Access, consent_id: str) -> Consent:
         with self._tx() as (s, changes):
             self._require_org(s, access)
@@ -650,23 +687,49 @@ class Hub(LogOperations):
         their reminder and escalation. Each step works in transactions of at most
         ``batch`` signals or households, so a backlog never holds up submissions long.
         """
-        decided = 0
-        while True:
-            archived, touched = self._archive_expired(batch)
-            decided += touched
-            if archived < batch:
-                break
-        households = sorted(self._time_dependent())
-        for i in range(0, len(households), batch):
-            with self._tx() as (s, changes):
-                self._evaluate(s, set(households[i:i + batch]), _audit.Access.system(),
-                               changes, self.now())
-        decided += len(households)
+        with self._sweep_lock() as mine:
+            if not mine:
+                return 0  # another replica is sweeping
+            decided = 0
+            while True:
+                archived, touched = self._archive_expired(batch)
+                decided += touched
+                if archived < batch:
+                    break
+            households = sorted(self._time_dependent())
+            for i in range(0, len(households), batch):
+                self._decide_batch(households[i:i + batch])
+            decided += len(households)
+            self._remind_all()
+            while self._purge(batch) == batch:
+                pass
+            return decided
+
+    @contextmanager
+    def _sweep_lock(self) -> Iterator[bool]:
+        """Whether this process may sweep now: one replica at a time (PostgreSQL)."""
+        if self._engine.dialect.name != "postgresql":
+            yield True
+            return
+        with self._engine.connect() as conn:
+            mine = bool(conn.execute(select(func.pg_try_advisory_lock(_SWEEP_LOCK))).scalar())
+            conn.commit()
+            try:
+                yield mine
+            finally:
+                if mine:
+                    conn.execute(select(func.pg_advisory_unlock(_SWEEP_LOCK)))
+                    conn.commit()
+
+    @retried
+    def _decide_batch(self, households: list[str]) -> None:
+        with self._tx() as (s, changes):
+            self._evaluate(s, set(households), _audit.Access.system(), changes, self.now())
+
+    @retried
+    def _remind_all(self) -> None:
         with self._tx() as (s, changes):
             self._remind(s, self.now(), _audit.Access.system(), changes)
-        while self._purge(batch) == batch:
-            pass
-        return decided
 
     def _time_dependent(self) -> set[str]:
         """Households whose decision time alone may change: an open alert, a held match."""
@@ -675,6 +738,7 @@ class Hub(LogOperations):
                 Alert.state != "closed"))) | set(s.scalars(select(Match.household_id).where(
                     Match.status == "held")))
 
+    @retried
     def _archive_expired(self, batch: int) -> tuple[int, int]:
         """Archive up to ``batch`` expired signals and decide their households again."""
         with self._tx() as (s, changes):
@@ -697,6 +761,7 @@ class Hub(LogOperations):
             self._evaluate(s, changes.households, system, changes, now)
             return len(expired), len(changes.households)
 
+    @retried
     def _purge(self, batch: int) -> int:
         """Purge up to ``batch`` signals whose archive period is over; the log stays."""
         with self._tx() as (s, _):
@@ -731,7 +796,7 @@ class Hub(LogOperations):
             if alert.reminded_at is None and age >= timedelta(days=cov.reminder_days):
                 alert.reminded_at = alert.updated_at = now
                 s.flush()
-                _matching.add_feed(s, alert, "reminder", now, changes)
+                _matching.add_feed(alert, "reminder", now, changes)
                 _audit.append(s, system, _audit.Event(
                     "alert.remind", "update", subject_ref=alert.household_id,
                     detail={"alert": alert.id, "recipient": alert.coordinator_id,
@@ -741,16 +806,16 @@ class Hub(LogOperations):
                 alert.escalated_at = alert.updated_at = now
                 alert.escalated_to = contact or None
                 s.flush()
-                _matching.add_feed(s, alert, "escalated", now, changes)
+                _matching.add_feed(alert, "escalated", now, changes)
                 if contact and contact != alert.coordinator_id:
-                    s.add(AlertFeed(coordinator_id=contact, alert_id=alert.id,
-                                    change="escalated", at=now))
+                    _matching.add_feed(alert, "escalated", now, changes, contact)
                 _audit.append(s, system, _audit.Event(
                     "alert.escalate", "update", subject_ref=alert.household_id,
                     detail={"alert": alert.id, "recipient": alert.coordinator_id,
                             "escalation_contact": contact, "days": cov.escalation_days}),
                     now)
 
+    @retried
     def list_alerts(self, access: _audit.Access, states: tuple[str, ...], page_size: int,
                     page_token: str, *, escalated: bool = False) -> tuple[list[AlertView], str]:
         """The caller's alerts; or, with ``escalated``, the alerts escalated to the caller
@@ -779,6 +844,7 @@ class Hub(LogOperations):
             token = _encode_token(alerts[-1].created_at, alerts[-1].id) if more else ""
             return views, token
 
+    @retried
     def start_watch(self, access: _audit.Access, after: int) -> None:
         with self._tx() as (s, _):
             self._require_coordinator(s, access)
@@ -792,6 +858,7 @@ class Hub(LogOperations):
             return s.scalar(select(func.max(AlertFeed.seq)).where(
                 AlertFeed.coordinator_id == coord.id)) or 0
 
+    @retried
     def alert_changes(self, access: _audit.Access, after: int,
                       limit: int = 100) -> list[tuple[int, str, AlertView]]:
         """Feed entries after a cursor, with each alert's current view."""
@@ -819,6 +886,7 @@ class Hub(LogOperations):
                 out.append((row.seq, row.change, view))
             return out
 
+    @retried
     def open_alert(self, access: _audit.Access,
                    alert_id: str) -> tuple[AlertView, list[tuple[str, str, Envelope]]]:
         """The alert and the envelopes sealed to the caller, after re-checking the basis."""
@@ -846,7 +914,7 @@ class Hub(LogOperations):
                     alert.seen_at, alert.seen_by = now, access.user_id
                     alert.updated_at = now
                     s.flush()
-                    _matching.add_feed(s, alert, "updated", now, changes)
+                    _matching.add_feed(alert, "updated", now, changes)
                 by_org: dict[str, list[str]] = {}
                 for sid, org, _ in envelopes:
                     by_org.setdefault(org, []).append(sid)
@@ -876,6 +944,7 @@ class Hub(LogOperations):
             raise InvalidInput(f"reason must be one of {', '.join(_matching.COORDINATOR_CLOSINGS)}")
         return self._advance(access, alert_id, "closed", "alert.close", reason)
 
+    @retried
     def _advance(self, access: _audit.Access, alert_id: str, state: str, event_type: str,
                  reason: str = "") -> AlertView:
         with self._tx() as (s, changes):
@@ -901,7 +970,7 @@ class Hub(LogOperations):
                     alert.state = state
                     alert.contact_made_at, alert.contact_made_by = now, access.user_id
                     alert.updated_at = now
-                    _matching.add_feed(s, alert, "updated", now, changes)
+                    _matching.add_feed(alert, "updated", now, changes)
                 s.flush()
             if not closed:
                 _audit.append(s, access, _audit.Event(
@@ -914,6 +983,7 @@ class Hub(LogOperations):
 
     # -- partners' tasks ------------------------------------------------------------
 
+    @retried
     def list_tasks(self, access: _audit.Access, *, include_done: bool = False,
                    limit: int = 500) -> list[TaskView]:
         """This partner's open tasks (oldest first), and with ``include_done`` its most
@@ -983,6 +1053,7 @@ class Hub(LogOperations):
                         "recipient": access.organisation_id}), now)
         return others
 
+    @retried
     def dismiss_task(self, access: _audit.Access, task_id: str) -> TaskView:
         """The partner read a notice: it leaves the open list."""
         with self._tx() as (s, _):
@@ -1008,6 +1079,7 @@ class Hub(LogOperations):
 
     # -- administrators -------------------------------------------------------------
 
+    @retried
     def register_organisation(self, access: _audit.Access, org_id: str,
                               name: str) -> Organisation:
         vocab.slug(org_id, "organisation_id")
@@ -1030,6 +1102,7 @@ class Hub(LogOperations):
                 "admin.organisation", action, detail={"organisation": org_id}), now)
             return org
 
+    @retried
     def register_coordinator(self, access: _audit.Access, coordinator_id: str,
                              organisation_id: str, contact: _inputs.Contact,
                              public_key: bytes) -> Coordinator:
@@ -1070,6 +1143,7 @@ class Hub(LogOperations):
                         "key_fingerprint": crypto.fingerprint(public_key).hex()}), now)
             return coord
 
+    @retried
     def register_covenant(self, access: _audit.Access,
                           source: str) -> tuple[CovenantVersion, consent.Covenant]:
         parsed = consent.parse_covenant(source)
@@ -1106,6 +1180,7 @@ class Hub(LogOperations):
             self._evaluate(s, households, access, changes, now)
             return row, cov
 
+    @retried
     def list_registry(self, access: _audit.Access) -> tuple[
             list[Organisation], list[Coordinator], list[tuple[CovenantVersion, consent.Covenant]]]:
         with self._tx() as (s, _):

@@ -76,7 +76,58 @@ class Changes:
     """What one transaction changed that others must hear about."""
 
     households: set[str] = field(default_factory=set)
-    feed: bool = False
+    # Alert feed entries (coordinator, alert, change, when), written just before commit.
+    feed: list[tuple[str, str, str, datetime]] = field(default_factory=list)
+
+
+# -- concurrency --------------------------------------------------------------------
+#
+# Several hub processes may share one PostgreSQL database. Three locks keep them from
+# making two households, matches or alerts of one:
+# * a transaction-scoped advisory lock per pseudonymous key, taken before looking for the
+#   households a new signal belongs to (two signals with one key are linked in turn);
+# * a row lock on every household a transaction decides, taken in id order;
+# * one advisory lock around writing alert-feed entries, held only from their insert to
+#   commit, so that feed cursors are committed in order and a watcher never skips one.
+# SQLite takes its one write lock at BEGIN IMMEDIATE, which serialises writers anyway.
+
+_FEED_LOCK = 0x53616D656E6C6F70  # "Samenlop": the alert feed's advisory lock
+_KEY_LOCK_SPACE = 0x4B  # keys' advisory locks are (space, 31 bits of the key)
+FEED_CHANNEL = "samenloop_alert_feed"
+
+
+def _postgres(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def lock_keys(session: Session, keys: Iterable[Key]) -> None:
+    """Serialise transactions that link signals by any of these keys (PostgreSQL)."""
+    if not _postgres(session):
+        return
+    ids = sorted({(int.from_bytes(value[:4], "big") ^ kind) & 0x7FFFFFFF for kind, value in keys})
+    for lock_id in ids:
+        session.execute(select(func.pg_advisory_xact_lock(_KEY_LOCK_SPACE, lock_id)))
+
+
+def lock_households(session: Session, ids: Iterable[str]) -> None:
+    """Row-lock households (in id order) before deciding them."""
+    wanted = sorted(set(ids))
+    if wanted and _postgres(session):
+        session.execute(select(Household.id).where(Household.id.in_(wanted))
+                        .order_by(Household.id).with_for_update())
+
+
+def write_feed(session: Session, changes: Changes) -> None:
+    """Write the transaction's alert-feed entries, in order, just before it commits."""
+    if not changes.feed:
+        return
+    if _postgres(session):
+        session.execute(select(func.pg_advisory_xact_lock(_FEED_LOCK)))
+    session.add_all([AlertFeed(coordinator_id=coordinator, alert_id=alert, change=change,
+                               at=at) for coordinator, alert, change, at in changes.feed])
+    session.flush()
+    if _postgres(session):
+        session.execute(select(func.pg_notify(FEED_CHANNEL, "")))
 
 
 def household_for(
@@ -84,7 +135,15 @@ def household_for(
     changes: Changes,
 ) -> str:
     """The household a new signal with these keys belongs to (merging when it bridges)."""
+    keys = list(keys)
+    lock_keys(session, keys)
     ids = _households_sharing(session, keys, now)
+    while ids:  # lock them; a merge committed meanwhile may have moved the signals
+        lock_households(session, ids)
+        again = _households_sharing(session, keys, now)
+        if again == ids:
+            break
+        ids = again
     if not ids:
         household = Household(id=uuid.uuid4().hex, created_at=now, merged_into=None,
                               split_from=None)
@@ -190,10 +249,10 @@ def _open_alert(session: Session, household_id: str, coordinator_id: str) -> Ale
     ))
 
 
-def add_feed(session: Session, alert: Alert, change: str, now: datetime, changes: Changes) -> None:
-    session.add(AlertFeed(coordinator_id=alert.coordinator_id, alert_id=alert.id,
-                          change=change, at=now))
-    changes.feed = True
+def add_feed(alert: Alert, change: str, now: datetime, changes: Changes,
+             coordinator_id: str | None = None) -> None:
+    """A change for the coordinator's watch stream (written by write_feed at commit)."""
+    changes.feed.append((coordinator_id or alert.coordinator_id, alert.id, change, now))
 
 
 def close_alert(session: Session, alert: Alert, reason: str, now: datetime,
@@ -203,7 +262,7 @@ def close_alert(session: Session, alert: Alert, reason: str, now: datetime,
     alert.closed_reason = reason
     alert.updated_at = now
     session.flush()
-    add_feed(session, alert, "closed", now, changes)
+    add_feed(alert, "closed", now, changes)
 
 
 def grants_for(
@@ -329,6 +388,7 @@ def evaluate(
     are withheld and logged, one event per organisation concerned.
     """
     system = _audit.Access.system(access)
+    lock_households(session, [household_id])
     signals = session.scalars(
         select(Signal).where(Signal.household_id == household_id, active(now))
     ).all()
@@ -556,7 +616,7 @@ def _sync_alert(
     alert.updated_at = now
     alert.covenant_id = shown.covenant_id
     session.flush()
-    add_feed(session, alert, change, now, changes)
+    add_feed(alert, change, now, changes)
     for org, ids in sorted(added.items()):
         bases = sorted({shown.signals[i][1] for i in ids})
         articles = sorted({shown.signals[i][2] for i in ids} - {""})

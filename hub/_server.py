@@ -213,6 +213,8 @@ def start_hub(
     if settings.sweep_seconds > 0:
         threading.Thread(target=_every, args=(hub.sweep, stopping, settings.sweep_seconds),
                          name="sweep", daemon=True).start()
+    threading.Thread(target=hub.listen_for_feed, args=(stopping,), name="feed-listener",
+                     daemon=True).start()
     if settings.checkpoint_seconds > 0:
         threading.Thread(target=_every, args=(hub.sign_if_due, stopping,
                                               settings.checkpoint_seconds),
