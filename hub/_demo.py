@@ -216,19 +216,24 @@ def run(data_dir: Path, out: IO[str], *, configure_logging: bool = True) -> Demo
     inputs = _write_inputs(data_dir)
 
     story.section("Starting the central services")
+    pki = _Pki(data_dir / "pki")
+    story.say(f"a development CA ({pki.dir}) gives the servers and every role a "
+              "certificate: each channel is mutual TLS, and the hub acts on the "
+              "organisation and role in the caller's certificate")
     oprf_key = crypto.OprfKey.generate()
     oprf_key.save(data_dir / "oprf.key")
-    keyservice = start_keyservice(KeyServiceSettings(listen="127.0.0.1:0",
-                                                     key_file=data_dir / "oprf.key"))
+    keyservice = start_keyservice(KeyServiceSettings(
+        listen="127.0.0.1:0", key_file=data_dir / "oprf.key", **pki.server()))
     database = f"sqlite:///{data_dir / 'hub.db'}"
     try:
         hub = start_hub(HubSettings(listen="127.0.0.1:0", database_url=database,
                                     checkpoint_key=data_dir / "hub-checkpoint.key",
-                                    oversight_organisations=(MUNICIPALITY,), migrate=True))
+                                    oversight_organisations=(MUNICIPALITY,), migrate=True,
+                                    **pki.server()))
     except BaseException:
         keyservice.stop(grace=0)
         raise
-    demo = _Demo(story, data_dir, database, keyservice.address, hub)
+    demo = _Demo(story, data_dir, database, keyservice.address, hub, pki)
     try:
         story.say(f"the key service ({keyservice.address}) holds the secret key that turns "
                   "citizen numbers and addresses into pseudonyms; it never sees them")
@@ -259,13 +264,39 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
+class _Pki:
+    """The demo's certificates: one CA, a server certificate, one per role."""
+
+    def __init__(self, directory: Path) -> None:
+        from exchange import _pki
+
+        self.dir = directory
+        _pki.init_ca(directory, name="Samenloop demo CA")
+        _pki.issue(directory, "server", hosts=["127.0.0.1", "localhost"])
+
+    def server(self) -> dict[str, Any]:  # TLS settings, as keyword arguments
+        return {"tls_cert": self.dir / "server.pem", "tls_key": self.dir / "server.key",
+                "tls_client_ca": self.dir / "ca.pem", "tls_crl": self.dir / "crl.pem"}
+
+    def client(self, organisation: str, role: str, user: str) -> dict[str, Any]:
+        """Settings for a client holding a new certificate for this identity."""
+        from exchange import _pki
+
+        name = f"{organisation}-{role}-{user}".replace("_", "-")
+        if not (self.dir / f"{name}.pem").exists():
+            _pki.issue(self.dir, name, organisation=organisation, role=role, user=user)
+        return {"tls_ca": self.dir / "ca.pem", "tls_cert": self.dir / f"{name}.pem",
+                "tls_key": self.dir / f"{name}.key"}
+
+
 class _Demo:
     """The scenario's steps, sharing the clients they create."""
 
     def __init__(self, story: _Story, data_dir: Path, database: str, keyservice: str,
-                 hub: RunningHub) -> None:
+                 hub: RunningHub, pki: _Pki) -> None:
         from agent import Auditor, AuditSettings, CoordinatorDesk, CoordinatorSettings
 
+        self.pki = pki
         self.story = story
         self.data_dir = data_dir
         self.database = database
@@ -276,8 +307,10 @@ class _Demo:
         self.coord_key = crypto.EnvelopeKey.generate()
         self.coord_key.save(data_dir / "coordinator.key")
         self.desk = CoordinatorDesk(CoordinatorSettings(
-            coordinator_id=COORDINATOR_ID, organisation=MUNICIPALITY, hub=hub.address))
+            coordinator_id=COORDINATOR_ID, organisation=MUNICIPALITY, hub=hub.address,
+            **pki.client(MUNICIPALITY, "coordinator", COORDINATOR_ID)))
         self.auditor = Auditor(AuditSettings(
+            **pki.client(MUNICIPALITY, "privacy_officer", "privacy-officer"),
             organisation=MUNICIPALITY, user="privacy-officer", hub=hub.address,
             hub_key=hub.hub.checkpoint_public_key.hex(), origin=hub.hub.origin,
             state_file=data_dir / "audit-state.json"))
@@ -295,7 +328,9 @@ class _Demo:
         self.story.section(
             "The municipality registers the partners, its coordinator and the covenant")
         with Admin(AdminSettings(organisation=MUNICIPALITY, user="beheerder",
-                                 hub=self.hub.address)) as adm:
+                                 hub=self.hub.address,
+                                 **self.pki.client(MUNICIPALITY, "administrator",
+                                                   "beheerder"))) as adm:
             adm.organisation(MUNICIPALITY, "Gemeente Noord")
             say(f"organisation {MUNICIPALITY}: Gemeente Noord (the municipality)")
             for org, name in PARTNERS.items():
@@ -319,7 +354,8 @@ class _Demo:
         for org, path in inputs.items():
             state = f"sqlite:///{self.data_dir / 'agents' / org}.db"
             agent = Agent(AgentSettings(organisation=org, hub=self.hub.address,
-                                        keyservice=self.keyservice, state_database=state))
+                                        keyservice=self.keyservice, state_database=state,
+                                        **self.pki.client(org, "partner", "agent")))
             self.agents[org] = agent
             summary = agent.submit_file(path)
             say(f"{org}: {summary.describe()}")
@@ -447,6 +483,7 @@ class _Demo:
         say = self.story.say
         self.story.section("Anna de Vries asks Woonstad Noord who received data about her")
         settings = AuditSettings(
+            **self.pki.client("woonstad-noord", "privacy_officer", "privacy-officer"),
             organisation="woonstad-noord", user="privacy-officer", hub=self.hub.address,
             keyservice=self.keyservice, hub_key=self.hub.hub.checkpoint_public_key.hex(),
             origin=self.hub.hub.origin, state_file=self.data_dir / "woonstad-audit.json")
