@@ -141,10 +141,10 @@ def services(tmp_path: Path, database_url: str) -> Iterator[Services]:
     running.keyservice.stop(grace=1)
 
 
-def samenloop(*args: str, cwd: Path | None = None,
-              timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """Run the real `samenloop` entry point in a subprocess."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+def samenloop(*args: str, cwd: Path | None = None, timeout: float = 120,
+              env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the real `samenloop` entry point in a subprocess (``env`` added to ours)."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     env.pop("SAMENLOOP_CONFIG", None)
     script = Path(sys.executable).parent / "samenloop"
     command = [str(script)] if script.exists() else [sys.executable, "-m", "exchange.cli"]

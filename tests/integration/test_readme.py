@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -68,3 +69,38 @@ def test_the_walkthrough_runs_as_written(tmp_path: Path) -> None:
     assert "Joint controllers: jeugdzorg-noord, woonstad-noord" in out
     assert "signals_submitted" in out
     assert '"resourceType": "Bundle"' in (tmp_path / "audit.json").read_text()
+
+
+def _commands(block: str) -> list[str]:
+    """The block's commands, continuation lines joined, comments dropped."""
+    joined = re.sub(r"\\\n\s*", "", block)
+    return [line.split("   #")[0].strip() for line in joined.splitlines()
+            if line.strip() and not line.lstrip().startswith("#")]
+
+
+def test_the_tls_walkthrough_runs_as_written(tmp_path: Path) -> None:
+    marker = README.index("<!-- tls walkthrough:")
+    block = re.search(r"```sh\n(.*?)```", README[marker:], re.DOTALL)
+    assert block is not None
+    env: dict[str, str] = {}
+    running: list[Server] = []
+    try:
+        for command in _commands(block.group(1)):
+            args = shlex.split(command.removesuffix("&"))[1:]
+            if command.endswith("&"):  # a server: on loopback, on a free port, for the test
+                running.append(Server(*args, "--listen", "127.0.0.1:0", cwd=tmp_path))
+                env["SAMENLOOP_ADMIN_HUB"] = running[-1].address
+                continue
+            result = samenloop(*args, cwd=tmp_path, env=env)
+            assert result.returncode == 0, (command, result.stderr[-2000:])
+            if "add-organisation" in command:
+                assert "gemeente-noord" in result.stdout
+        # the revoked certificate is refused from then on
+        again = samenloop("admin", "list", "--organisation", "gemeente-noord", "--user",
+                          "beheerder", "--tls-ca", "pki/ca.pem", "--tls-cert",
+                          "pki/beheerder.pem", "--tls-key", "pki/beheerder.key",
+                          cwd=tmp_path, env=env)
+        assert again.returncode == 1 and "revoked" in again.stderr
+    finally:
+        codes = [server.stop() for server in running]
+    assert codes == [0, 0]
