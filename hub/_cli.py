@@ -33,6 +33,7 @@ def register(sub: Any) -> None:
                        help="an organisation whose privacy officers see the whole access log, "
                        "usually the municipality (repeatable)")
     tls.add_server_flags(serve)
+    _ops_flag(serve)
     serve.set_defaults(func=_serve_hub, server=True)
 
     prune = hub_sub.add_parser(
@@ -47,6 +48,16 @@ def register(sub: Any) -> None:
     prune.add_argument("--checkpoint-key", type=Path, metavar="FILE",
                        help="the hub's checkpoint key (default hub-checkpoint.key)")
     prune.set_defaults(func=_prune)
+
+    hub_keygen = hub_sub.add_parser(
+        "keygen", help="create the key that signs the access log's checkpoints",
+        description="Create the Ed25519 checkpoint key (mode 0600; never overwrites one) "
+        "and print its public key, which privacy officers and agents pin. Every replica of "
+        "one hub uses the same key; 'hub serve' creates it when missing, so this is for "
+        "deployments that hand the key to several replicas.")
+    hub_keygen.add_argument("--checkpoint-key", type=Path, metavar="FILE",
+                            help="where to write it (default hub-checkpoint.key)")
+    hub_keygen.set_defaults(func=_hub_keygen)
 
     mig = hub_sub.add_parser("migrate", help="create or upgrade the hub database schema",
                              description="Apply every pending Alembic migration.")
@@ -70,7 +81,14 @@ def register(sub: Any) -> None:
     ks_serve.add_argument("--key-file", type=Path, metavar="FILE",
                           help="the OPRF private key (default oprf.key)")
     tls.add_server_flags(ks_serve)
+    _ops_flag(ks_serve)
     ks_serve.set_defaults(func=_serve_keyservice, server=True)
+
+
+def _ops_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--ops-listen", metavar="HOST:PORT",
+                   help="serve /healthz, /readyz and Prometheus /metrics over HTTP here "
+                   "(default: not at all)")
 
 
 def _hub_settings(args: argparse.Namespace) -> Any:
@@ -82,8 +100,21 @@ def _hub_settings(args: argparse.Namespace) -> Any:
         "checkpoint_key": getattr(args, "checkpoint_key", None),
         "migrate": getattr(args, "migrate", None),
         "oversight_organisations": getattr(args, "oversight_organisations", None),
+        "ops_listen": getattr(args, "ops_listen", None),
         **tls.server_overrides(args),
     })
+
+
+def _hub_keygen(args: argparse.Namespace) -> int:
+    from exchange import checkpoint
+    from exchange.errors import AlreadyExists
+
+    path = args.checkpoint_key or Path("hub-checkpoint.key")
+    if path.exists():
+        raise AlreadyExists(f"{path} exists; a key is never overwritten")
+    signer = checkpoint.CheckpointSigner.load_or_create(path, "samenloop")
+    print(f"wrote the checkpoint key to {path}; public key {signer.public_key.hex()}")
+    return 0
 
 
 def _serve_hub(args: argparse.Namespace) -> int:
@@ -148,7 +179,7 @@ def _ks_settings(args: argparse.Namespace) -> Any:
 
     return config.load(KeyServiceSettings, path=args.config, overrides={
         "listen": getattr(args, "listen", None), "key_file": args.key_file,
-        **tls.server_overrides(args)})
+        "ops_listen": getattr(args, "ops_listen", None), **tls.server_overrides(args)})
 
 
 def _keygen(args: argparse.Namespace) -> int:
