@@ -80,6 +80,9 @@ def register(sub: Any) -> None:
                           help="address to listen on (default 127.0.0.1:50052)")
     ks_serve.add_argument("--key-file", type=Path, metavar="FILE",
                           help="the OPRF private key (default oprf.key)")
+    ks_serve.add_argument("--previous-key-file", type=Path, metavar="FILE",
+                          help="during a key rotation: the key being retired, still "
+                          "evaluated when asked for by its id")
     tls.add_server_flags(ks_serve)
     _ops_flag(ks_serve)
     ks_serve.set_defaults(func=_serve_keyservice, server=True)
@@ -179,6 +182,7 @@ def _ks_settings(args: argparse.Namespace) -> Any:
 
     return config.load(KeyServiceSettings, path=args.config, overrides={
         "listen": getattr(args, "listen", None), "key_file": args.key_file,
+        "previous_key_file": getattr(args, "previous_key_file", None),
         "ops_listen": getattr(args, "ops_listen", None), **tls.server_overrides(args)})
 
 

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Engine, delete, func, or_, select, tuple_
+from sqlalchemy import Engine, delete, func, or_, select, tuple_, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
@@ -382,6 +382,7 @@ class Hub(LogOperations):
                 f"expires_at must be in the future and at most "
                 f"{self.limits.max_signal_age.days} days ahead")
         self._check_envelopes(item, recipients)
+        replaced = self._replaced(s, access, item, now) if item.replaces else None
         household = _matching.household_for(s, item.keys, now, access, changes)
         signal = Signal(
             id=item.signal_id, organisation_id=access.organisation_id,
@@ -404,9 +405,42 @@ class Hub(LogOperations):
         _audit.append(s, access, _audit.Event(
             "signal.submit", "create", subject_ref=household,
             detail={"signal": signal.id, "keys": len(item.keys),
-                    "envelopes": len(item.envelopes)}), now)
-        self._archived_notice(s, signal, item.keys, now)
+                    "envelopes": len(item.envelopes),
+                    **({"replaces": item.replaces} if replaced else {})}), now)
+        if replaced is not None:
+            self._replace(s, access, changes, replaced, signal, now)
+        else:
+            self._archived_notice(s, signal, item.keys, now)
         return signal, False
+
+    @staticmethod
+    def _replaced(s: Session, access: _audit.Access, item: _inputs.SignalInput,
+                  now: datetime) -> Signal:
+        old = s.get(Signal, item.replaces)
+        if old is None or old.organisation_id != access.organisation_id:
+            raise NotFound(f"signal {item.replaces} (to replace) not found for this "
+                           "organisation")
+        if old.state != "active" or old.withdrawn_at is not None or old.expires_at <= now:
+            raise FailedPrecondition(f"signal {item.replaces} is no longer active: submit "
+                                     "the new one without 'replaces'")
+        return old
+
+    @staticmethod
+    def _replace(s: Session, access: _audit.Access, changes: _matching.Changes, old: Signal,
+                 new: Signal, now: datetime) -> None:
+        """The new signal takes the old one's place in every alert and task (a closed
+        alert sees no new involvement), then the old one is deleted; the log keeps both."""
+        s.execute(update(AlertSignal).where(AlertSignal.signal_id == old.id)
+                  .values(signal_id=new.id))
+        s.execute(update(Task).where(Task.signal_id == old.id).values(signal_id=new.id))
+        household = old.household_id
+        s.delete(old)
+        s.flush()
+        _audit.append(s, access, _audit.Event(
+            "signal.withdraw", "delete", subject_ref=household, reason="replaced",
+            detail={"signal": old.id, "replaced_by": new.id}), now)
+        if household != new.household_id:
+            _matching.split(s, household, now, access, changes)
 
     def _archived_notice(self, s: Session, signal: Signal, keys: frozenset[tuple[int, bytes]],
                          now: datetime) -> None:

@@ -60,6 +60,8 @@ class SignalInput:
     expires_at: datetime | None
     envelopes: tuple[EnvelopeInput, ...]
     content_sha256: bytes
+    # The signal this one replaces (a key rotation), or "".
+    replaces: str = ""
 
 
 @dataclass(frozen=True)
@@ -130,11 +132,15 @@ def signal(req: signal_pb2.SubmitSignalRequest) -> SignalInput:
                                        env.scheme, bytes(env.ciphertext)))
     if len({e.recipient_id for e in envelopes}) != len(envelopes):
         raise InvalidInput("envelopes lists a recipient twice")
+    replaces = vocab.uuid_str(req.replaces, "replaces") if req.replaces else ""
+    if replaces == signal_id:
+        raise InvalidInput("a signal cannot replace itself")
     return SignalInput(
         signal_id=signal_id, keys=keys, category=category, region=region,
         professional=professional, observed_at=observed_at, expires_at=expires_at,
         envelopes=tuple(envelopes),
         content_sha256=hashlib.sha256(req.SerializeToString(deterministic=True)).digest(),
+        replaces=replaces,
     )
 
 

@@ -66,9 +66,14 @@ class RateLimit:
 
 class KeyService(keyservice_pb2_grpc.KeyServiceServicer):
     def __init__(self, key: crypto.OprfKey, identity: IdentityResolver, *,
+                 previous: crypto.OprfKey | None = None,
                  rate_per_minute: int = 120_000, burst: int = 1_000_000,
                  clock: Callable[[], float] = time.monotonic) -> None:
+        if previous is not None and previous.key_id == key.key_id:
+            raise ValueError("the previous key is the current key")
         self._key = key
+        # During a rotation: the key being retired, evaluated only when asked for by id.
+        self._previous = previous
         self._identity = identity
         self._lock = threading.Lock()
         self.usage: Counter[str] = Counter()
@@ -93,9 +98,12 @@ class KeyService(keyservice_pb2_grpc.KeyServiceServicer):
         try:
             self._caller(context)
             _ops.observe("keyservice.public_key", "OK")
+            previous = self._previous
             return keyservice_pb2.GetPublicKeyResponse(
                 suite=crypto.OPRF_SUITE, public_key=self._key.public_key,
-                key_id=self._key.key_id)
+                key_id=self._key.key_id,
+                previous_public_key=previous.public_key if previous else b"",
+                previous_key_id=previous.key_id if previous else "")
         except SamenloopError as exc:
             self._handle(context, exc, "keyservice.public_key")
             raise  # pragma: no cover - abort raises
@@ -109,16 +117,19 @@ class KeyService(keyservice_pb2_grpc.KeyServiceServicer):
             org = self._caller(context)
             if request.key_id and not _KEY_ID.fullmatch(request.key_id):
                 raise InvalidInput("key_id must be 16 lowercase hex characters")
-            if request.key_id and request.key_id != self._key.key_id:
-                raise FailedPrecondition(
-                    f"key {request.key_id} is not the current key ({self._key.key_id}): "
-                    "fetch the public key again")
+            key = self._key
+            if request.key_id and request.key_id != key.key_id:
+                if self._previous is None or request.key_id != self._previous.key_id:
+                    raise FailedPrecondition(
+                        f"key {request.key_id} is not the current key ({key.key_id}): "
+                        "fetch the public key again")
+                key = self._previous
             wait = self.limit.take(org, len(request.blinded_elements))
             if wait:
                 _ops.RATE_LIMITED.labels(org).inc()
                 raise RateLimited(f"organisation {org} is over its rate limit of the key "
                                   f"service: retry in {wait:.1f} s")
-            evaluated, proof = self._key.evaluate([bytes(b) for b in request.blinded_elements])
+            evaluated, proof = key.evaluate([bytes(b) for b in request.blinded_elements])
             with self._lock:
                 self.usage[org] += len(evaluated)
                 total = self.usage[org]
@@ -126,7 +137,7 @@ class KeyService(keyservice_pb2_grpc.KeyServiceServicer):
             _ops.observe("keyservice.evaluate", "OK", time.perf_counter() - started)
             _log.info("evaluated", elements=len(evaluated), total_for_organisation=total)
             return keyservice_pb2.EvaluateResponse(
-                evaluated_elements=evaluated, proof=proof, key_id=self._key.key_id)
+                evaluated_elements=evaluated, proof=proof, key_id=key.key_id)
         except SamenloopError as exc:
             self._handle(context, exc, "keyservice.evaluate")
             raise  # pragma: no cover - abort raises

@@ -62,6 +62,8 @@ class HubSettings(tls.TlsServerSettings):
 class KeyServiceSettings(tls.TlsServerSettings):
     listen: str = "127.0.0.1:50052"
     key_file: Path = Path("oprf.key")
+    # During a key rotation: the key being retired (see docs/operations.md).
+    previous_key_file: Path | None = None
     max_workers: int = 8
     # Per organisation: blinded elements evaluated per minute on average, and at once.
     # An agent onboarding a caseload stays within them; enumerating identities does not.
@@ -261,8 +263,12 @@ def start_keyservice(
         if getattr(settings, name) < 1:
             raise ConfigError(f"{name} must be at least 1")
     server = _new_server(settings.max_workers)
-    service = KeyService(key, resolver, rate_per_minute=settings.rate_per_minute,
-                         burst=settings.rate_burst)
+    previous = (load_oprf_key(settings.previous_key_file)
+                if settings.previous_key_file is not None else None)
+    if previous is not None and previous.key_id == key.key_id:
+        raise ConfigError("previous_key_file holds the same key as key_file")
+    service = KeyService(key, resolver, previous=previous,
+                         rate_per_minute=settings.rate_per_minute, burst=settings.rate_burst)
     from exchange.v1 import keyservice_pb2_grpc
 
     keyservice_pb2_grpc.add_KeyServiceServicer_to_server(service, server)
@@ -273,6 +279,7 @@ def start_keyservice(
     server.start()
     address = f"{settings.listen.rsplit(':', 1)[0]}:{port}"
     log.get("keyservice").info("key service listening", address=address, key_id=key.key_id,
+                               previous_key_id=previous.key_id if previous else "",
                                tls=server_tls is not None, ops=ops.address if ops else "")
     return RunningKeyService(server, address, stopping, health, ops, service=service)
 

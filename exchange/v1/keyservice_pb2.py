@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dsamenloop/v1/keyservice.proto\x12\x0csamenloop.v1\"\x15\n\x13GetPublicKeyRequest\"I\n\x14GetPublicKeyResponse\x12\r\n\x05suite\x18\x01 \x01(\t\x12\x12\n\npublic_key\x18\x02 \x01(\x0c\x12\x0e\n\x06key_id\x18\x03 \x01(\t\";\n\x0f\x45valuateRequest\x12\x18\n\x10\x62linded_elements\x18\x01 \x03(\x0c\x12\x0e\n\x06key_id\x18\x02 \x01(\t\"M\n\x10\x45valuateResponse\x12\x1a\n\x12\x65valuated_elements\x18\x01 \x03(\x0c\x12\r\n\x05proof\x18\x02 \x01(\x0c\x12\x0e\n\x06key_id\x18\x03 \x01(\t2\xae\x01\n\nKeyService\x12U\n\x0cGetPublicKey\x12!.samenloop.v1.GetPublicKeyRequest\x1a\".samenloop.v1.GetPublicKeyResponse\x12I\n\x08\x45valuate\x12\x1d.samenloop.v1.EvaluateRequest\x1a\x1e.samenloop.v1.EvaluateResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dsamenloop/v1/keyservice.proto\x12\x0csamenloop.v1\"\x15\n\x13GetPublicKeyRequest\"\x7f\n\x14GetPublicKeyResponse\x12\r\n\x05suite\x18\x01 \x01(\t\x12\x12\n\npublic_key\x18\x02 \x01(\x0c\x12\x0e\n\x06key_id\x18\x03 \x01(\t\x12\x1b\n\x13previous_public_key\x18\x04 \x01(\x0c\x12\x17\n\x0fprevious_key_id\x18\x05 \x01(\t\";\n\x0f\x45valuateRequest\x12\x18\n\x10\x62linded_elements\x18\x01 \x03(\x0c\x12\x0e\n\x06key_id\x18\x02 \x01(\t\"M\n\x10\x45valuateResponse\x12\x1a\n\x12\x65valuated_elements\x18\x01 \x03(\x0c\x12\r\n\x05proof\x18\x02 \x01(\x0c\x12\x0e\n\x06key_id\x18\x03 \x01(\t2\xae\x01\n\nKeyService\x12U\n\x0cGetPublicKey\x12!.samenloop.v1.GetPublicKeyRequest\x1a\".samenloop.v1.GetPublicKeyResponse\x12I\n\x08\x45valuate\x12\x1d.samenloop.v1.EvaluateRequest\x1a\x1e.samenloop.v1.EvaluateResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,11 +34,11 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETPUBLICKEYREQUEST']._serialized_start=47
   _globals['_GETPUBLICKEYREQUEST']._serialized_end=68
   _globals['_GETPUBLICKEYRESPONSE']._serialized_start=70
-  _globals['_GETPUBLICKEYRESPONSE']._serialized_end=143
-  _globals['_EVALUATEREQUEST']._serialized_start=145
-  _globals['_EVALUATEREQUEST']._serialized_end=204
-  _globals['_EVALUATERESPONSE']._serialized_start=206
-  _globals['_EVALUATERESPONSE']._serialized_end=283
-  _globals['_KEYSERVICE']._serialized_start=286
-  _globals['_KEYSERVICE']._serialized_end=460
+  _globals['_GETPUBLICKEYRESPONSE']._serialized_end=197
+  _globals['_EVALUATEREQUEST']._serialized_start=199
+  _globals['_EVALUATEREQUEST']._serialized_end=258
+  _globals['_EVALUATERESPONSE']._serialized_start=260
+  _globals['_EVALUATERESPONSE']._serialized_end=337
+  _globals['_KEYSERVICE']._serialized_start=340
+  _globals['_KEYSERVICE']._serialized_end=514
 # @@protoc_insertion_point(module_scope)

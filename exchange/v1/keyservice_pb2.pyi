@@ -42,22 +42,32 @@ class GetPublicKeyResponse(_message.Message):
     SUITE_FIELD_NUMBER: _builtins.int
     PUBLIC_KEY_FIELD_NUMBER: _builtins.int
     KEY_ID_FIELD_NUMBER: _builtins.int
+    PREVIOUS_PUBLIC_KEY_FIELD_NUMBER: _builtins.int
+    PREVIOUS_KEY_ID_FIELD_NUMBER: _builtins.int
     suite: _builtins.str
     """Always "ristretto255-SHA512" with mode VOPRF in v1."""
     public_key: _builtins.bytes
     """Serialised ristretto255 element pkS = skS * G (32 bytes)."""
     key_id: _builtins.str
     """Short identifier of the key: hex of the first 8 bytes of SHA-256(public_key)."""
+    previous_public_key: _builtins.bytes
+    """During a key rotation: the key being retired, still evaluated when an
+    EvaluateRequest names it, so that agents can add the old pseudonyms to new
+    signals and re-submit their caseload (docs/operations.md). Empty otherwise.
+    """
+    previous_key_id: _builtins.str
     def __init__(
         self,
         *,
         suite: _builtins.str = ...,
         public_key: _builtins.bytes = ...,
         key_id: _builtins.str = ...,
+        previous_public_key: _builtins.bytes = ...,
+        previous_key_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["key_id", b"key_id", "public_key", b"public_key", "suite", b"suite"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["key_id", b"key_id", "previous_key_id", b"previous_key_id", "previous_public_key", b"previous_public_key", "public_key", b"public_key", "suite", b"suite"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -70,8 +80,9 @@ class EvaluateRequest(_message.Message):
     BLINDED_ELEMENTS_FIELD_NUMBER: _builtins.int
     KEY_ID_FIELD_NUMBER: _builtins.int
     key_id: _builtins.str
-    """The key the agent expects; empty means "the current key". A mismatch is
-    FAILED_PRECONDITION so an agent never mixes pseudonyms of two keys.
+    """The key the agent expects; empty means "the current key". It may name the
+    previous key during a rotation. Any other is FAILED_PRECONDITION, so an agent
+    never mixes pseudonyms of two keys unknowingly.
     """
     @_builtins.property
     def blinded_elements(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:

@@ -174,12 +174,18 @@ class SubmitSignalRequest(_message.Message):
     OBSERVED_AT_FIELD_NUMBER: _builtins.int
     EXPIRES_AT_FIELD_NUMBER: _builtins.int
     ENVELOPES_FIELD_NUMBER: _builtins.int
+    REPLACES_FIELD_NUMBER: _builtins.int
     signal_id: _builtins.str
     """A UUID chosen by the agent: the signal's id and its idempotency key."""
     category: _builtins.str
     """A category code from the category vocabulary (see docs/contract.md)."""
     region: _builtins.str
     """CBS municipality code, e.g. "GM0014"."""
+    replaces: _builtins.str
+    """Optional: the id of this partner's active signal that this one replaces, with the
+    same case and pseudonyms of a new OPRF key (a key rotation; docs/operations.md).
+    The old signal is deleted and this one takes its place in alerts and tasks.
+    """
     @_builtins.property
     def keys(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.PseudonymousKey]:
         """At least one key; at most 64."""
@@ -211,10 +217,11 @@ class SubmitSignalRequest(_message.Message):
         observed_at: _timestamp_pb2.Timestamp | None = ...,
         expires_at: _timestamp_pb2.Timestamp | None = ...,
         envelopes: _abc.Iterable[_common_pb2.SealedEnvelope] | None = ...,
+        replaces: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at", "observed_at", b"observed_at", "professional", b"professional"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "envelopes", b"envelopes", "expires_at", b"expires_at", "keys", b"keys", "observed_at", b"observed_at", "professional", b"professional", "region", b"region", "signal_id", b"signal_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "envelopes", b"envelopes", "expires_at", b"expires_at", "keys", b"keys", "observed_at", b"observed_at", "professional", b"professional", "region", b"region", "replaces", b"replaces", "signal_id", b"signal_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

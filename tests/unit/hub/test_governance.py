@@ -588,3 +588,32 @@ def test_a_notice_rests_on_the_covenant_that_allows_it(hub: Hub) -> None:
     (notice,) = hub.list_tasks(access("org-a"))
     assert notice.covenant_id == "zz-notices"
     assert {e.basis for e in _events(hub, "notice.match_notice")} == {"covenant:zz-notices@v1"}
+
+
+def test_a_replacement_takes_the_old_signals_place(hub: Hub) -> None:
+    """Re-submitting a case with pseudonyms of a new OPRF key (a key rotation) neither
+    raises a new alert nor loses the old one's place."""
+    setup_registry(hub, covenant=NOTICES)
+    old, _ = hub.submit(access("org-a"), signal(hub, "org-a", person="p"))
+    b, _ = hub.submit(access("org-b"), signal(hub, "org-b", person="p", category="housing"))
+    (alert,), _ = hub.list_alerts(COORD, OPEN, 10, "")
+    (notice,) = hub.list_tasks(access("org-a"))
+    hub.close_alert(COORD, alert.alert_id, "resolved")
+    feed = _feed(hub, "coord-a")
+    new = signal(hub, "org-a", person="p")  # in a rotation it carries both keys' pseudonyms
+    new = dataclasses.replace(new, keys=new.keys | {(1, b"n" * 32)}, replaces=old.id)
+    stored, duplicate = hub.submit(access("org-a"), new)
+    assert not duplicate
+    assert hub.list_alerts(COORD, OPEN, 10, "")[0] == []  # no new involvement
+    assert _feed(hub, "coord-a") == feed
+    with session_factory(hub._engine)() as s:
+        assert s.get(Signal, old.id) is None
+        assert set(s.scalars(select(AlertSignal.signal_id).where(
+            AlertSignal.alert_id == alert.alert_id))) == {stored.id, b.id}
+        assert s.scalar(select(Task.signal_id).where(Task.id == notice.task_id)) == stored.id
+    (event,) = [e for e in _events(hub, "signal.withdraw") if old.id in e.detail]
+    assert (event.action, event.reason) == ("delete", "replaced") and stored.id in event.detail
+    assert hub.submit(access("org-a"), new)[1]  # resent: a duplicate, nothing else
+    with pytest.raises(NotFound, match="to replace"):
+        hub.submit(access("org-b"), dataclasses.replace(
+            signal(hub, "org-b", person="p", category="housing"), replaces=old.id))
