@@ -2,27 +2,36 @@
 
 For each batch of rows: normalise, pseudonymise through the key service (verifying
 its proof against the key this agent trusts), seal the identity to every recipient
-coordinator, store the exact request locally, then send. Re-running on the same file
-sends nothing twice; requests stored but not acknowledged are resent unchanged.
+coordinator, store the exact request in the outbox (the state database, committed), then
+send it, and mark it submitted only when the hub has answered. Re-running on the same
+file sends nothing twice; requests stored but not acknowledged ("pending") are resent
+unchanged, and the hub counts a resent signal once (same signal id, same content).
+
+A call the key service or the hub cannot answer (exchange.errors.Unavailable) is retried
+with backoff for ``retry_seconds`` (agent._retry). When the hub stays away, the rest of
+the export is still prepared into the outbox; ``deliver`` (and the next ``submit``)
+sends what waits there.
 """
 
 from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 from sqlalchemy import exc as sql_errors
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from agent import _normalise as norm
 from agent import _source
 from agent._client import HubClient, KeyServiceClient
 from agent._identity import envelope_context
-from agent._models import ConsentRecord, Pin, Submission
+from agent._models import STATES, ConsentRecord, Pin, Submission
+from agent._retry import Backoff, Retrying
 from agent._witness import Seen, Witness, newest, parse_hub_key, untrusted_log
 from exchange import config, crypto, log, rpc, tls, vocab
 from exchange.db import make_engine, migrate, session_factory
@@ -31,12 +40,16 @@ from exchange.errors import (
     IntegrityError,
     InvalidInput,
     NotFound,
+    Unavailable,
     VerificationError,
 )
 from exchange.v1 import common_pb2, signal_pb2
 
+T = TypeVar("T")
+
 MIGRATIONS = Path(__file__).parent / "_migrations"
 _log = log.get("agent")
+HUB, KEY_SERVICE = "hub", "key service"  # service names in retry logs
 _REASONS = {
     "risk_gone": signal_pb2.WITHDRAWAL_REASON_RISK_GONE,
     "unjustified": signal_pb2.WITHDRAWAL_REASON_UNJUSTIFIED,
@@ -60,6 +73,9 @@ class AgentSettings(tls.TlsClientSettings):
     # The hub's checkpoint origin and, optionally, its key (else pinned on first use).
     hub_origin: str = "samenloop.local/hub"
     hub_key: str = ""
+    # Keep retrying an unavailable key service or hub this long (seconds) before giving
+    # up; what was prepared stays in the outbox. 0: do not retry.
+    retry_seconds: float = 300.0
 
 
 @dataclass
@@ -72,6 +88,16 @@ class SubmitSummary:
     resent: int = 0
     rejected: list[str] = field(default_factory=list)
     pseudonyms: int = 0
+
+    def describe_delivery(self) -> str:
+        """What ``deliver`` did, in one line."""
+        parts = [f"{self.resent} waiting signal{'' if self.resent == 1 else 's'} sent",
+                 f"{self.submitted} accepted by the hub"]
+        if self.duplicates:
+            parts.append(f"{self.duplicates} already at the hub")
+        if self.rejected:
+            parts.append(f"{len(self.rejected)} rejected by the hub")
+        return ", ".join(parts)
 
     def describe(self) -> str:
         def n(count: int, word: str) -> str:
@@ -91,25 +117,61 @@ class SubmitSummary:
         return ", ".join(parts)
 
 
+@dataclass(frozen=True)
+class Outbox:
+    """What the state database holds: signals per state, and when."""
+
+    counts: dict[str, int]
+    oldest_pending: datetime | None
+    last_sent: datetime | None
+
+
+class Undelivered(Unavailable):
+    """The key service or the hub stayed unavailable for the whole retry time.
+
+    Nothing prepared is lost: it waits in the outbox as pending. ``summary`` is what the
+    run did before it stopped.
+    """
+
+    def __init__(self, message: str, summary: SubmitSummary) -> None:
+        super().__init__(message)
+        self.summary = summary
+
+
+@dataclass
+class _Run:
+    """One submission run."""
+
+    summary: SubmitSummary
+    progress: Callable[[int], None] | None
+    # When the hub stays unavailable: go on preparing and storing the records (pending),
+    # and send nothing more in this run; otherwise stop.
+    keep_preparing: bool = False
+    hub_down: Unavailable | None = None
+
+
 def _ts(value: datetime | None) -> object:
     return rpc.to_timestamp(value)
 
 
 class Agent:
     def __init__(self, settings: AgentSettings,
-                 clock: Callable[[], datetime] | None = None) -> None:
+                 clock: Callable[[], datetime] | None = None,
+                 retrying: Retrying | None = None) -> None:
         vocab.slug(settings.organisation, "organisation")
         if not 1 <= settings.batch_size <= crypto.MAX_BATCH // 2:
             raise InvalidInput(f"batch_size must be between 1 and {crypto.MAX_BATCH // 2}")
         self.settings = settings
         self._clock = clock or (lambda: datetime.now(UTC))
+        self._retrying = retrying or Retrying(Backoff(settings.retry_seconds))
         self._key: tuple[bytes, str] | None = None
         self._engine = make_engine(settings.state_database)
         self._sessions = session_factory(self._engine)
-        caller = rpc.Caller(settings.organisation, settings.user, "partner")
-        client_tls = settings.client_tls()
-        self._keyservice = KeyServiceClient(settings.keyservice, caller, client_tls)
-        self.hub = HubClient(settings.hub, caller, client_tls)
+        self._caller = rpc.Caller(settings.organisation, settings.user, "partner")
+        self._client_tls = settings.client_tls()
+        self._keyservice = KeyServiceClient(settings.keyservice, self._caller,
+                                            self._client_tls)
+        self.hub = HubClient(settings.hub, self._caller, self._client_tls)
         try:
             self.witness = self._open_state()
         except BaseException:
@@ -142,6 +204,29 @@ class Agent:
         self._keyservice.close()
         self.hub.close()
         self._engine.dispose()
+
+    # -- retrying -------------------------------------------------------------------
+
+    def _retry(self, operation: Callable[[], T], service: str) -> T:
+        """``operation`` retried while ``service`` is unavailable (agent._retry), each
+        retry on a fresh channel."""
+        return self._retrying(operation, service, reconnect=lambda: self._reconnect(service))
+
+    def _on_hub(self, call: Callable[[HubClient], T]) -> T:
+        """A hub call, retried while the hub is unavailable; each attempt uses the
+        channel open at that moment."""
+        return self._retry(lambda: call(self.hub), HUB)
+
+    def _reconnect(self, service: str) -> None:
+        if service == HUB:
+            old_hub, self.hub = self.hub, HubClient(self.settings.hub, self._caller,
+                                                    self._client_tls)
+            self.witness.hub = self.hub
+            old_hub.close()
+        else:
+            old_ks, self._keyservice = self._keyservice, KeyServiceClient(
+                self.settings.keyservice, self._caller, self._client_tls)
+            old_ks.close()
 
     def __enter__(self) -> Agent:
         return self
@@ -280,10 +365,15 @@ class Agent:
         return changed
 
     def pseudonymise(self, items: list[tuple[crypto.KeyKind, bytes]]) -> list[bytes]:
-        public_key, key_id = self.oprf_key()
+        public_key, key_id = self._retry(self.oprf_key, KEY_SERVICE)
+
+        def evaluate(blinded: Sequence[bytes]) -> tuple[Sequence[bytes], bytes]:
+            # The same blinded elements again: the key service learns nothing more.
+            return self._retry(lambda: self._keyservice.evaluator(key_id)(blinded),
+                               KEY_SERVICE)
+
         try:
-            return crypto.pseudonymise(items, public_key=public_key,
-                                       evaluate=self._keyservice.evaluator(key_id),
+            return crypto.pseudonymise(items, public_key=public_key, evaluate=evaluate,
                                        batch_size=crypto.MAX_BATCH // 2)
         except VerificationError:
             _log.error("key service proof did not verify", key_id=key_id)
@@ -291,6 +381,78 @@ class Agent:
                 f"the key service's answer did not verify against its published key "
                 f"{key_id}: nothing of this batch was submitted. The key service is "
                 "misconfigured or not the one this agent trusts; tell its operator") from None
+
+    # -- the outbox ---------------------------------------------------------------
+
+    def outbox(self) -> Outbox:
+        """How many signals the state database holds per state (no network)."""
+        with self._sessions() as s:
+            counts = dict.fromkeys(STATES, 0)
+            for state, count in s.execute(select(Submission.state, func.count())
+                                          .group_by(Submission.state)).all():
+                counts[state] = count
+            oldest = s.scalar(select(func.min(Submission.created_at))
+                              .where(Submission.state == "pending"))
+            last = s.scalar(select(func.max(Submission.sent_at)))
+        return Outbox(counts, oldest, last)
+
+    def _waiting(self) -> int:
+        with self._sessions() as s:
+            return s.scalar(select(func.count()).select_from(Submission)
+                            .where(Submission.state == "pending")) or 0
+
+    def _undelivered(self, exc: Unavailable, summary: SubmitSummary, *,
+                     all_read: bool) -> Undelivered:
+        """The one-line error of a run that gave up: what waits, and how it gets sent."""
+        waiting = self._waiting()
+        if waiting:
+            told = (f"{'1 signal waits' if waiting == 1 else f'{waiting} signals wait'} in "
+                    "the outbox")
+        else:
+            told = "Nothing waits in the outbox"
+        if not all_read:
+            told += ("; the input was not read: submit it again later" if not summary.rows
+                     else "; the input was not read to the end: submit it again later "
+                     "(what is in the outbox is neither prepared nor sent twice)")
+        elif waiting:
+            told += ("; 'samenloop agent deliver' (or the next 'agent submit') sends "
+                     f"{'it' if waiting == 1 else 'them'}")
+        _log.warning("run stopped, signals wait in the outbox", waiting=waiting,
+                     complete=all_read)
+        return Undelivered(f"{exc}. {told}", summary)
+
+    def deliver(self, progress: Callable[[int], None] | None = None) -> SubmitSummary:
+        """Send every pending signal in the outbox, oldest first, in batches.
+
+        Raises Undelivered when the hub stays unavailable; what was not sent stays pending.
+        """
+        summary = SubmitSummary()
+        run = _Run(summary, progress)
+        try:
+            self._retry(self.witness_log, HUB)
+            self._deliver_waiting(run)
+        except Unavailable as exc:
+            raise self._undelivered(exc, summary, all_read=True) from None
+        _log.info("delivery done", sent=summary.resent, accepted=summary.submitted,
+                  duplicates=summary.duplicates, rejected=len(summary.rejected))
+        return summary
+
+    def _deliver_waiting(self, run: _Run) -> None:
+        with self._sessions() as s:
+            ids = list(s.scalars(select(Submission.signal_id)
+                                 .where(Submission.state == "pending")
+                                 .order_by(Submission.created_at, Submission.signal_id)))
+        size = self.settings.batch_size
+        for start in range(0, len(ids), size):
+            with self._sessions() as s:  # still pending: another run may have sent some
+                requests = list(s.scalars(select(Submission.request).where(
+                    Submission.signal_id.in_(ids[start:start + size]),
+                    Submission.state == "pending").order_by(Submission.created_at,
+                                                            Submission.signal_id)))
+            if requests:
+                parsed = [signal_pb2.SubmitSignalRequest.FromString(r) for r in requests]
+                run.summary.resent += len(parsed)
+                self._send(run, [p.signal_id for p in parsed], parsed, [0] * len(parsed))
 
     # -- submitting ---------------------------------------------------------------
 
@@ -300,9 +462,35 @@ class Agent:
 
     def submit_records(self, records: Iterable[_source.Record | _source.RowError],
                        progress: Callable[[int], None] | None = None) -> SubmitSummary:
+        """Deliver what waits in the outbox, then prepare, store and send the records.
+
+        ``progress`` advances once per waiting signal sent and once per record. Raises
+        Undelivered when the key service or the hub stays unavailable for
+        ``retry_seconds``. When the hub does, the rest of the records are still prepared
+        and stored (pending) for ``deliver``; when the key service does, the run stops.
+        """
         summary = SubmitSummary()
-        self.witness_log()
-        recipients = self.recipients()
+        run = _Run(summary, progress, keep_preparing=True)
+        try:
+            self._retry(self.witness_log, HUB)
+            self._deliver_waiting(_Run(summary, progress))
+            recipients = self._retry(self.recipients, HUB)
+        except Unavailable as exc:
+            raise self._undelivered(exc, summary, all_read=False) from None
+        try:
+            self._submit(records, recipients, run)
+        except Unavailable as exc:
+            raise self._undelivered(exc, summary, all_read=False) from None
+        if run.hub_down is not None:
+            raise self._undelivered(run.hub_down, summary, all_read=True)
+        _log.info("submission run done", rows=summary.rows, submitted=summary.submitted,
+                  invalid=len(summary.invalid), rejected=len(summary.rejected),
+                  duplicates=summary.duplicates)
+        return summary
+
+    def _submit(self, records: Iterable[_source.Record | _source.RowError],
+                recipients: list[signal_pb2.Recipient], run: _Run) -> None:
+        summary, progress = run.summary, run.progress
         seen: set[str] = set()
         batch: list[_source.Record] = []
         pending: list[Submission] = []
@@ -320,8 +508,12 @@ class Agent:
                 summary.invalid.append(error)
                 _log.info("row not submitted", row=item.row, field="case_ref",
                           problem=error.problem)
+                if progress:
+                    progress(1)
                 continue
             seen.add(item.case_ref)
+            # A case with a signal in the outbox reuses it: a rerun after a crash never
+            # gives a case a second signal id.
             earlier = self._active_submission(item.case_ref)
             if earlier is not None and earlier.state == "pending":
                 pending.append(earlier)
@@ -332,19 +524,15 @@ class Agent:
             else:
                 batch.append(item)
             if len(batch) >= self.settings.batch_size:
-                self._send_batch(batch, recipients, summary, progress)
+                self._send_batch(run, batch, recipients)
                 batch = []
         if batch:
-            self._send_batch(batch, recipients, summary, progress)
-        if pending:
-            summary.resent = len(pending)
-            self._send([p.signal_id for p in pending],
+            self._send_batch(run, batch, recipients)
+        if pending:  # left pending by a run that stopped, or stored meanwhile by another
+            summary.resent += len(pending)
+            self._send(run, [p.signal_id for p in pending],
                        [signal_pb2.SubmitSignalRequest.FromString(p.request) for p in pending],
-                       [0] * len(pending), summary, progress)
-        _log.info("submission run done", rows=summary.rows, submitted=summary.submitted,
-                  invalid=len(summary.invalid), rejected=len(summary.rejected),
-                  duplicates=summary.duplicates)
-        return summary
+                       [0] * len(pending))
 
     def _active_submission(self, case_ref: str) -> Submission | None:
         with self._sessions() as s:
@@ -391,20 +579,42 @@ class Agent:
                 error=None))
         return out
 
-    def _send_batch(self, records: list[_source.Record], recipients: list[signal_pb2.Recipient],
-                    summary: SubmitSummary, progress: Callable[[int], None] | None) -> None:
+    def _send_batch(self, run: _Run, records: list[_source.Record],
+                    recipients: list[signal_pb2.Recipient]) -> None:
+        # Nothing is stored until the whole batch is pseudonymised and sealed; a run
+        # stopped before this commit leaves no trace, and its rows get new ids next time
+        # (the hub never saw the old ones).
         submissions = self._build(records, recipients)
-        summary.pseudonyms += sum(len(r.keys) for r in records)
+        run.summary.pseudonyms += sum(len(r.keys) for r in records)
         with self._sessions.begin() as s:
             s.add_all(submissions)
-        self._send([x.signal_id for x in submissions],
+        self._send(run, [x.signal_id for x in submissions],
                    [signal_pb2.SubmitSignalRequest.FromString(x.request) for x in submissions],
-                   [r.row for r in records], summary, progress)
+                   [r.row for r in records])
 
-    def _send(self, ids: list[str], requests: list[signal_pb2.SubmitSignalRequest],
-              rows: list[int], summary: SubmitSummary,
-              progress: Callable[[int], None] | None) -> None:
-        response = self.hub.submit_many(requests)
+    def _send(self, run: _Run, ids: list[str], requests: list[signal_pb2.SubmitSignalRequest],
+              rows: list[int]) -> None:
+        """Send stored (pending) requests; mark them on the hub's answer.
+
+        Once the hub has stayed unavailable for the retry time in a submission run, the
+        requests stay pending and later batches are only prepared and stored.
+        """
+        summary, progress = run.summary, run.progress
+        if run.hub_down is not None:
+            if progress:
+                progress(len(ids))
+            return
+        try:
+            response = self._on_hub(lambda hub: hub.submit_many(requests))
+        except Unavailable as exc:
+            if not run.keep_preparing:
+                raise
+            run.hub_down = exc
+            _log.warning("hub unavailable, storing the rest without sending",
+                         waiting=len(ids))
+            if progress:
+                progress(len(ids))
+            return
         rejected = {e.index: e for e in response.rejected}
         now = self._clock()
         with self._sessions.begin() as s:
@@ -430,7 +640,7 @@ class Agent:
         """Withdraw this partner's signal(s) for a case, or one signal by id."""
         if reason not in _REASONS:
             raise InvalidInput(f"reason must be one of {', '.join(_REASONS)}")
-        self.witness_log()
+        self._retry(self.witness_log, HUB)
         if signal_id:
             which = Submission.signal_id == vocab.uuid_str(signal_id, "signal id")
         elif case_ref:
@@ -447,22 +657,31 @@ class Agent:
             earlier = None if ids else s.scalar(
                 select(Submission.withdrawn_at).where(which, Submission.state == "withdrawn")
                 .order_by(Submission.withdrawn_at.desc()).limit(1))
+            waiting = not ids and s.scalar(select(Submission.signal_id).where(
+                which, Submission.state == "pending").limit(1)) is not None
         if earlier is not None:
             raise FailedPrecondition(
                 f"that signal was already withdrawn on {earlier.date().isoformat()}")
+        if waiting:
+            raise FailedPrecondition(
+                "that signal waits in the outbox (pending): send it first with "
+                "'samenloop agent deliver', then withdraw it")
         if not ids:
             raise NotFound("no submitted signal for that case reference or id")
-        for sid in ids:
+        for done, sid in enumerate(ids):
             try:
-                response = self.hub.call(self.hub.signals.WithdrawSignal,
-                                         signal_pb2.WithdrawSignalRequest(
-                                             signal_id=sid, reason=_REASONS[reason]))
+                response = self._withdraw_at_hub(
+                    signal_pb2.WithdrawSignalRequest(signal_id=sid, reason=_REASONS[reason]))
                 withdrawn_at = rpc.from_timestamp(response.withdrawn_at, "withdrawn_at")
             except NotFound:
                 if reason != "unjustified":
                     raise
                 # Deleted already (an earlier answer was lost, or the archive was purged).
                 withdrawn_at = self._clock()
+            except Unavailable as exc:
+                raise Unavailable(
+                    f"{exc}. {done} of {len(ids)} signals withdrawn: run the same command "
+                    "again later for the rest") from None
             with self._sessions.begin() as s:
                 sub = s.get_one(Submission, sid)
                 sub.state = "withdrawn"
@@ -470,6 +689,11 @@ class Agent:
                 sub.withdrawal_reason = reason
             _log.info("signal withdrawn", signal_id=sid, reason=reason)
         return ids
+
+    def _withdraw_at_hub(self, request: signal_pb2.WithdrawSignalRequest,
+                         ) -> signal_pb2.WithdrawSignalResponse:
+        # Repeating a withdrawal is harmless: the hub answers with the first one.
+        return self._on_hub(lambda hub: hub.call(hub.signals.WithdrawSignal, request))
 
     # -- consent ------------------------------------------------------------------
 
@@ -494,17 +718,19 @@ class Agent:
                       bsn: str | None = None,
                       valid_from: datetime | None = None) -> signal_pb2.ConsentRecord:
         vocab.reference(evidence, "the evidence reference")
-        self.witness_log()
+        self._retry(self.witness_log, HUB)
         keys = self._person_keys(case_ref, bsn)
         consent_id = str(uuid.uuid4())
-        record = self.hub.call(self.hub.signals.RecordConsent, signal_pb2.RecordConsentRequest(
+        request = signal_pb2.RecordConsentRequest(
             consent_id=consent_id,
             subject_keys=[common_pb2.PseudonymousKey(kind=common_pb2.KEY_KIND_PERSON, value=k)
                           for k in keys],
             covenant_id=covenant_id, purposes=purposes, evidence_reference=evidence,
             valid_from=_ts(valid_from),  # type: ignore[arg-type]
             valid_until=_ts(valid_until),  # type: ignore[arg-type]
-        ))
+        )
+        # Resent unchanged (same consent id) after an unanswered attempt: recorded once.
+        record = self._on_hub(lambda hub: hub.call(hub.signals.RecordConsent, request))
         with self._sessions.begin() as s:
             s.add(ConsentRecord(consent_id=consent_id, case_ref=case_ref or "",
                                 covenant_id=covenant_id, recorded_at=self._clock(),
@@ -513,9 +739,9 @@ class Agent:
         return record
 
     def revoke_consent(self, consent_id: str) -> signal_pb2.ConsentRecord:
-        self.witness_log()
-        record = self.hub.call(self.hub.signals.RevokeConsent,
-                               signal_pb2.RevokeConsentRequest(consent_id=consent_id))
+        self._retry(self.witness_log, HUB)
+        request = signal_pb2.RevokeConsentRequest(consent_id=consent_id)
+        record = self._on_hub(lambda hub: hub.call(hub.signals.RevokeConsent, request))
         with self._sessions.begin() as s:
             row = s.get(ConsentRecord, consent_id)
             if row is not None:

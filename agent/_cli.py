@@ -20,7 +20,7 @@ from exchange.errors import InvalidInput
 from exchange.v1 import coordinator_pb2
 
 if TYPE_CHECKING:
-    from agent._agent import Agent
+    from agent._agent import Agent, SubmitSummary
 
 _STATE_NAMES: dict[coordinator_pb2.AlertState.ValueType, str] = {
     coordinator_pb2.ALERT_STATE_NEW: "new",
@@ -73,24 +73,68 @@ def _register_agent(sub: Any) -> None:
         "pseudonymises them through the key service and seals identities to coordinators.")
     a_sub = agent.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    def common(p: argparse.ArgumentParser) -> None:
+    def organisation_and_state(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--organisation", metavar="ID", help="this partner's organisation id")
+        p.add_argument("--state-database", metavar="URL",
+                       help="the agent's local state and outbox (default "
+                       "sqlite:///samenloop-agent.db)")
+
+    def common(p: argparse.ArgumentParser, *, keyservice: bool = True) -> None:
         p.add_argument("--organisation", metavar="ID", help="this partner's organisation id")
         _hub_flag(p)
-        p.add_argument("--keyservice", metavar="HOST:PORT", help="the key service's address")
+        if keyservice:
+            p.add_argument("--keyservice", metavar="HOST:PORT",
+                           help="the key service's address")
         p.add_argument("--state-database", metavar="URL",
-                       help="the agent's local state (default sqlite:///samenloop-agent.db)")
+                       help="the agent's local state and outbox (default "
+                       "sqlite:///samenloop-agent.db)")
+
+    def retrying(p: argparse.ArgumentParser, which: str = "the key service or the hub",
+                 ) -> None:
+        p.add_argument("--retry-seconds", type=float, metavar="SECONDS",
+                       help=f"keep retrying while {which} is unavailable, with growing "
+                       "pauses, for this long before giving up (default 300; 0: no retries)")
 
     submit = a_sub.add_parser(
         "submit", help="submit the signals in a CSV export",
-        description="Read a CSV export (columns: see docs/agent.md), pseudonymise and "
-        "submit every valid row. Invalid rows are reported by row number and field and "
-        "not submitted. Re-running on the same file submits nothing twice.")
+        description="Send what waits in the outbox first, then read a CSV export "
+        "(columns: see docs/agent.md), pseudonymise and submit every valid row. Each "
+        "signal is stored in the outbox (the state database) before it is sent. Invalid "
+        "rows are reported by row number and field and not submitted. Re-running on the "
+        "same file submits nothing twice. If the hub stays unavailable for "
+        "--retry-seconds, the remaining rows are still prepared into the outbox and the "
+        "command ends with an error: 'samenloop agent deliver' sends them later.")
     submit.add_argument("--input", type=Path, required=True, metavar="FILE.csv",
                         help="the CSV export to submit")
     submit.add_argument("--batch-size", type=int, metavar="N",
-                        help="rows per key-service batch (default 256)")
+                        help="rows per key-service batch and per send (default 256)")
+    retrying(submit)
     common(submit)
     submit.set_defaults(func=_agent_submit)
+
+    deliver = a_sub.add_parser(
+        "deliver", help="send the signals waiting in the outbox",
+        description="Send every signal that waits in the outbox (state pending: stored, "
+        "not yet acknowledged by the hub), oldest first, without reading an export. A "
+        "signal the hub already has is counted once. Exits 1 if the hub rejected one, "
+        "and with an error if the hub stays unavailable for --retry-seconds (the signals "
+        "stay pending).")
+    deliver.add_argument("--batch-size", type=int, metavar="N",
+                         help="signals per send (default 256)")
+    retrying(deliver, "the hub")
+    common(deliver, keyservice=False)
+    deliver.set_defaults(func=_agent_deliver)
+
+    status = a_sub.add_parser(
+        "status", help="count the signals in the outbox per state (no network)",
+        description="Show how many signals the state database holds per state: pending "
+        "(waiting to be sent: 'samenloop agent deliver'), submitted (acknowledged by the "
+        "hub), rejected (refused by the hub; reasons were printed when submitting) and "
+        "withdrawn, with the oldest pending and the last send. Reads only the state "
+        "database, which must exist.")
+    status.add_argument("--json", action="store_true", help="one JSON object for scripts")
+    organisation_and_state(status)
+    status.set_defaults(func=_agent_status)
 
     withdraw = a_sub.add_parser(
         "withdraw", help="withdraw a signal",
@@ -101,6 +145,7 @@ def _register_agent(sub: Any) -> None:
     target.add_argument("--signal-id", metavar="UUID", help="the signal id")
     withdraw.add_argument("--reason", choices=("risk_gone", "unjustified"), required=True,
                           help="why the signal is withdrawn")
+    retrying(withdraw, "the hub")
     common(withdraw)
     withdraw.set_defaults(func=_agent_withdraw)
 
@@ -129,11 +174,13 @@ def _register_agent(sub: Any) -> None:
                        help="last day of validity (inclusive)")
     until.add_argument("--valid-for", type=int, metavar="DAYS",
                        help="valid for this many days from today")
+    retrying(grant)
     common(grant)
     grant.set_defaults(func=_consent_grant)
     revoke = c_sub.add_parser("revoke", help="revoke consent",
                               description="Revoke consent; disclosure stops at once.")
     revoke.add_argument("--consent-id", required=True, metavar="UUID", help="the consent id")
+    retrying(revoke, "the hub")
     common(revoke)
     revoke.set_defaults(func=_consent_revoke)
 
@@ -222,15 +269,21 @@ def print_notices(notices: Iterable[str]) -> None:
 
 
 @contextmanager
-def _agent(args: argparse.Namespace) -> Iterator[Agent]:
+def _agent(args: argparse.Namespace, *, existing: bool = False) -> Iterator[Agent]:
     """The agent, closed on leaving; its witness's notices are printed then, also when
-    the command failed after contacting the hub (a key it pinned stays pinned)."""
+    the command failed after contacting the hub (a key it pinned stays pinned). With
+    ``existing``, a SQLite state database that does not exist is an error, not created."""
     from agent import Agent, AgentSettings
+    from exchange.db import make_engine
 
     settings = config.load(AgentSettings, path=args.config, overrides={
-        "organisation": args.organisation, "hub": args.hub, "keyservice": args.keyservice,
+        "organisation": args.organisation, "hub": getattr(args, "hub", None),
+        "keyservice": getattr(args, "keyservice", None),
         "state_database": args.state_database,
-        "batch_size": getattr(args, "batch_size", None), **tls.client_overrides(args)})
+        "batch_size": getattr(args, "batch_size", None),
+        "retry_seconds": getattr(args, "retry_seconds", None), **tls.client_overrides(args)})
+    if existing:
+        make_engine(settings.state_database, must_exist=True).dispose()
     agent = Agent(settings)
     try:
         yield agent
@@ -242,17 +295,77 @@ def _agent(args: argparse.Namespace) -> Iterator[Agent]:
 
 
 def _agent_submit(args: argparse.Namespace) -> int:
+    from agent._agent import Undelivered
     from exchange.cli import Progress
 
     rows = _count_rows(args.input)
-    with _agent(args) as agent, Progress(rows, "submitting") as bar:
-        summary = agent.submit_file(args.input, progress=bar.advance)
+    with _agent(args) as agent:
+        # The bar counts the signals waiting in the outbox (sent first), then the rows.
+        total = rows + agent.outbox().counts["pending"]
+        try:
+            with Progress(total, "submitting") as bar:
+                summary = agent.submit_file(args.input, progress=bar.advance)
+        except Undelivered as stopped:
+            if stopped.summary.rows or stopped.summary.resent:
+                _print_submitted(stopped.summary)
+            raise
+    _print_submitted(summary)
+    return 0 if not summary.rejected else 1
+
+
+def _print_submitted(summary: SubmitSummary) -> None:
     for error in summary.invalid:
         print(f"  not submitted: {error}", file=sys.stderr)
     for message in summary.rejected:
         print(f"  rejected: {message}", file=sys.stderr)
     print(summary.describe())
+
+
+def _agent_deliver(args: argparse.Namespace) -> int:
+    from agent._agent import Undelivered
+    from exchange.cli import Progress
+
+    with _agent(args) as agent:
+        waiting = agent.outbox().counts["pending"]
+        if not waiting:
+            print("nothing waits in the outbox")
+            return 0
+        try:
+            with Progress(waiting, "delivering") as bar:
+                summary = agent.deliver(progress=bar.advance)
+        except Undelivered as stopped:
+            print(stopped.summary.describe_delivery())
+            raise
+    for message in summary.rejected:
+        print(f"  rejected: {message}", file=sys.stderr)
+    print(summary.describe_delivery())
     return 0 if not summary.rejected else 1
+
+
+def _agent_status(args: argparse.Namespace) -> int:
+    def when(at: datetime | None) -> str:
+        return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC") if at else ""
+
+    with _agent(args, existing=True) as agent:
+        outbox = agent.outbox()
+    counts = outbox.counts
+    if args.json:
+        print(json.dumps({**counts, "oldest_pending": outbox.oldest_pending and
+                          outbox.oldest_pending.isoformat(),
+                          "last_sent": outbox.last_sent and outbox.last_sent.isoformat()}))
+        return 0
+    notes = {
+        "pending": (f"waiting since {when(outbox.oldest_pending)}: 'samenloop agent "
+                    f"deliver' sends {'it' if counts['pending'] == 1 else 'them'}"
+                    ) if counts["pending"] else "",
+        "submitted": f"last sent {when(outbox.last_sent)}" if outbox.last_sent else "",
+        "rejected": ("refused by the hub: correct the rows and submit them again"
+                     if counts["rejected"] else ""),
+        "withdrawn": "",
+    }
+    print_table([[state, str(count), notes.get(state, "")] for state, count in counts.items()],
+                ["STATE", "SIGNALS", "NOTE"])
+    return 0
 
 
 def _count_rows(path: Path) -> int:

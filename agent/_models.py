@@ -13,6 +13,10 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from exchange.db import NAMING, UTCDateTime
 
+# A submission is written as "pending" (with its exact request) before it is sent, and
+# becomes "submitted" or "rejected" only on the hub's answer; "withdrawn" later.
+STATES = ("pending", "submitted", "rejected", "withdrawn")
+
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
