@@ -165,6 +165,9 @@ class Agent:
         self._clock = clock or (lambda: datetime.now(UTC))
         self._retrying = retrying or Retrying(Backoff(settings.retry_seconds))
         self._key: tuple[bytes, str] | None = None
+        # During a rotation: the key being retired, trusted and still evaluated.
+        self._previous: tuple[bytes, str] | None = None
+        self._announced_previous = b""
         self._engine = make_engine(settings.state_database)
         self._sessions = session_factory(self._engine)
         self._caller = rpc.Caller(settings.organisation, settings.user, "partner")
@@ -326,6 +329,10 @@ class Agent:
                 "purpose (ask the key service's operator), run 'samenloop agent trust-key'; "
                 "pseudonyms made with the new key do not match the old ones") from None
         self._key = (public_key, response.key_id)
+        self._announced_previous = bytes(response.previous_public_key)
+        previous = self._pinned("key:oprf:previous")
+        self._previous = ((previous, crypto.key_id(previous))
+                          if previous and previous == self._announced_previous else None)
         return self._key
 
     def recipients(self, *, trust_new: bool = False) -> list[signal_pb2.Recipient]:
@@ -354,6 +361,13 @@ class Agent:
         before = {"oprf": self._pinned("key:oprf")}
         _, key_id = self.oprf_key(trust_new=True)
         changed = [f"OPRF key {key_id}"] if before["oprf"] != self._pinned("key:oprf") else []
+        if changed and before["oprf"] and before["oprf"] == self._announced_previous:
+            # A rotation: new signals also carry the retiring key's pseudonyms, so that
+            # they link with the old ones until the caseload is re-submitted ('rekey').
+            self._pin("key:oprf:previous", before["oprf"], trust_new=True)
+            self._previous = (before["oprf"], crypto.key_id(before["oprf"]))
+            changed.append(f"the retiring OPRF key {self._previous[1]} is used beside it "
+                           "until the key service stops offering it")
         for r in self.hub.call(self.hub.signals.GetRecipients,
                                signal_pb2.GetRecipientsRequest()).recipients:
             name = f"key:coordinator:{r.coordinator_id}"
@@ -365,7 +379,22 @@ class Agent:
         return changed
 
     def pseudonymise(self, items: list[tuple[crypto.KeyKind, bytes]]) -> list[bytes]:
-        public_key, key_id = self._retry(self.oprf_key, KEY_SERVICE)
+        """Pseudonyms under the current key."""
+        return self._pseudonymise(items, self._retry(self.oprf_key, KEY_SERVICE))
+
+    def pseudonymise_all(self, items: list[tuple[crypto.KeyKind, bytes]]
+                         ) -> list[list[bytes]]:
+        """Each item's pseudonyms: under the current key and, during a key rotation, also
+        under the retiring key, so that new signals link with those made before."""
+        current = self.pseudonymise(items)
+        if self._previous is None:
+            return [[p] for p in current]
+        previous = self._pseudonymise(items, self._previous)
+        return [[c, p] for c, p in zip(current, previous, strict=True)]
+
+    def _pseudonymise(self, items: list[tuple[crypto.KeyKind, bytes]],
+                      key: tuple[bytes, str]) -> list[bytes]:
+        public_key, key_id = key
 
         def evaluate(blinded: Sequence[bytes]) -> tuple[Sequence[bytes], bytes]:
             # The same blinded elements again: the key service learns nothing more.
@@ -534,22 +563,75 @@ class Agent:
                        [signal_pb2.SubmitSignalRequest.FromString(p.request) for p in pending],
                        [0] * len(pending))
 
+    # -- key rotation -------------------------------------------------------------
+
+    def rekey(self, records: Iterable[_source.Record | _source.RowError],
+              progress: Callable[[int], None] | None = None) -> SubmitSummary:
+        """After a key rotation ('trust-key'): re-submit every case of the export whose
+        signal was made with another OPRF key. Each new signal carries the current key's
+        pseudonyms (and the retiring key's, while it is offered) and replaces the old one
+        at the hub, which keeps its place in alerts and tasks. Safe to run again."""
+        summary = SubmitSummary()
+        run = _Run(summary, progress)
+        self._retry(self.witness_log, HUB)
+        _, key_id = self._retry(self.oprf_key, KEY_SERVICE)
+        recipients = self._retry(self.recipients, HUB)
+        batch: list[_source.Record] = []
+        replaces: dict[str, str] = {}
+        waiting: list[Submission] = []
+        for item in records:
+            summary.rows += 1
+            if isinstance(item, _source.RowError):
+                summary.invalid.append(item)
+                if progress:
+                    progress(1)
+                continue
+            with self._sessions() as s:
+                mine = s.scalars(select(Submission).where(
+                    Submission.case_ref == item.case_ref,
+                    Submission.state.in_(("pending", "submitted")))).all()
+            pending = [m for m in mine if m.state == "pending"]
+            old = next((m for m in mine if m.state == "submitted"), None)
+            if pending:
+                waiting += pending  # stored by a run that stopped: send it as it is
+            elif old is None or old.key_id == key_id:
+                summary.already_submitted += 1  # nothing to do, or done already
+                if progress:
+                    progress(1)
+            else:
+                batch.append(item)
+                replaces[item.case_ref] = old.signal_id
+            if len(batch) >= self.settings.batch_size:
+                self._send_batch(run, batch, recipients, replaces)
+                batch = []
+        if batch:
+            self._send_batch(run, batch, recipients, replaces)
+        if waiting:
+            summary.resent += len(waiting)
+            self._send(run, [w.signal_id for w in waiting],
+                       [signal_pb2.SubmitSignalRequest.FromString(w.request) for w in waiting],
+                       [0] * len(waiting))
+        _log.info("rekey run done", rows=summary.rows, replaced=summary.submitted,
+                  current=summary.already_submitted, rejected=len(summary.rejected))
+        return summary
+
     def _active_submission(self, case_ref: str) -> Submission | None:
         with self._sessions() as s:
             return s.scalar(select(Submission).where(
                 Submission.case_ref == case_ref,
                 Submission.state.in_(("pending", "submitted"))).limit(1))
 
-    def _build(self, records: list[_source.Record],
-               recipients: list[signal_pb2.Recipient]) -> list[Submission]:
+    def _build(self, records: list[_source.Record], recipients: list[signal_pb2.Recipient],
+               replaces: dict[str, str] | None = None) -> list[Submission]:
         items = [key for rec in records for key in rec.keys]
-        pseudonyms = iter(self.pseudonymise(items))
+        pseudonyms = iter(self.pseudonymise_all(items))
+        assert self._key is not None  # pseudonymise_all fetched it
         org = self.settings.organisation
         now = self._clock()
         out = []
         for rec in records:
             signal_id = str(uuid.uuid4())
-            keys = [(kind, next(pseudonyms)) for kind, _ in rec.keys]
+            keys = [(kind, value) for kind, _ in rec.keys for value in next(pseudonyms)]
             plaintext = rec.identity.to_bytes(signal_id, org)
             request = signal_pb2.SubmitSignalRequest(
                 signal_id=signal_id,
@@ -570,21 +652,23 @@ class Agent:
                                                                 r.coordinator_id)))
                     for r in recipients
                 ],
+                replaces=(replaces or {}).get(rec.case_ref, ""),
             )
             person = next((v for k, v in keys if k is crypto.KeyKind.PERSON), None)
             out.append(Submission(
                 signal_id=signal_id, case_ref=rec.case_ref, person_key=person,
                 request=request.SerializeToString(deterministic=True), state="pending",
                 created_at=now, sent_at=None, withdrawn_at=None, withdrawal_reason=None,
-                error=None))
+                error=None, key_id=self._key[1], replaced_by=None))
         return out
 
     def _send_batch(self, run: _Run, records: list[_source.Record],
-                    recipients: list[signal_pb2.Recipient]) -> None:
+                    recipients: list[signal_pb2.Recipient],
+                    replaces: dict[str, str] | None = None) -> None:
         # Nothing is stored until the whole batch is pseudonymised and sealed; a run
         # stopped before this commit leaves no trace, and its rows get new ids next time
         # (the hub never saw the old ones).
-        submissions = self._build(records, recipients)
+        submissions = self._build(records, recipients, replaces)
         run.summary.pseudonyms += sum(len(r.keys) for r in records)
         with self._sessions.begin() as s:
             s.add_all(submissions)
@@ -628,6 +712,10 @@ class Agent:
                                  signal_id=signal_id, code=rejected[index].code)
                 else:
                     sub.state, sub.sent_at = "submitted", now
+                    replaced = requests[index].replaces
+                    old = s.get(Submission, replaced) if replaced else None
+                    if old is not None:  # a key rotation's replacement took its place
+                        old.state, old.replaced_by = "replaced", signal_id
         summary.duplicates += response.duplicates
         summary.submitted += response.accepted
         if progress:
@@ -703,7 +791,8 @@ class Agent:
                 value = norm.bsn(bsn)
             except norm.FieldError as exc:
                 raise InvalidInput(f"the BSN {exc}") from None
-            return self.pseudonymise([(crypto.KeyKind.PERSON, value.encode())])
+            # during a key rotation: the retiring key's pseudonym too
+            return self.pseudonymise_all([(crypto.KeyKind.PERSON, value.encode())])[0]
         if not case_ref:
             raise InvalidInput("give a case reference or a BSN")
         with self._sessions() as s:

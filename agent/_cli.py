@@ -207,9 +207,23 @@ def _register_agent(sub: Any) -> None:
         description="Pin the key service's current OPRF key and every coordinator's current "
         "envelope key. The agent pins them on first use and refuses changed keys; run this "
         "only after confirming a planned rotation with the key service's operator or the "
-        "municipality. Pseudonyms made with a new OPRF key do not match old ones.")
+        "municipality. During an OPRF key rotation the agent then adds the retiring key's "
+        "pseudonyms to new signals, so they still link with the old ones; run 'agent "
+        "rekey' with the whole caseload to re-submit it under the new key.")
     common(trust)
     trust.set_defaults(func=_agent_trust)
+
+    rekey = a_sub.add_parser(
+        "rekey", help="after an OPRF key rotation: re-submit the caseload under the new key",
+        description="Re-submit every case of the export whose signal was made with another "
+        "OPRF key: the new signal carries the new key's pseudonyms (and the retiring key's "
+        "while the key service offers it) and replaces the old signal at the hub, keeping "
+        "its place in alerts and tasks. Cases already under the current key are skipped; "
+        "running it again is safe. See docs/operations.md, 'Rotating the OPRF key'.")
+    rekey.add_argument("--input", type=Path, required=True, metavar="FILE.csv",
+                       help="the whole caseload export (as for 'agent submit')")
+    common(rekey)
+    rekey.set_defaults(func=_agent_rekey)
 
 
 _TASK_KINDS = {1: "consent_needed", 2: "match_notice", 3: "archived_match"}
@@ -310,6 +324,23 @@ def _agent_submit(args: argparse.Namespace) -> int:
                 _print_submitted(stopped.summary)
             raise
     _print_submitted(summary)
+    return 0 if not summary.rejected else 1
+
+
+def _agent_rekey(args: argparse.Namespace) -> int:
+    from agent import _source
+    from exchange.cli import Progress
+
+    rows = _count_rows(args.input)
+    with _agent(args) as agent, Progress(rows, "re-submitting") as bar:
+        summary = agent.rekey(_source.read_csv(args.input), progress=bar.advance)
+    for error in summary.invalid:
+        print(f"  not re-submitted: {error}", file=sys.stderr)
+    for message in summary.rejected:
+        print(f"  rejected: {message}", file=sys.stderr)
+    print(f"{summary.rows} rows read, {summary.submitted} signals replaced under the "
+          f"current key, {summary.already_submitted} already current or not submitted"
+          + (f", {len(summary.rejected)} rejected" if summary.rejected else ""))
     return 0 if not summary.rejected else 1
 
 

@@ -14,8 +14,9 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from exchange.db import NAMING, UTCDateTime
 
 # A submission is written as "pending" (with its exact request) before it is sent, and
-# becomes "submitted" or "rejected" only on the hub's answer; "withdrawn" later.
-STATES = ("pending", "submitted", "rejected", "withdrawn")
+# becomes "submitted" or "rejected" only on the hub's answer; "withdrawn" later, or
+# "replaced" by a submission of the same case with pseudonyms of a new OPRF key.
+STATES = ("pending", "submitted", "rejected", "withdrawn", "replaced")
 
 
 class Base(DeclarativeBase):
@@ -37,10 +38,15 @@ class Submission(Base):
     # "risk_gone" or "unjustified"; unknown (None) for withdrawals before revision 0002.
     withdrawal_reason: Mapped[str | None] = mapped_column(String(16))
     error: Mapped[str | None] = mapped_column(String(300))
+    # The OPRF key its pseudonyms were made with (and, in a rotation, the previous one).
+    key_id: Mapped[str | None] = mapped_column(String(16))
+    # After a key rotation: the submission of the same case that replaced this one.
+    replaced_by: Mapped[str | None] = mapped_column(String(36))
 
     __table_args__ = (
-        CheckConstraint("state IN ('pending', 'submitted', 'rejected', 'withdrawn')",
-                        name="state_known"),
+        CheckConstraint(
+            "state IN ('pending', 'submitted', 'rejected', 'withdrawn', 'replaced')",
+            name="state_known"),
         Index(None, "case_ref", "state"),
     )
 
@@ -59,7 +65,9 @@ class Pin(Base):
     """Values pinned on first use and refused when they change.
 
     ``organisation`` binds the state to one organisation; ``key:oprf`` is the key
-    service's public key; ``key:coordinator:<id>`` each coordinator's envelope key.
+    service's public key; ``key:oprf:previous`` the key it replaced during a rotation
+    (the agent adds its pseudonyms while the key service still evaluates it);
+    ``key:coordinator:<id>`` each coordinator's envelope key.
     """
 
     __tablename__ = "pins"

@@ -254,8 +254,11 @@ def start_keyservice(
     settings: KeyServiceSettings,
     *,
     key: crypto.OprfKey | None = None,
+    previous: crypto.OprfKey | None = None,
     identity: IdentityResolver | None = None,
 ) -> RunningKeyService:
+    """Start the key service with ``key`` (else key_file) and, during a rotation, the
+    retiring ``previous`` key (else previous_key_file)."""
     server_tls = settings.server_tls()
     resolver = _identity(server_tls, identity, None)
     key = key or load_oprf_key(settings.key_file)
@@ -263,8 +266,8 @@ def start_keyservice(
         if getattr(settings, name) < 1:
             raise ConfigError(f"{name} must be at least 1")
     server = _new_server(settings.max_workers)
-    previous = (load_oprf_key(settings.previous_key_file)
-                if settings.previous_key_file is not None else None)
+    if previous is None and settings.previous_key_file is not None:
+        previous = load_oprf_key(settings.previous_key_file)
     if previous is not None and previous.key_id == key.key_id:
         raise ConfigError("previous_key_file holds the same key as key_file")
     service = KeyService(key, resolver, previous=previous,
