@@ -22,6 +22,7 @@ MAX_CIPHERTEXT = 16 * 1024
 MIN_CIPHERTEXT = 32 + 16  # HPKE encapsulated key + AEAD tag
 MAX_CONSENT_KEYS = 16
 MAX_PURPOSES = 16
+CONSENT_YEARS = (2000, 2200)  # as for covenants; the hub adds its maximum period to these
 WITHDRAWAL_REASONS = {
     signal_pb2.WITHDRAWAL_REASON_RISK_GONE: "risk_gone",
     signal_pb2.WITHDRAWAL_REASON_UNJUSTIFIED: "unjustified",
@@ -171,6 +172,10 @@ def consent(req: signal_pb2.RecordConsentRequest) -> ConsentInput:
     valid_until = from_timestamp(req.valid_until, "valid_until")
     if valid_until is None:
         raise InvalidInput("valid_until is required")
+    for name, moment in (("valid_from", valid_from), ("valid_until", valid_until)):
+        if moment is not None and not CONSENT_YEARS[0] <= moment.year <= CONSENT_YEARS[1]:
+            raise InvalidInput(f"{name} must be in a year from {CONSENT_YEARS[0]} to "
+                               f"{CONSENT_YEARS[1]}")
     if valid_from is not None and valid_until <= valid_from:
         raise InvalidInput("valid_until must be after valid_from")
     return ConsentInput(
