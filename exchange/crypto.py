@@ -62,9 +62,29 @@ class KeyKind(enum.IntEnum):
 
     PERSON = 1
     ADDRESS = 2
+    # A household member named in a signal: the member's person key (same OPRF input).
+    MEMBER = 3
+    # Fuzzy-linkage tokens (exchange.linkage): MinHash bands of given names and of the
+    # surname (one OPRF domain, so a swapped name still meets its bands), the date of
+    # birth, and the date of birth with one part left out or day and month swapped.
+    GIVEN_BAND = 4
+    SURNAME_BAND = 5
+    BIRTH_DATE = 6
+    BIRTH_NEAR = 7
+    # The first initial with the surname: agrees when one side knows only initials.
+    INITIAL_SURNAME = 8
+    # Blocking tokens: exact combinations of parts of name and birth date; two signals
+    # sharing one are compared, nothing more (a token alone links nothing).
+    BLOCK = 9
 
 
-_KIND_LABELS = {KeyKind.PERSON: b"person/bsn", KeyKind.ADDRESS: b"address/nl"}
+_KIND_LABELS = {
+    KeyKind.PERSON: b"person/bsn", KeyKind.MEMBER: b"person/bsn",
+    KeyKind.ADDRESS: b"address/nl",
+    KeyKind.GIVEN_BAND: b"name/band", KeyKind.SURNAME_BAND: b"name/band",
+    KeyKind.BIRTH_DATE: b"birth/date", KeyKind.BIRTH_NEAR: b"birth/near",
+    KeyKind.INITIAL_SURNAME: b"name/initial", KeyKind.BLOCK: b"name/block",
+}
 
 # Sends blinded elements to the key service; returns (evaluated elements, proof).
 Evaluator = Callable[[Sequence[bytes]], tuple[Sequence[bytes], bytes]]

@@ -226,8 +226,10 @@ def run_alembic_env(metadata: Any) -> None:
             assert raw is not None
             raw.execute("PRAGMA foreign_keys=OFF")
         try:
+            # SQLite's DDL is transactional too: one transaction for the whole run, so
+            # a migration that refuses halfway leaves the database as it was.
             context.configure(connection=connection, target_metadata=metadata,
-                              render_as_batch=True, compare_type=True)
+                              render_as_batch=True, compare_type=True, transactional_ddl=True)
             with context.begin_transaction():
                 context.run_migrations()
                 if sqlite and connection.exec_driver_sql("PRAGMA foreign_key_check").first():

@@ -9,6 +9,7 @@ rejected request (an exception) leaves the database as it was. The gRPC edge
 from __future__ import annotations
 
 import base64
+import hashlib
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -21,7 +22,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 import consent
-from exchange import checkpoint, crypto, log, vocab
+from exchange import checkpoint, crypto, linkage, log, vocab
 from exchange.db import conflict, pairs_in, retried, session_factory
 from exchange.errors import (
     AlreadyExists,
@@ -31,7 +32,7 @@ from exchange.errors import (
     PermissionDenied,
     SamenloopError,
 )
-from hub import _audit, _inputs, _matching
+from hub import _audit, _inputs, _linkage, _matching
 from hub._audit import MIN_LOG_RETENTION
 from hub._logops import LogOperations
 from hub._models import (
@@ -43,6 +44,8 @@ from hub._models import (
     Coordinator,
     CovenantVersion,
     Envelope,
+    ExcludedKey,
+    LinkageProfileVersion,
     Match,
     Organisation,
     Signal,
@@ -146,6 +149,7 @@ class Hub(LogOperations):
         self._feed_cond = threading.Condition()
         self._feed_version = 0
         self._parsed: dict[tuple[str, int], consent.Covenant] = {}
+        self._profiles: dict[str, linkage.Profile] = {}
 
     def close(self) -> None:
         self._engine.dispose()
@@ -241,6 +245,127 @@ class Hub(LogOperations):
             parsed = consent.parse_covenant(row.source)
             self._parsed[key] = consent.Covenant(**{**parsed.__dict__, "version": row.version})
         return self._parsed[key]
+
+    # -- linkage profiles -----------------------------------------------------------
+
+    def _profile(self, s: Session) -> _linkage.Profiles:
+        """Profiles by reference ("id@vN"), parsed once; None for an unknown one."""
+
+        def lookup(ref: str) -> linkage.Profile | None:
+            if ref not in self._profiles:
+                profile_id, _, version = ref.partition("@v")
+                row = s.get(LinkageProfileVersion, (profile_id, int(version)))
+                if row is None:
+                    return None
+                parsed = linkage.parse_profile(row.source)
+                self._profiles[ref] = linkage.Profile(**{**parsed.__dict__,
+                                                         "version": row.version})
+            return self._profiles[ref]
+
+        return lookup
+
+    @staticmethod
+    def _latest_profile_row(s: Session, profile_id: str) -> LinkageProfileVersion | None:
+        return s.scalar(select(LinkageProfileVersion).where(
+            LinkageProfileVersion.id == profile_id)
+            .order_by(LinkageProfileVersion.version.desc()).limit(1))
+
+    def _current_profile(self, s: Session, ref: str) -> None:
+        """Refuse tokens made with an unknown or outdated profile version."""
+        profile_id, _, version = ref.partition("@v")
+        latest = self._latest_profile_row(s, profile_id)
+        if latest is None:
+            raise NotFound(f"linkage profile {profile_id} is not registered")
+        if latest.version != int(version):
+            raise FailedPrecondition(
+                f"linkage profile {profile_id} is at version {latest.version}, not "
+                f"{version}: the agent must fetch it again (samenloop agent submit does)")
+
+    @retried
+    def register_profile(self, access: _audit.Access,
+                         source: str) -> tuple[LinkageProfileVersion, linkage.Profile]:
+        parsed = linkage.parse_profile(source)
+        digest = hashlib.sha256(source.encode()).digest()
+        with self._tx() as (s, _):
+            now = self.now()
+            latest = self._latest_profile_row(s, parsed.id)
+            if latest is not None and latest.source_sha256 == digest:
+                _audit.append(s, access, _audit.Event(
+                    "admin.profile", "read", detail={"profile": parsed.id,
+                                                     "unchanged": True}), now)
+                return latest, self._profile(s)(f"{latest.id}@v{latest.version}") or parsed
+            row = LinkageProfileVersion(
+                id=parsed.id, version=(latest.version + 1) if latest else 1, source=source,
+                source_sha256=digest, registered_at=now, registered_by=access.user_id)
+            s.add(row)
+            s.flush()
+            _audit.append(s, access, _audit.Event(
+                "admin.profile", "create" if row.version == 1 else "update",
+                detail={"profile": row.id, "version": row.version,
+                        "sha256": digest.hex()}), now)
+            return row, linkage.Profile(**{**parsed.__dict__, "version": row.version})
+
+    @retried
+    def list_profiles(self, access: _audit.Access) -> list[LinkageProfileVersion]:
+        with self._tx() as (s, _):
+            latest = (select(LinkageProfileVersion.id,
+                             func.max(LinkageProfileVersion.version).label("v"))
+                      .group_by(LinkageProfileVersion.id).subquery())
+            rows = list(s.scalars(select(LinkageProfileVersion).join(
+                latest, (LinkageProfileVersion.id == latest.c.id)
+                & (LinkageProfileVersion.version == latest.c.v))
+                .order_by(LinkageProfileVersion.id)))
+            _audit.append(s, access, _audit.Event("admin.profile", "read"), self.now())
+            return rows
+
+    @retried
+    def profile_for(self, access: _audit.Access) -> LinkageProfileVersion | None:
+        """The newest version of the profile this partner's covenants in force name."""
+        with self._tx() as (s, _):
+            self._require_org(s, access)
+            now = self.now()
+            named = sorted({c.linkage_profile for c in self._covenants(s)
+                            if access.organisation_id in c.parties and c.in_force(now)
+                            and c.linkage_profile})
+            if len(named) > 1:
+                raise FailedPrecondition(
+                    f"this organisation's covenants name different linkage profiles "
+                    f"({', '.join(named)}): the covenant administrators must agree on one")
+            row = self._latest_profile_row(s, named[0]) if named else None
+            if named and row is None:
+                raise FailedPrecondition(f"linkage profile {named[0]} is not registered")
+            _audit.append(s, access, _audit.Event(
+                "profile.read", "read",
+                detail={"profile": f"{row.id}@v{row.version}" if row else ""}), now)
+            return row
+
+    @retried
+    def exclude_addresses(self, access: _audit.Access, values: list[bytes]) -> tuple[int, int]:
+        """Put address keys on the exclusion list (the municipality only); households
+        linked only through them fall apart. Returns (added, total)."""
+        with self._tx() as (s, changes):
+            self._require_org(s, access)
+            if access.organisation_id not in self.oversight:
+                raise PermissionDenied("only the municipality (an oversight organisation of "
+                                       "the hub) registers excluded addresses")
+            now = self.now()
+            known = set(s.scalars(select(ExcludedKey.value).where(
+                ExcludedKey.kind == _linkage.ADDRESS, ExcludedKey.value.in_(values))))
+            new = sorted(set(values) - known)
+            s.add_all([ExcludedKey(kind=_linkage.ADDRESS, value=v, registered_at=now,
+                                   registered_by=access.user_id) for v in new])
+            s.flush()
+            households = _matching.households_with_keys(
+                s, [(_linkage.ADDRESS, v) for v in new], now) if new else set()
+            for household in sorted(households):
+                _matching.split(s, household, now, access, changes, self._profile(s))
+            self._evaluate(s, changes.households, access, changes, now)
+            total = s.scalar(select(func.count()).select_from(ExcludedKey)) or 0
+            _audit.append(s, access, _audit.Event(
+                "address.exclude", "create",
+                detail={"added": len(new), "total": total, "households": len(households)}),
+                now)
+            return len(new), total
 
     def _latest_covenant(self, s: Session, covenant_id: str) -> consent.Covenant | None:
         row = s.scalar(select(CovenantVersion).where(CovenantVersion.id == covenant_id)
@@ -383,7 +508,10 @@ class Hub(LogOperations):
                 f"{self.limits.max_signal_age.days} days ahead")
         self._check_envelopes(item, recipients)
         replaced = self._replaced(s, access, item, now) if item.replaces else None
-        household = _matching.household_for(s, item.keys, now, access, changes)
+        if item.linkage_profile:
+            self._current_profile(s, item.linkage_profile)
+        household = _matching.household_for(s, item.keys, now, access, changes,
+                                            item.linkage_profile or None, self._profile(s))
         signal = Signal(
             id=item.signal_id, organisation_id=access.organisation_id,
             household_id=household, category=item.category, region=item.region,
@@ -392,7 +520,7 @@ class Hub(LogOperations):
             professional_email=item.professional.email,
             observed_at=observed, received_at=now, expires_at=min(expires, latest),
             state="active", withdrawn_at=None, withdrawal_reason=None,
-            content_sha256=item.content_sha256,
+            content_sha256=item.content_sha256, profile=item.linkage_profile or None,
         )
         signal.keys = [SignalKey(kind=k, value=v) for k, v in sorted(item.keys)]
         signal.envelopes = [
@@ -425,9 +553,8 @@ class Hub(LogOperations):
                                      "the new one without 'replaces'")
         return old
 
-    @staticmethod
-    def _replace(s: Session, access: _audit.Access, changes: _matching.Changes, old: Signal,
-                 new: Signal, now: datetime) -> None:
+    def _replace(self, s: Session, access: _audit.Access, changes: _matching.Changes,
+                 old: Signal, new: Signal, now: datetime) -> None:
         """The new signal takes the old one's place in every alert and task (a closed
         alert sees no new involvement), then the old one is deleted; the log keeps both."""
         s.execute(update(AlertSignal).where(AlertSignal.signal_id == old.id)
@@ -440,7 +567,7 @@ class Hub(LogOperations):
             "signal.withdraw", "delete", subject_ref=household, reason="replaced",
             detail={"signal": old.id, "replaced_by": new.id}), now)
         if household != new.household_id:
-            _matching.split(s, household, now, access, changes)
+            _matching.split(s, household, now, access, changes, self._profile(s))
 
     def _archived_notice(self, s: Session, signal: Signal, keys: frozenset[tuple[int, bytes]],
                          now: datetime) -> None:
@@ -456,7 +583,8 @@ class Hub(LogOperations):
             select(Signal).join(SignalKey, SignalKey.signal_id == Signal.id)
             .where(Signal.state == "archived", Signal.notice_used_at.is_(None),
                    Signal.organisation_id != signal.organisation_id,
-                   pairs_in(SignalKey.kind, SignalKey.value, list(keys)))
+                   pairs_in(SignalKey.kind, SignalKey.value,
+                            _linkage.exact_lookups(keys, _linkage.excluded(s, keys))))
             .distinct().order_by(Signal.id)).all()
         if not archived:
             return
@@ -540,7 +668,7 @@ class Hub(LogOperations):
             self._archive(signal, reason, now)
             self._close_tasks(s, signal, "signal_withdrawn", now)
             s.flush()
-            _matching.split(s, household, now, access, changes)
+            _matching.split(s, household, now, access, changes, self._profile(s))
             self._evaluate(s, changes.households, access, changes, now)
             if reason == "unjustified":
                 # Unjustified signals are deleted, not archived; the log keeps the event.
@@ -791,7 +919,7 @@ class Hub(LogOperations):
                     detail={"signal": signal.id}), now)
             s.flush()
             for household in sorted(touched):
-                _matching.split(s, household, now, system, changes)
+                _matching.split(s, household, now, system, changes, self._profile(s))
             self._evaluate(s, changes.households, system, changes, now)
             return len(expired), len(changes.households)
 
@@ -1189,6 +1317,10 @@ class Hub(LogOperations):
             for party in sorted(parsed.parties):
                 if s.get(Organisation, party) is None:
                     raise NotFound(f"party {party} is not a registered organisation")
+            if parsed.linkage_profile and self._latest_profile_row(
+                    s, parsed.linkage_profile) is None:
+                raise NotFound(f"linkage profile {parsed.linkage_profile} is not registered "
+                               "(samenloop admin add-profile)")
             latest = s.scalar(select(CovenantVersion).where(CovenantVersion.id == parsed.id)
                               .order_by(CovenantVersion.version.desc()).limit(1))
             if latest is not None and latest.source_sha256 == parsed.source_sha256:

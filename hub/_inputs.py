@@ -8,6 +8,7 @@ value) and changes nothing. Checks that need the database live in hub._core.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -16,7 +17,7 @@ from exchange.errors import InvalidInput
 from exchange.rpc import from_timestamp
 from exchange.v1 import common_pb2, coordinator_pb2, signal_pb2
 
-MAX_KEYS = 64
+MAX_KEYS = 160  # during a key rotation every token comes twice
 MAX_ENVELOPES = 16
 MAX_CIPHERTEXT = 16 * 1024
 MIN_CIPHERTEXT = 32 + 16  # HPKE encapsulated key + AEAD tag
@@ -63,6 +64,8 @@ class SignalInput:
     content_sha256: bytes
     # The signal this one replaces (a key rotation), or "".
     replaces: str = ""
+    # The linkage profile ("id@vN") its fuzzy tokens were made with, or "".
+    linkage_profile: str = ""
 
 
 @dataclass(frozen=True)
@@ -136,13 +139,39 @@ def signal(req: signal_pb2.SubmitSignalRequest) -> SignalInput:
     replaces = vocab.uuid_str(req.replaces, "replaces") if req.replaces else ""
     if replaces == signal_id:
         raise InvalidInput("a signal cannot replace itself")
+    profile = profile_ref(req.linkage_profile) if req.linkage_profile else ""
+    fuzzy = {k for k, _ in keys} & FUZZY_KINDS
+    if fuzzy and not profile:
+        raise InvalidInput("keys holds fuzzy linkage tokens: linkage_profile is required")
     return SignalInput(
         signal_id=signal_id, keys=keys, category=category, region=region,
         professional=professional, observed_at=observed_at, expires_at=expires_at,
         envelopes=tuple(envelopes),
         content_sha256=hashlib.sha256(req.SerializeToString(deterministic=True)).digest(),
-        replaces=replaces,
+        replaces=replaces, linkage_profile=profile,
     )
+
+
+FUZZY_KINDS = frozenset(int(k) for k in crypto.KeyKind) - {
+    int(crypto.KeyKind.PERSON), int(crypto.KeyKind.ADDRESS), int(crypto.KeyKind.MEMBER)}
+_PROFILE_REF = re.compile(r"^([a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?)@v([1-9][0-9]{0,5})$")
+
+
+def profile_ref(value: str) -> str:
+    """A linkage profile reference: "id@vN"."""
+    if not _PROFILE_REF.fullmatch(value):
+        raise InvalidInput("linkage_profile must be a profile id and version, like "
+                           "nl-household@v1")
+    return value
+
+
+MAX_EXCLUDED = 1024
+
+
+def address_keys(keys: list[common_pb2.PseudonymousKey]) -> list[bytes]:
+    """1 to 1024 address keys (for the exclusion list)."""
+    found = _keys(keys, "keys", MAX_EXCLUDED, {int(crypto.KeyKind.ADDRESS)})
+    return sorted(value for _, value in found)
 
 
 def person_keys(keys: list[common_pb2.PseudonymousKey],

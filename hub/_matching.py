@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session, selectinload
 
 import consent
 from exchange.db import pairs_in
-from hub import _audit
+from hub import _audit, _linkage
 from hub._models import (
     Alert,
     AlertFeed,
@@ -48,6 +48,10 @@ from hub._models import (
 )
 
 Key = tuple[int, bytes]
+
+
+def _no_profiles(_ref: str) -> None:
+    return None
 
 
 def active(now: datetime) -> ColumnElement[bool]:
@@ -132,15 +136,16 @@ def write_feed(session: Session, changes: Changes) -> None:
 
 def household_for(
     session: Session, keys: Iterable[Key], now: datetime, access: _audit.Access,
-    changes: Changes,
+    changes: Changes, profile_ref: str | None = None,
+    profiles: _linkage.Profiles = _no_profiles,
 ) -> str:
     """The household a new signal with these keys belongs to (merging when it bridges)."""
-    keys = list(keys)
-    lock_keys(session, keys)
-    ids = _households_sharing(session, keys, now)
+    keys = frozenset(keys)
+    lock_keys(session, _linkage.lock_values(keys))
+    ids = _linkage.linked_households(session, keys, profile_ref, profiles, now)
     while ids:  # lock them; a merge committed meanwhile may have moved the signals
         lock_households(session, ids)
-        again = _households_sharing(session, keys, now)
+        again = _linkage.linked_households(session, keys, profile_ref, profiles, now)
         if again == ids:
             break
         ids = again
@@ -189,7 +194,7 @@ def _merge(
 
 
 def split(session: Session, household_id: str, now: datetime, access: _audit.Access,
-          changes: Changes) -> None:
+          changes: Changes, profiles: _linkage.Profiles = _no_profiles) -> None:
     """Re-partition a household's active signals after one left it."""
     signals = session.scalars(
         select(Signal).where(Signal.household_id == household_id, active(now))
@@ -197,29 +202,14 @@ def split(session: Session, household_id: str, now: datetime, access: _audit.Acc
         .order_by(Signal.received_at, Signal.id)
     ).all()
     changes.households.add(household_id)
-    parent = list(range(len(signals)))
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    owner: dict[Key, int] = {}
-    for i, sig in enumerate(signals):
-        for key in sig.keys:
-            k = (key.kind, key.value)
-            if k in owner:
-                parent[find(i)] = find(owner[k])
-            else:
-                owner[k] = i
-    groups: dict[int, list[Signal]] = defaultdict(list)
-    for i, sig in enumerate(signals):
-        groups[find(i)].append(sig)
-    if len(groups) <= 1:
+    keyed = [(sig.id, sig.profile, [(k.kind, k.value) for k in sig.keys]) for sig in signals]
+    skip = _linkage.excluded(session, {k for _, _, keys in keyed for k in keys})
+    parts = _linkage.components(keyed, skip, profiles)
+    if len(parts) <= 1:
         return
+    groups = [[signals[i] for i in part] for part in parts]
     # The component holding the oldest signal keeps the household id.
-    ordered = sorted(groups.values(), key=lambda g: (g[0].received_at, g[0].id))
+    ordered = sorted(groups, key=lambda g: (g[0].received_at, g[0].id))
     for group in ordered[1:]:
         household = Household(id=uuid.uuid4().hex, created_at=now, merged_into=None,
                               split_from=household_id)
@@ -268,11 +258,14 @@ def close_alert(session: Session, alert: Alert, reason: str, now: datetime,
 def grants_for(
     session: Session, keys: Iterable[Key], covenant_id: str
 ) -> list[consent.ConsentGrant]:
-    keys = list(keys)
-    if not keys:
+    # Consent is recorded for person keys: a household's own person keys, and the
+    # members its signals name (a parent's consent covers the child's signal).
+    persons = sorted({(_linkage.PERSON, value) for kind, value in keys
+                      if kind in (_linkage.PERSON, _linkage.MEMBER)})
+    if not persons:
         return []
     matching = select(ConsentKey.consent_id).where(
-        pairs_in(ConsentKey.kind, ConsentKey.value, keys))
+        pairs_in(ConsentKey.kind, ConsentKey.value, persons))
     rows = session.scalars(
         select(Consent)
         .where(Consent.covenant_id == covenant_id, Consent.id.in_(matching))
@@ -290,7 +283,8 @@ def grants_for(
 
 
 def households_with_keys(session: Session, keys: Iterable[Key], now: datetime) -> set[str]:
-    return _households_sharing(session, keys, now)
+    """Households with an active signal about, or naming as a member, these persons."""
+    return _households_sharing(session, _linkage.exact_lookups(keys, set()), now)
 
 
 def households_for_covenant(

@@ -75,6 +75,33 @@ class CovenantVersion(Base):
     __table_args__ = (CheckConstraint("version >= 1", name="version_positive"),)
 
 
+class LinkageProfileVersion(Base):
+    """Each registered version of a linkage profile (exchange.linkage); TOML is the source."""
+
+    __tablename__ = "linkage_profiles"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source: Mapped[str] = mapped_column(Text)
+    source_sha256: Mapped[bytes] = mapped_column(LargeBinary(32))
+    registered_at: Mapped[datetime]
+    registered_by: Mapped[str] = mapped_column(String(128))
+
+    __table_args__ = (CheckConstraint("version >= 1", name="version_positive"),)
+
+
+class ExcludedKey(Base):
+    """An address key that links no household: a shelter, care home or student house,
+    registered (as its pseudonym) by the municipality."""
+
+    __tablename__ = "excluded_keys"
+
+    kind: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    value: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
+    registered_at: Mapped[datetime]
+    registered_by: Mapped[str] = mapped_column(String(128))
+
+
 class Household(Base):
     __tablename__ = "households"
 
@@ -110,6 +137,8 @@ class Signal(Base):
     purge_after: Mapped[datetime | None]
     # When this archived signal gave a new reporter its one-time notice.
     notice_used_at: Mapped[datetime | None]
+    # The linkage profile (id@vN) its fuzzy tokens were made with, or None.
+    profile: Mapped[str | None] = mapped_column(String(80))
 
     keys: Mapped[list[SignalKey]] = relationship(
         back_populates="signal", cascade="all, delete-orphan", passive_deletes=True

@@ -412,6 +412,20 @@ class SignalService(signal_pb2_grpc.SignalServiceServicer):
         consent_id = vocab.uuid_str(request.consent_id, "consent_id")
         return consent_pb(self._hub.revoke_consent(access, consent_id))
 
+    @rpc("profile.read", "read", PARTNER)
+    def GetLinkageProfile(self, access: _audit.Access, request: Any,
+                          context: Any) -> admin_pb2.LinkageProfile:
+        row = self._hub.profile_for(access)
+        return profile_pb(row) if row is not None else admin_pb2.LinkageProfile()
+
+    @rpc("address.exclude", "create", PARTNER)
+    def ExcludeAddresses(self, access: _audit.Access,
+                         request: signal_pb2.ExcludeAddressesRequest,
+                         context: Any) -> signal_pb2.ExcludeAddressesResponse:
+        keys = _inputs.address_keys(list(request.keys))
+        added, total = self._hub.exclude_addresses(access, keys)
+        return signal_pb2.ExcludeAddressesResponse(added=added, total=total)
+
     @rpc("task.list", "read", PARTNER)
     def ListTasks(self, access: _audit.Access, request: signal_pb2.ListTasksRequest,
                   context: Any) -> signal_pb2.ListTasksResponse:
@@ -650,6 +664,27 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
                       context: Any) -> admin_pb2.ListCovenantsResponse:
         _, _, covs = self._hub.list_registry(access)
         return admin_pb2.ListCovenantsResponse(covenants=[covenant_pb(r, c) for r, c in covs])
+
+    @rpc("admin.profile", "create", ADMIN)
+    def RegisterLinkageProfile(self, access: _audit.Access,
+                               request: admin_pb2.RegisterLinkageProfileRequest,
+                               context: Any) -> admin_pb2.LinkageProfile:
+        if len(request.toml.encode()) > 64 * 1024:
+            raise InvalidInput("a linkage profile is at most 64 KiB")
+        row, _ = self._hub.register_profile(access, request.toml)
+        return profile_pb(row)
+
+    @rpc("admin.profile", "read", ADMIN)
+    def ListLinkageProfiles(self, access: _audit.Access, request: Any,
+                            context: Any) -> admin_pb2.ListLinkageProfilesResponse:
+        return admin_pb2.ListLinkageProfilesResponse(
+            profiles=[profile_pb(r) for r in self._hub.list_profiles(access)])
+
+
+def profile_pb(row: Any) -> admin_pb2.LinkageProfile:
+    return admin_pb2.LinkageProfile(
+        profile_id=row.id, version=row.version, toml=row.source,
+        source_sha256=row.source_sha256, registered_at=to_timestamp(row.registered_at))
 
 
 def add_services(server: grpc.Server, hub: _core.Hub, identity: IdentityResolver,

@@ -26,37 +26,45 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from exchange.v1 import common_pb2 as samenloop_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18samenloop/v1/admin.proto\x12\x0csamenloop.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19samenloop/v1/common.proto\"h\n\x0cOrganisation\x12\x17\n\x0forganisation_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x31\n\rregistered_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"D\n\x1bRegisterOrganisationRequest\x12\x17\n\x0forganisation_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"\xc6\x01\n\x0b\x43oordinator\x12\x16\n\x0e\x63oordinator_id\x18\x01 \x01(\t\x12\x17\n\x0forganisation_id\x18\x02 \x01(\t\x12&\n\x07\x63ontact\x18\x03 \x01(\x0b\x32\x15.samenloop.v1.Contact\x12\x12\n\npublic_key\x18\x04 \x01(\x0c\x12\x17\n\x0fkey_fingerprint\x18\x05 \x01(\x0c\x12\x31\n\rregistered_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x89\x01\n\x1aRegisterCoordinatorRequest\x12\x16\n\x0e\x63oordinator_id\x18\x01 \x01(\t\x12\x17\n\x0forganisation_id\x18\x02 \x01(\t\x12&\n\x07\x63ontact\x18\x03 \x01(\x0b\x32\x15.samenloop.v1.Contact\x12\x12\n\npublic_key\x18\x04 \x01(\x0c\"\xde\x02\n\x08\x43ovenant\x12\x13\n\x0b\x63ovenant_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\r\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x16\n\x0e\x63oordinator_id\x18\x04 \x01(\t\x12\x0f\n\x07parties\x18\x05 \x03(\t\x12\x10\n\x08purposes\x18\x06 \x03(\t\x12\x12\n\ncategories\x18\x07 \x03(\t\x12\x0f\n\x07regions\x18\x08 \x03(\t\x12\x13\n\x0blegal_basis\x18\t \x01(\t\x12.\n\nvalid_from\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bvalid_until\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rregistered_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rsource_sha256\x18\r \x01(\x0c\"\'\n\x17RegisterCovenantRequest\x12\x0c\n\x04toml\x18\x01 \x01(\t\"\x1a\n\x18ListOrganisationsRequest\"N\n\x19ListOrganisationsResponse\x12\x31\n\rorganisations\x18\x01 \x03(\x0b\x32\x1a.samenloop.v1.Organisation\"\x19\n\x17ListCoordinatorsRequest\"K\n\x18ListCoordinatorsResponse\x12/\n\x0c\x63oordinators\x18\x01 \x03(\x0b\x32\x19.samenloop.v1.Coordinator\"\x16\n\x14ListCovenantsRequest\"B\n\x15ListCovenantsResponse\x12)\n\tcovenants\x18\x01 \x03(\x0b\x32\x16.samenloop.v1.Covenant2\xbf\x04\n\x0c\x41\x64minService\x12]\n\x14RegisterOrganisation\x12).samenloop.v1.RegisterOrganisationRequest\x1a\x1a.samenloop.v1.Organisation\x12Z\n\x13RegisterCoordinator\x12(.samenloop.v1.RegisterCoordinatorRequest\x1a\x19.samenloop.v1.Coordinator\x12Q\n\x10RegisterCovenant\x12%.samenloop.v1.RegisterCovenantRequest\x1a\x16.samenloop.v1.Covenant\x12\x64\n\x11ListOrganisations\x12&.samenloop.v1.ListOrganisationsRequest\x1a\'.samenloop.v1.ListOrganisationsResponse\x12\x61\n\x10ListCoordinators\x12%.samenloop.v1.ListCoordinatorsRequest\x1a&.samenloop.v1.ListCoordinatorsResponse\x12X\n\rListCovenants\x12\".samenloop.v1.ListCovenantsRequest\x1a#.samenloop.v1.ListCovenantsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18samenloop/v1/admin.proto\x12\x0csamenloop.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19samenloop/v1/common.proto\"\x8d\x01\n\x0eLinkageProfile\x12\x12\n\nprofile_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\r\x12\x0c\n\x04toml\x18\x03 \x01(\t\x12\x15\n\rsource_sha256\x18\x04 \x01(\x0c\x12\x31\n\rregistered_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"-\n\x1dRegisterLinkageProfileRequest\x12\x0c\n\x04toml\x18\x01 \x01(\t\"\x1c\n\x1aListLinkageProfilesRequest\"M\n\x1bListLinkageProfilesResponse\x12.\n\x08profiles\x18\x01 \x03(\x0b\x32\x1c.samenloop.v1.LinkageProfile\"h\n\x0cOrganisation\x12\x17\n\x0forganisation_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x31\n\rregistered_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"D\n\x1bRegisterOrganisationRequest\x12\x17\n\x0forganisation_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"\xc6\x01\n\x0b\x43oordinator\x12\x16\n\x0e\x63oordinator_id\x18\x01 \x01(\t\x12\x17\n\x0forganisation_id\x18\x02 \x01(\t\x12&\n\x07\x63ontact\x18\x03 \x01(\x0b\x32\x15.samenloop.v1.Contact\x12\x12\n\npublic_key\x18\x04 \x01(\x0c\x12\x17\n\x0fkey_fingerprint\x18\x05 \x01(\x0c\x12\x31\n\rregistered_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x89\x01\n\x1aRegisterCoordinatorRequest\x12\x16\n\x0e\x63oordinator_id\x18\x01 \x01(\t\x12\x17\n\x0forganisation_id\x18\x02 \x01(\t\x12&\n\x07\x63ontact\x18\x03 \x01(\x0b\x32\x15.samenloop.v1.Contact\x12\x12\n\npublic_key\x18\x04 \x01(\x0c\"\xde\x02\n\x08\x43ovenant\x12\x13\n\x0b\x63ovenant_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\r\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x16\n\x0e\x63oordinator_id\x18\x04 \x01(\t\x12\x0f\n\x07parties\x18\x05 \x03(\t\x12\x10\n\x08purposes\x18\x06 \x03(\t\x12\x12\n\ncategories\x18\x07 \x03(\t\x12\x0f\n\x07regions\x18\x08 \x03(\t\x12\x13\n\x0blegal_basis\x18\t \x01(\t\x12.\n\nvalid_from\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bvalid_until\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rregistered_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rsource_sha256\x18\r \x01(\x0c\"\'\n\x17RegisterCovenantRequest\x12\x0c\n\x04toml\x18\x01 \x01(\t\"\x1a\n\x18ListOrganisationsRequest\"N\n\x19ListOrganisationsResponse\x12\x31\n\rorganisations\x18\x01 \x03(\x0b\x32\x1a.samenloop.v1.Organisation\"\x19\n\x17ListCoordinatorsRequest\"K\n\x18ListCoordinatorsResponse\x12/\n\x0c\x63oordinators\x18\x01 \x03(\x0b\x32\x19.samenloop.v1.Coordinator\"\x16\n\x14ListCovenantsRequest\"B\n\x15ListCovenantsResponse\x12)\n\tcovenants\x18\x01 \x03(\x0b\x32\x16.samenloop.v1.Covenant2\x90\x06\n\x0c\x41\x64minService\x12]\n\x14RegisterOrganisation\x12).samenloop.v1.RegisterOrganisationRequest\x1a\x1a.samenloop.v1.Organisation\x12Z\n\x13RegisterCoordinator\x12(.samenloop.v1.RegisterCoordinatorRequest\x1a\x19.samenloop.v1.Coordinator\x12Q\n\x10RegisterCovenant\x12%.samenloop.v1.RegisterCovenantRequest\x1a\x16.samenloop.v1.Covenant\x12\x64\n\x11ListOrganisations\x12&.samenloop.v1.ListOrganisationsRequest\x1a\'.samenloop.v1.ListOrganisationsResponse\x12\x61\n\x10ListCoordinators\x12%.samenloop.v1.ListCoordinatorsRequest\x1a&.samenloop.v1.ListCoordinatorsResponse\x12X\n\rListCovenants\x12\".samenloop.v1.ListCovenantsRequest\x1a#.samenloop.v1.ListCovenantsResponse\x12\x63\n\x16RegisterLinkageProfile\x12+.samenloop.v1.RegisterLinkageProfileRequest\x1a\x1c.samenloop.v1.LinkageProfile\x12j\n\x13ListLinkageProfiles\x12(.samenloop.v1.ListLinkageProfilesRequest\x1a).samenloop.v1.ListLinkageProfilesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'exchange.v1.admin_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ORGANISATION']._serialized_start=102
-  _globals['_ORGANISATION']._serialized_end=206
-  _globals['_REGISTERORGANISATIONREQUEST']._serialized_start=208
-  _globals['_REGISTERORGANISATIONREQUEST']._serialized_end=276
-  _globals['_COORDINATOR']._serialized_start=279
-  _globals['_COORDINATOR']._serialized_end=477
-  _globals['_REGISTERCOORDINATORREQUEST']._serialized_start=480
-  _globals['_REGISTERCOORDINATORREQUEST']._serialized_end=617
-  _globals['_COVENANT']._serialized_start=620
-  _globals['_COVENANT']._serialized_end=970
-  _globals['_REGISTERCOVENANTREQUEST']._serialized_start=972
-  _globals['_REGISTERCOVENANTREQUEST']._serialized_end=1011
-  _globals['_LISTORGANISATIONSREQUEST']._serialized_start=1013
-  _globals['_LISTORGANISATIONSREQUEST']._serialized_end=1039
-  _globals['_LISTORGANISATIONSRESPONSE']._serialized_start=1041
-  _globals['_LISTORGANISATIONSRESPONSE']._serialized_end=1119
-  _globals['_LISTCOORDINATORSREQUEST']._serialized_start=1121
-  _globals['_LISTCOORDINATORSREQUEST']._serialized_end=1146
-  _globals['_LISTCOORDINATORSRESPONSE']._serialized_start=1148
-  _globals['_LISTCOORDINATORSRESPONSE']._serialized_end=1223
-  _globals['_LISTCOVENANTSREQUEST']._serialized_start=1225
-  _globals['_LISTCOVENANTSREQUEST']._serialized_end=1247
-  _globals['_LISTCOVENANTSRESPONSE']._serialized_start=1249
-  _globals['_LISTCOVENANTSRESPONSE']._serialized_end=1315
-  _globals['_ADMINSERVICE']._serialized_start=1318
-  _globals['_ADMINSERVICE']._serialized_end=1893
+  _globals['_LINKAGEPROFILE']._serialized_start=103
+  _globals['_LINKAGEPROFILE']._serialized_end=244
+  _globals['_REGISTERLINKAGEPROFILEREQUEST']._serialized_start=246
+  _globals['_REGISTERLINKAGEPROFILEREQUEST']._serialized_end=291
+  _globals['_LISTLINKAGEPROFILESREQUEST']._serialized_start=293
+  _globals['_LISTLINKAGEPROFILESREQUEST']._serialized_end=321
+  _globals['_LISTLINKAGEPROFILESRESPONSE']._serialized_start=323
+  _globals['_LISTLINKAGEPROFILESRESPONSE']._serialized_end=400
+  _globals['_ORGANISATION']._serialized_start=402
+  _globals['_ORGANISATION']._serialized_end=506
+  _globals['_REGISTERORGANISATIONREQUEST']._serialized_start=508
+  _globals['_REGISTERORGANISATIONREQUEST']._serialized_end=576
+  _globals['_COORDINATOR']._serialized_start=579
+  _globals['_COORDINATOR']._serialized_end=777
+  _globals['_REGISTERCOORDINATORREQUEST']._serialized_start=780
+  _globals['_REGISTERCOORDINATORREQUEST']._serialized_end=917
+  _globals['_COVENANT']._serialized_start=920
+  _globals['_COVENANT']._serialized_end=1270
+  _globals['_REGISTERCOVENANTREQUEST']._serialized_start=1272
+  _globals['_REGISTERCOVENANTREQUEST']._serialized_end=1311
+  _globals['_LISTORGANISATIONSREQUEST']._serialized_start=1313
+  _globals['_LISTORGANISATIONSREQUEST']._serialized_end=1339
+  _globals['_LISTORGANISATIONSRESPONSE']._serialized_start=1341
+  _globals['_LISTORGANISATIONSRESPONSE']._serialized_end=1419
+  _globals['_LISTCOORDINATORSREQUEST']._serialized_start=1421
+  _globals['_LISTCOORDINATORSREQUEST']._serialized_end=1446
+  _globals['_LISTCOORDINATORSRESPONSE']._serialized_start=1448
+  _globals['_LISTCOORDINATORSRESPONSE']._serialized_end=1523
+  _globals['_LISTCOVENANTSREQUEST']._serialized_start=1525
+  _globals['_LISTCOVENANTSREQUEST']._serialized_end=1547
+  _globals['_LISTCOVENANTSRESPONSE']._serialized_start=1549
+  _globals['_LISTCOVENANTSRESPONSE']._serialized_end=1615
+  _globals['_ADMINSERVICE']._serialized_start=1618
+  _globals['_ADMINSERVICE']._serialized_end=2402
 # @@protoc_insertion_point(module_scope)

@@ -64,6 +64,16 @@ class AdminServiceStub:
                 request_serializer=samenloop_dot_v1_dot_admin__pb2.ListCovenantsRequest.SerializeToString,
                 response_deserializer=samenloop_dot_v1_dot_admin__pb2.ListCovenantsResponse.FromString,
                 _registered_method=True)
+        self.RegisterLinkageProfile = channel.unary_unary(
+                '/samenloop.v1.AdminService/RegisterLinkageProfile',
+                request_serializer=samenloop_dot_v1_dot_admin__pb2.RegisterLinkageProfileRequest.SerializeToString,
+                response_deserializer=samenloop_dot_v1_dot_admin__pb2.LinkageProfile.FromString,
+                _registered_method=True)
+        self.ListLinkageProfiles = channel.unary_unary(
+                '/samenloop.v1.AdminService/ListLinkageProfiles',
+                request_serializer=samenloop_dot_v1_dot_admin__pb2.ListLinkageProfilesRequest.SerializeToString,
+                response_deserializer=samenloop_dot_v1_dot_admin__pb2.ListLinkageProfilesResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -106,6 +116,20 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RegisterLinkageProfile(self, request, context):
+        """Registers a linkage profile from its TOML text (docs/linkage.md). Changed text is
+        a new version; agents must use the newest.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListLinkageProfiles(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -138,6 +162,16 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.ListCovenants,
                     request_deserializer=samenloop_dot_v1_dot_admin__pb2.ListCovenantsRequest.FromString,
                     response_serializer=samenloop_dot_v1_dot_admin__pb2.ListCovenantsResponse.SerializeToString,
+            ),
+            'RegisterLinkageProfile': grpc.unary_unary_rpc_method_handler(
+                    servicer.RegisterLinkageProfile,
+                    request_deserializer=samenloop_dot_v1_dot_admin__pb2.RegisterLinkageProfileRequest.FromString,
+                    response_serializer=samenloop_dot_v1_dot_admin__pb2.LinkageProfile.SerializeToString,
+            ),
+            'ListLinkageProfiles': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListLinkageProfiles,
+                    request_deserializer=samenloop_dot_v1_dot_admin__pb2.ListLinkageProfilesRequest.FromString,
+                    response_serializer=samenloop_dot_v1_dot_admin__pb2.ListLinkageProfilesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -302,6 +336,60 @@ class AdminService:
             '/samenloop.v1.AdminService/ListCovenants',
             samenloop_dot_v1_dot_admin__pb2.ListCovenantsRequest.SerializeToString,
             samenloop_dot_v1_dot_admin__pb2.ListCovenantsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RegisterLinkageProfile(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/samenloop.v1.AdminService/RegisterLinkageProfile',
+            samenloop_dot_v1_dot_admin__pb2.RegisterLinkageProfileRequest.SerializeToString,
+            samenloop_dot_v1_dot_admin__pb2.LinkageProfile.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListLinkageProfiles(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/samenloop.v1.AdminService/ListLinkageProfiles',
+            samenloop_dot_v1_dot_admin__pb2.ListLinkageProfilesRequest.SerializeToString,
+            samenloop_dot_v1_dot_admin__pb2.ListLinkageProfilesResponse.FromString,
             options,
             channel_credentials,
             insecure,

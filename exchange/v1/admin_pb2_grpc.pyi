@@ -40,6 +40,11 @@ class AdminServiceStub:
     ListOrganisations: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ListOrganisationsRequest, _admin_pb2.ListOrganisationsResponse]
     ListCoordinators: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ListCoordinatorsRequest, _admin_pb2.ListCoordinatorsResponse]
     ListCovenants: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ListCovenantsRequest, _admin_pb2.ListCovenantsResponse]
+    RegisterLinkageProfile: _grpc.UnaryUnaryMultiCallable[_admin_pb2.RegisterLinkageProfileRequest, _admin_pb2.LinkageProfile]
+    """Registers a linkage profile from its TOML text (docs/linkage.md). Changed text is
+    a new version; agents must use the newest.
+    """
+    ListLinkageProfiles: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ListLinkageProfilesRequest, _admin_pb2.ListLinkageProfilesResponse]
 
 @_typing.type_check_only
 class AdminServiceAsyncStub(AdminServiceStub):
@@ -51,6 +56,11 @@ class AdminServiceAsyncStub(AdminServiceStub):
     ListOrganisations: _aio.UnaryUnaryMultiCallable[_admin_pb2.ListOrganisationsRequest, _admin_pb2.ListOrganisationsResponse]  # type: ignore[assignment]
     ListCoordinators: _aio.UnaryUnaryMultiCallable[_admin_pb2.ListCoordinatorsRequest, _admin_pb2.ListCoordinatorsResponse]  # type: ignore[assignment]
     ListCovenants: _aio.UnaryUnaryMultiCallable[_admin_pb2.ListCovenantsRequest, _admin_pb2.ListCovenantsResponse]  # type: ignore[assignment]
+    RegisterLinkageProfile: _aio.UnaryUnaryMultiCallable[_admin_pb2.RegisterLinkageProfileRequest, _admin_pb2.LinkageProfile]  # type: ignore[assignment]
+    """Registers a linkage profile from its TOML text (docs/linkage.md). Changed text is
+    a new version; agents must use the newest.
+    """
+    ListLinkageProfiles: _aio.UnaryUnaryMultiCallable[_admin_pb2.ListLinkageProfilesRequest, _admin_pb2.ListLinkageProfilesResponse]  # type: ignore[assignment]
 
 class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -95,5 +105,22 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _admin_pb2.ListCovenantsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_admin_pb2.ListCovenantsResponse, _abc.Awaitable[_admin_pb2.ListCovenantsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def RegisterLinkageProfile(
+        self,
+        request: _admin_pb2.RegisterLinkageProfileRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.LinkageProfile, _abc.Awaitable[_admin_pb2.LinkageProfile]]:
+        """Registers a linkage profile from its TOML text (docs/linkage.md). Changed text is
+        a new version; agents must use the newest.
+        """
+
+    @_abc_1.abstractmethod
+    def ListLinkageProfiles(
+        self,
+        request: _admin_pb2.ListLinkageProfilesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.ListLinkageProfilesResponse, _abc.Awaitable[_admin_pb2.ListLinkageProfilesResponse]]: ...
 
 def add_AdminServiceServicer_to_server(servicer: AdminServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

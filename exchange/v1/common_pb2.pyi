@@ -32,6 +32,26 @@ class _KeyKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_KeyKind.Value
     """Exact person key derived from the BSN (citizen service number)."""
     KEY_KIND_ADDRESS: _KeyKind.ValueType  # 2
     """Exact address key derived from postcode + house number + addition."""
+    KEY_KIND_MEMBER: _KeyKind.ValueType  # 3
+    """A household member the partner knows of: that member's person key (the same
+    OPRF input as KEY_KIND_PERSON). Links households, not persons.
+    """
+    KEY_KIND_GIVEN_BAND: _KeyKind.ValueType  # 4
+    """Fuzzy linkage tokens of the covenant's linkage profile (docs/linkage.md):
+    MinHash bands of the given names and of the surname (one OPRF domain for both),
+    the date of birth, and the date of birth with one part left out or day and
+    month swapped. The hub scores candidate pairs on the tokens they share; a token
+    alone links nothing, and a missing value yields no token.
+    """
+    KEY_KIND_SURNAME_BAND: _KeyKind.ValueType  # 5
+    KEY_KIND_BIRTH_DATE: _KeyKind.ValueType  # 6
+    KEY_KIND_BIRTH_NEAR: _KeyKind.ValueType  # 7
+    KEY_KIND_INITIAL_SURNAME: _KeyKind.ValueType  # 8
+    """The first initial with the surname, for a partner that knows only initials."""
+    KEY_KIND_BLOCK: _KeyKind.ValueType  # 9
+    """Blocking tokens: exact combinations of name and birth-date parts; signals that
+    share one are compared by the profile's rules.
+    """
 
 class KeyKind(_KeyKind, metaclass=_KeyKindEnumTypeWrapper):
     """The kind of a pseudonymous key. Kinds are domain-separated inside the OPRF
@@ -43,6 +63,26 @@ KEY_KIND_PERSON: KeyKind.ValueType  # 1
 """Exact person key derived from the BSN (citizen service number)."""
 KEY_KIND_ADDRESS: KeyKind.ValueType  # 2
 """Exact address key derived from postcode + house number + addition."""
+KEY_KIND_MEMBER: KeyKind.ValueType  # 3
+"""A household member the partner knows of: that member's person key (the same
+OPRF input as KEY_KIND_PERSON). Links households, not persons.
+"""
+KEY_KIND_GIVEN_BAND: KeyKind.ValueType  # 4
+"""Fuzzy linkage tokens of the covenant's linkage profile (docs/linkage.md):
+MinHash bands of the given names and of the surname (one OPRF domain for both),
+the date of birth, and the date of birth with one part left out or day and
+month swapped. The hub scores candidate pairs on the tokens they share; a token
+alone links nothing, and a missing value yields no token.
+"""
+KEY_KIND_SURNAME_BAND: KeyKind.ValueType  # 5
+KEY_KIND_BIRTH_DATE: KeyKind.ValueType  # 6
+KEY_KIND_BIRTH_NEAR: KeyKind.ValueType  # 7
+KEY_KIND_INITIAL_SURNAME: KeyKind.ValueType  # 8
+"""The first initial with the surname, for a partner that knows only initials."""
+KEY_KIND_BLOCK: KeyKind.ValueType  # 9
+"""Blocking tokens: exact combinations of name and birth-date parts; signals that
+share one are compared by the profile's rules.
+"""
 Global___KeyKind: _TypeAlias = KeyKind  # noqa: Y015
 
 @_typing.final

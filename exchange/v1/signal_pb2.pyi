@@ -92,6 +92,67 @@ TASK_STATE_DONE: TaskState.ValueType  # 2
 Global___TaskState: _TypeAlias = TaskState  # noqa: Y015
 
 @_typing.final
+class GetLinkageProfileRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetLinkageProfileRequest: _TypeAlias = GetLinkageProfileRequest  # noqa: Y015
+
+@_typing.final
+class ExcludeAddressesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEYS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def keys(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.PseudonymousKey]:
+        """1 to 1024 KEY_KIND_ADDRESS keys."""
+
+    def __init__(
+        self,
+        *,
+        keys: _abc.Iterable[_common_pb2.PseudonymousKey] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["keys", b"keys"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExcludeAddressesRequest: _TypeAlias = ExcludeAddressesRequest  # noqa: Y015
+
+@_typing.final
+class ExcludeAddressesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ADDED_FIELD_NUMBER: _builtins.int
+    TOTAL_FIELD_NUMBER: _builtins.int
+    added: _builtins.int
+    """How many were new on the list."""
+    total: _builtins.int
+    """The list's length now."""
+    def __init__(
+        self,
+        *,
+        added: _builtins.int = ...,
+        total: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["added", b"added", "total", b"total"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExcludeAddressesResponse: _TypeAlias = ExcludeAddressesResponse  # noqa: Y015
+
+@_typing.final
 class Recipient(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -175,6 +236,7 @@ class SubmitSignalRequest(_message.Message):
     EXPIRES_AT_FIELD_NUMBER: _builtins.int
     ENVELOPES_FIELD_NUMBER: _builtins.int
     REPLACES_FIELD_NUMBER: _builtins.int
+    LINKAGE_PROFILE_FIELD_NUMBER: _builtins.int
     signal_id: _builtins.str
     """A UUID chosen by the agent: the signal's id and its idempotency key."""
     category: _builtins.str
@@ -186,9 +248,14 @@ class SubmitSignalRequest(_message.Message):
     same case and pseudonyms of a new OPRF key (a key rotation; docs/operations.md).
     The old signal is deleted and this one takes its place in alerts and tasks.
     """
+    linkage_profile: _builtins.str
+    """The linkage profile ("id@vN", from GetLinkageProfile) the fuzzy tokens among the
+    keys were made with. Required with fuzzy tokens; a profile that is not the newest
+    version is FAILED_PRECONDITION (fetch it again).
+    """
     @_builtins.property
     def keys(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.PseudonymousKey]:
-        """At least one key; at most 64."""
+        """At least one key; at most 160 (during a key rotation every token comes twice)."""
 
     @_builtins.property
     def professional(self) -> _common_pb2.Contact:
@@ -218,10 +285,11 @@ class SubmitSignalRequest(_message.Message):
         expires_at: _timestamp_pb2.Timestamp | None = ...,
         envelopes: _abc.Iterable[_common_pb2.SealedEnvelope] | None = ...,
         replaces: _builtins.str = ...,
+        linkage_profile: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at", "observed_at", b"observed_at", "professional", b"professional"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "envelopes", b"envelopes", "expires_at", b"expires_at", "keys", b"keys", "observed_at", b"observed_at", "professional", b"professional", "region", b"region", "replaces", b"replaces", "signal_id", b"signal_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "envelopes", b"envelopes", "expires_at", b"expires_at", "keys", b"keys", "linkage_profile", b"linkage_profile", "observed_at", b"observed_at", "professional", b"professional", "region", b"region", "replaces", b"replaces", "signal_id", b"signal_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from exchange.v1 import admin_pb2 as samenloop_dot_v1_dot_admin__pb2
 from exchange.v1 import signal_pb2 as samenloop_dot_v1_dot_signal__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -74,6 +75,16 @@ class SignalServiceStub:
                 request_serializer=samenloop_dot_v1_dot_signal__pb2.DismissTaskRequest.SerializeToString,
                 response_deserializer=samenloop_dot_v1_dot_signal__pb2.Task.FromString,
                 _registered_method=True)
+        self.GetLinkageProfile = channel.unary_unary(
+                '/samenloop.v1.SignalService/GetLinkageProfile',
+                request_serializer=samenloop_dot_v1_dot_signal__pb2.GetLinkageProfileRequest.SerializeToString,
+                response_deserializer=samenloop_dot_v1_dot_admin__pb2.LinkageProfile.FromString,
+                _registered_method=True)
+        self.ExcludeAddresses = channel.unary_unary(
+                '/samenloop.v1.SignalService/ExcludeAddresses',
+                request_serializer=samenloop_dot_v1_dot_signal__pb2.ExcludeAddressesRequest.SerializeToString,
+                response_deserializer=samenloop_dot_v1_dot_signal__pb2.ExcludeAddressesResponse.FromString,
+                _registered_method=True)
 
 
 class SignalServiceServicer:
@@ -137,6 +148,21 @@ class SignalServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetLinkageProfile(self, request, context):
+        """The linkage profile of this partner's covenants (empty when they name none).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExcludeAddresses(self, request, context):
+        """Addresses that link no household (shelters, care homes, student housing), as
+        address keys. Only partners of the hub's oversight organisations (the municipality).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SignalServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -179,6 +205,16 @@ def add_SignalServiceServicer_to_server(servicer, server):
                     servicer.DismissTask,
                     request_deserializer=samenloop_dot_v1_dot_signal__pb2.DismissTaskRequest.FromString,
                     response_serializer=samenloop_dot_v1_dot_signal__pb2.Task.SerializeToString,
+            ),
+            'GetLinkageProfile': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetLinkageProfile,
+                    request_deserializer=samenloop_dot_v1_dot_signal__pb2.GetLinkageProfileRequest.FromString,
+                    response_serializer=samenloop_dot_v1_dot_admin__pb2.LinkageProfile.SerializeToString,
+            ),
+            'ExcludeAddresses': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExcludeAddresses,
+                    request_deserializer=samenloop_dot_v1_dot_signal__pb2.ExcludeAddressesRequest.FromString,
+                    response_serializer=samenloop_dot_v1_dot_signal__pb2.ExcludeAddressesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -397,6 +433,60 @@ class SignalService:
             '/samenloop.v1.SignalService/DismissTask',
             samenloop_dot_v1_dot_signal__pb2.DismissTaskRequest.SerializeToString,
             samenloop_dot_v1_dot_signal__pb2.Task.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetLinkageProfile(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/samenloop.v1.SignalService/GetLinkageProfile',
+            samenloop_dot_v1_dot_signal__pb2.GetLinkageProfileRequest.SerializeToString,
+            samenloop_dot_v1_dot_admin__pb2.LinkageProfile.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExcludeAddresses(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/samenloop.v1.SignalService/ExcludeAddresses',
+            samenloop_dot_v1_dot_signal__pb2.ExcludeAddressesRequest.SerializeToString,
+            samenloop_dot_v1_dot_signal__pb2.ExcludeAddressesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -8,6 +8,7 @@ coarse category, a region and dates, plus envelopes the hub cannot open.
 
 from collections import abc as _abc
 from grpc import aio as _aio
+from exchange.v1 import admin_pb2 as _admin_pb2
 from exchange.v1 import signal_pb2 as _signal_pb2
 import abc as _abc_1
 import grpc as _grpc
@@ -54,6 +55,12 @@ class SignalServiceStub:
     """This partner's tasks: "consent needed" and match notices about its own signals."""
     DismissTask: _grpc.UnaryUnaryMultiCallable[_signal_pb2.DismissTaskRequest, _signal_pb2.Task]
     """Dismiss a notice once read (consent-needed tasks close by themselves)."""
+    GetLinkageProfile: _grpc.UnaryUnaryMultiCallable[_signal_pb2.GetLinkageProfileRequest, _admin_pb2.LinkageProfile]
+    """The linkage profile of this partner's covenants (empty when they name none)."""
+    ExcludeAddresses: _grpc.UnaryUnaryMultiCallable[_signal_pb2.ExcludeAddressesRequest, _signal_pb2.ExcludeAddressesResponse]
+    """Addresses that link no household (shelters, care homes, student housing), as
+    address keys. Only partners of the hub's oversight organisations (the municipality).
+    """
 
 @_typing.type_check_only
 class SignalServiceAsyncStub(SignalServiceStub):
@@ -78,6 +85,12 @@ class SignalServiceAsyncStub(SignalServiceStub):
     """This partner's tasks: "consent needed" and match notices about its own signals."""
     DismissTask: _aio.UnaryUnaryMultiCallable[_signal_pb2.DismissTaskRequest, _signal_pb2.Task]  # type: ignore[assignment]
     """Dismiss a notice once read (consent-needed tasks close by themselves)."""
+    GetLinkageProfile: _aio.UnaryUnaryMultiCallable[_signal_pb2.GetLinkageProfileRequest, _admin_pb2.LinkageProfile]  # type: ignore[assignment]
+    """The linkage profile of this partner's covenants (empty when they name none)."""
+    ExcludeAddresses: _aio.UnaryUnaryMultiCallable[_signal_pb2.ExcludeAddressesRequest, _signal_pb2.ExcludeAddressesResponse]  # type: ignore[assignment]
+    """Addresses that link no household (shelters, care homes, student housing), as
+    address keys. Only partners of the hub's oversight organisations (the municipality).
+    """
 
 class SignalServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -147,5 +160,23 @@ class SignalServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_signal_pb2.Task, _abc.Awaitable[_signal_pb2.Task]]:
         """Dismiss a notice once read (consent-needed tasks close by themselves)."""
+
+    @_abc_1.abstractmethod
+    def GetLinkageProfile(
+        self,
+        request: _signal_pb2.GetLinkageProfileRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.LinkageProfile, _abc.Awaitable[_admin_pb2.LinkageProfile]]:
+        """The linkage profile of this partner's covenants (empty when they name none)."""
+
+    @_abc_1.abstractmethod
+    def ExcludeAddresses(
+        self,
+        request: _signal_pb2.ExcludeAddressesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_signal_pb2.ExcludeAddressesResponse, _abc.Awaitable[_signal_pb2.ExcludeAddressesResponse]]:
+        """Addresses that link no household (shelters, care homes, student housing), as
+        address keys. Only partners of the hub's oversight organisations (the municipality).
+        """
 
 def add_SignalServiceServicer_to_server(servicer: SignalServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -51,7 +51,7 @@ def test_every_subcommand_has_help(command: list[str], capsys: pytest.CaptureFix
 def test_the_roles_are_all_there() -> None:
     roles = {c[0] for c in _subcommands()}
     assert roles == {"hub", "keyservice", "agent", "coordinator", "audit", "admin", "pki",
-                     "demo"}
+                     "demo", "synth"}
 
 
 def test_errors_are_one_line_and_tracebacks_need_verbose(tmp_path: Path,
@@ -80,11 +80,11 @@ def test_migrate_says_what_it_did(tmp_path: Path) -> None:
     migrate(engine, MIGRATIONS, "0001")  # a hub installed at the first release
     engine.dispose()
     first = samenloop("hub", "migrate", "--database-url", url)
-    assert "from revision 0001 to 0003" in first.stdout
+    assert "from revision 0001 to 0004" in first.stdout
     again = samenloop("hub", "migrate", "--database-url", url)
-    assert "was already at the newest schema (revision 0003)" in again.stdout
+    assert "was already at the newest schema (revision 0004)" in again.stdout
     fresh = samenloop("hub", "migrate", "--database-url", f"sqlite:///{tmp_path / 'new.db'}")
-    assert "created the hub schema (revision 0003)" in fresh.stdout
+    assert "created the hub schema (revision 0004)" in fresh.stdout
 
 
 def test_an_unreachable_service_is_a_clear_error(tmp_path: Path,

@@ -204,7 +204,7 @@ def _mutations() -> list[tuple[str, Any]]:
         ("keys", m(keys=[key(kind=common_pb2.KEY_KIND_PERSON, value=b"short")])),
         ("kind", m(keys=[key(kind=common_pb2.KEY_KIND_UNSPECIFIED, value=bytes(32))])),
         ("kind", m(keys=[key(kind=99, value=bytes(32))])),  # type: ignore[arg-type]
-        ("keys", m(keys=[key(kind=1, value=bytes([i]) * 32) for i in range(65)])),
+        ("keys", m(keys=[key(kind=1, value=bytes([i]) * 32) for i in range(161)])),
         ("twice", m(keys=[key(kind=1, value=bytes(32))] * 2)),
         ("category", m(category="gossip")),
         ("region", m(region="GM14")),

@@ -1,0 +1,416 @@
+"""Linkage profiles: how every partner of a covenant turns identifiers into tokens, and
+how the hub decides from those tokens alone that two signals concern one person.
+
+A profile is TOML, registered by the covenant administrator and fetched by every agent,
+so all partners derive identical tokens::
+
+    id = "nl-household"
+    name = "Dutch households"
+
+    [fuzzy]                 # MinHash-LSH over letter bigrams of the names
+    seed = "nl-household"   # public: the OPRF, not the hash, keeps tokens secret
+    given_bands = 8         # bands of the given names, and of the surname
+    surname_bands = 8
+    rows = 1                # MinHash values per band
+
+    [score]                 # log-odds weights of agreement; a person link at threshold
+    threshold = 9.0
+
+Every token is an OPRF output (exchange.crypto), so the hub compares tokens it cannot
+compute, and a leaked hub database cannot be searched with a dictionary. A missing value
+gives no token, so it can never agree; two signals that both carry a family of tokens but
+share none of it disagree, and that counts against a link.
+
+The decision per pair of signals (:func:`decide`) looks only at the two signals' tokens,
+so the links, and the households they form, do not depend on the order of arrival.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import tomllib
+import unicodedata
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from exchange import vocab
+from exchange.crypto import KeyKind
+from exchange.errors import InvalidInput
+
+__all__ = [
+    "DEFAULT_PROFILE",
+    "Decision",
+    "Name",
+    "Profile",
+    "ProfileError",
+    "decide",
+    "name_parts",
+    "parse_profile",
+    "tokens",
+]
+
+# Dutch surname particles ("tussenvoegsels"), longest first, and their abbreviations.
+PARTICLES = ("van der", "van den", "van de", "van het", "van t", "in t", "in het",
+             "op den", "op de", "op ten", "uit den", "uit de", "de la", "de le", "van",
+             "de", "den", "der", "het", "t", "ten", "ter", "te", "op", "in", "la", "le",
+             "du", "da", "di", "von", "zu", "el", "al")
+# Particles also found written into the surname ("Vanderberg", "Devries", "Terhorst").
+_MERGED = ("vander", "vanden", "vande", "vanhet", "van", "ter", "ten", "den", "der", "de")
+_ABBREVIATIONS = {"vd": "van der", "v d": "van der", "vdn": "van den", "v": "van",
+                  "vden": "van den", "vde": "van de"}
+_SORTED_PARTICLES = sorted(PARTICLES, key=len, reverse=True)
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+class ProfileError(InvalidInput):
+    """A linkage profile is invalid; the message names the key and the reason."""
+
+
+@dataclass(frozen=True)
+class Profile:
+    id: str
+    name: str
+    seed: str = "nl-household"
+    given_bands: int = 8
+    surname_bands: int = 8
+    rows: int = 1
+    threshold: float = 9.0
+    # log-odds weights: (agree, disagree) per feature, in decide()
+    weights: Mapping[str, float] = field(default_factory=dict)
+    source: str = ""
+    version: int = 0  # assigned by the hub
+
+    @property
+    def ref(self) -> str:
+        return f"{self.id}@v{self.version}"
+
+    def weight(self, name: str) -> float:
+        return float(self.weights.get(name, _WEIGHTS[name]))
+
+
+# Agreement (positive) and disagreement (negative) weights, from the measurements in
+# docs/linkage.md; a profile may override any of them under [score].
+_WEIGHTS = {
+    "given_high": 4.0,       # given-name bands: share >= 0.6
+    "given_some": 2.0,       # share from 0.3
+    "given_low": -6.0,       # both have full given names, share < 0.15
+    "given_initial": 1.0,    # the initials agree (one side has only initials)
+    "surname_high": 4.0,     # surname bands: share >= 0.6
+    "surname_some": 2.0,     # share from 0.3
+    "surname_low": -3.0,     # share < 0.15
+    "birth_exact": 6.0,
+    "birth_near": 3.0,       # one part off, or day and month swapped
+    "birth_differs": -8.0,   # both have a date of birth and no part of it agrees
+    "address": 2.0,          # the same address key
+}
+_SCORE_KEYS = {"threshold", *_WEIGHTS}
+_FUZZY_KEYS = {"seed", "given_bands", "surname_bands", "rows"}
+
+
+def parse_profile(source: str) -> Profile:
+    """Parse and validate a profile; ProfileError names the key and the reason."""
+    try:
+        data = tomllib.loads(source)
+    except tomllib.TOMLDecodeError as exc:
+        raise ProfileError(f"invalid linkage profile: {exc}") from None
+    unknown = sorted(set(data) - {"id", "name", "fuzzy", "score"})
+    if unknown:
+        raise ProfileError(f"invalid linkage profile: unknown key '{unknown[0]}'")
+    try:
+        profile_id = vocab.slug(data.get("id", ""), "id")
+        name = vocab.text(data.get("name", ""), "name", max_len=200)
+    except InvalidInput as exc:
+        raise ProfileError(f"invalid linkage profile: {exc}") from None
+    fuzzy, score = data.get("fuzzy", {}), data.get("score", {})
+    if not isinstance(fuzzy, dict) or not isinstance(score, dict):
+        raise ProfileError("invalid linkage profile: [fuzzy] and [score] must be tables")
+    for table, known in ((fuzzy, _FUZZY_KEYS), (score, _SCORE_KEYS)):
+        extra = sorted(set(table) - known)
+        if extra:
+            raise ProfileError(f"invalid linkage profile: unknown key '{extra[0]}'")
+    seed = fuzzy.get("seed", "nl-household")
+    if not isinstance(seed, str) or not 1 <= len(seed) <= 64:
+        raise ProfileError("invalid linkage profile: seed must be 1-64 characters")
+    counts = {}
+    for key, low, high, default in (("given_bands", 1, 16, 8), ("surname_bands", 1, 16, 8),
+                                    ("rows", 1, 4, 1)):
+        value = fuzzy.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise ProfileError(f"invalid linkage profile: {key} must be from {low} to {high}")
+        counts[key] = value
+    weights = {}
+    for key, value in score.items():
+        if isinstance(value, bool) or not isinstance(value, int | float) or abs(value) > 100:
+            raise ProfileError(f"invalid linkage profile: {key} must be a number")
+        weights[key] = float(value)
+    threshold = weights.pop("threshold", 9.0)
+    return Profile(id=profile_id, name=name, seed=seed, threshold=threshold,
+                   weights=weights, source=source, **counts)
+
+
+DEFAULT_PROFILE = parse_profile('id = "nl-household"\nname = "Dutch households"\n')
+
+
+# -- normalisation ---------------------------------------------------------------------
+
+
+def fold(value: str) -> str:
+    """Lowercase ASCII letters and digits, single spaces: diacritics, case, punctuation
+    and spacing differ between systems and must not matter ("'t Hart" -> "t hart")."""
+    decomposed = unicodedata.normalize("NFKD", value)
+    ascii_only = "".join(c for c in decomposed if not unicodedata.combining(c)).lower()
+    return " ".join(_WORD.findall(ascii_only.replace("'", " ")))
+
+
+@dataclass(frozen=True)
+class Name:
+    """A person's name as linkage compares it."""
+
+    given: tuple[str, ...]   # full given names, folded ("jan", "pieter")
+    initials: str            # first letters of the given names ("jp")
+    surname: tuple[str, ...]  # the surname without particles ("berg",)
+
+
+def _split_particles(words: list[str]) -> list[str]:
+    """The surname's words without its particles, wherever they stand."""
+    text = " ".join(words)
+    for short, long in _ABBREVIATIONS.items():
+        text = re.sub(rf"(^| ){short}( |$)", rf"\1{long}\2", text)
+    words = text.split()
+    out = []
+    i = 0
+    while i < len(words):
+        for particle in _SORTED_PARTICLES:
+            parts = particle.split()
+            if words[i:i + len(parts)] == parts:
+                i += len(parts)
+                break
+        else:
+            out.append(words[i])
+            i += 1
+    if not out:  # a surname that is only particles ("De") stays what it is
+        return words
+    if len(out) == 1:  # merged particles: "vanderberg", "devries"
+        for joined in _MERGED:
+            if out[0].startswith(joined) and len(out[0]) - len(joined) >= 3:
+                return [out[0][len(joined):]]
+    return out
+
+
+_SINGLE_PARTICLES = frozenset(p for p in PARTICLES if " " not in p) | {"v", "vd"}
+
+
+def _only_particles(text: str) -> bool:
+    words = fold(text).split()
+    return bool(words) and all(w in _SINGLE_PARTICLES for w in words)
+
+
+def name_parts(given_names: str = "", surname_prefix: str = "", surname: str = "",
+               full_name: str = "", initials: str = "") -> Name:
+    """Normalise a name given as separate fields or as one ("Berg, van der, Jan P.",
+    "Jan P. van der Berg")."""
+    if full_name and not (given_names or surname):
+        if "," in full_name:  # "Berg, van der, Jan", "Berg, Jan", "Berg, van der"
+            surname, _, rest = full_name.partition(",")
+            if "," in rest:
+                surname_prefix, _, given_names = rest.partition(",")
+            elif _only_particles(rest):
+                surname_prefix = rest
+            else:
+                given_names = rest
+        else:  # "Jan Pieter van der Berg": the surname starts at its first particle
+            words = full_name.split()
+            start = len(words) - 1
+            while start > 1 and _only_particles(words[start - 1]):
+                start -= 1
+            given_names, surname = " ".join(words[:start]), " ".join(words[start:])
+    given_words: list[str] = []
+    letters = []
+    for raw in re.split(r"[\s.]+", given_names):
+        word = fold(raw)
+        if not word:
+            continue
+        if len(word) == 1 or (word.isalpha() and raw.endswith(".") and len(word) <= 2):
+            letters.append(word[0])
+        else:
+            words = word.split()
+            letters.extend(w[0] for w in words)
+            # particles in the given-name field: a swapped "van der Berg"
+            given_words.extend(w for w in words if w not in _SINGLE_PARTICLES)
+    letters += list(fold(initials).replace(" ", ""))
+    # "Berg, van der" keeps the particles after a comma; they are particles all the same
+    surname_words = _split_particles((fold(surname_prefix) + " " + fold(surname)).split())
+    return Name(given=tuple(given_words), initials="".join(letters)[:6],
+                surname=tuple(surname_words))
+
+
+def birth_parts(value: str) -> tuple[int, int, int] | None:
+    """(year, month, day) of an ISO date, None when empty."""
+    if not value:
+        return None
+    parsed = date.fromisoformat(value)
+    return parsed.year, parsed.month, parsed.day
+
+
+# -- tokens ----------------------------------------------------------------------------
+
+
+def _bigrams(words: Iterable[str]) -> set[str]:
+    grams: set[str] = set()
+    for word in words:
+        padded = f"^{word}$"
+        grams.update(padded[i:i + 2] for i in range(len(padded) - 1))
+    return grams
+
+
+def _minhash_bands(profile: Profile, grams: set[str], bands: int) -> list[bytes]:
+    """One value per band: ``rows`` MinHash values over the bigrams, with the band's
+    index, so equal bands of two names (given or surname alike) are equal bytes."""
+    if not grams:
+        return []
+    seed = profile.seed.encode()
+    out = []
+    for band in range(bands):
+        values = []
+        for row in range(profile.rows):
+            salt = seed + bytes([band, row])
+            values.append(min(hashlib.blake2b(g.encode(), digest_size=8, key=salt[:64],
+                                              person=b"samenloop-mh").digest()
+                              for g in sorted(grams)))
+        out.append(b"band" + bytes([band]) + b"".join(values))
+    return out
+
+
+def tokens(profile: Profile, name: Name, birth: str) -> list[tuple[KeyKind, bytes]]:
+    """The fuzzy tokens of one person, before pseudonymisation (never sent as such).
+
+    Given names known only by their initials give no given-name bands (a missing value
+    must not disagree); the first initial with the surname gives an INITIAL_SURNAME token.
+    """
+    out: list[tuple[KeyKind, bytes]] = []
+    for band in _minhash_bands(profile, _bigrams(name.given), profile.given_bands):
+        out.append((KeyKind.GIVEN_BAND, band))
+    for band in _minhash_bands(profile, _bigrams(name.surname), profile.surname_bands):
+        out.append((KeyKind.SURNAME_BAND, band))
+    parts = birth_parts(birth)
+    if parts is not None:
+        year, month, day = parts
+        out.append((KeyKind.BIRTH_DATE, f"{year:04d}-{month:02d}-{day:02d}".encode()))
+        low, high = sorted((month, day))
+        out += [(KeyKind.BIRTH_NEAR, f"ym:{year:04d}-{month:02d}".encode()),
+                (KeyKind.BIRTH_NEAR, f"yd:{year:04d}-{day:02d}".encode()),
+                (KeyKind.BIRTH_NEAR, f"md:{month:02d}-{day:02d}".encode()),
+                (KeyKind.BIRTH_NEAR, f"sw:{year:04d}-{low:02d}-{high:02d}".encode())]
+    surname = " ".join(name.surname)
+    if name.initials and surname:
+        out.append((KeyKind.INITIAL_SURNAME, f"{name.initials[0]}|{surname}".encode()))
+    out += [(KeyKind.BLOCK, block.encode()) for block in _blocks(name, parts)]
+    return out
+
+
+def _blocks(name: Name, birth: tuple[int, int, int] | None) -> list[str]:
+    """Exact combinations that a true pair almost always shares at least one of, despite
+    one error: the hub compares only signals that share one (no block, no comparison)."""
+    surname = " ".join(name.surname)
+    first = name.given[0] if name.given else ""
+    initial = name.initials[:1]
+    out = []
+    if birth is not None:
+        year, month, day = birth
+        if surname:
+            out.append(f"sy:{surname}|{year}")
+        if first:
+            out.append(f"gd:{first}|{year}-{month}-{day}")
+        if initial and surname:
+            out.append(f"id:{initial}|{surname[:3]}|{month}-{day}")
+        if initial:
+            out.append(f"dd:{initial}|{year}-{month}-{day}")
+    if first and surname:
+        out.append("gs:" + "|".join(sorted((first, surname))))  # also when swapped
+    return out
+
+
+# -- the decision on a pair ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Decision:
+    link: bool
+    score: float
+    # why, for tests and tuning: feature -> weight applied
+    parts: tuple[tuple[str, float], ...] = ()
+
+
+Keys = Mapping[int, frozenset[bytes]]  # kind -> the signal's pseudonyms of that kind
+
+
+def _bands(keys: Keys, kind: KeyKind) -> frozenset[bytes]:
+    return keys.get(int(kind), frozenset())
+
+
+def _share(a: frozenset[bytes], b: frozenset[bytes], count: int) -> float:
+    return len(a & b) / count if count else 0.0
+
+
+def decide(profile: Profile, a: Keys, b: Keys) -> Decision:
+    """Whether two signals concern one person, from their pseudonymous keys alone.
+
+    Both carry a BSN-derived person key: they link exactly when it is the same (two
+    different BSNs are two people, whatever the names say). Otherwise the weights of
+    the features below are summed and compared with the profile's threshold. ``a`` and
+    ``b`` map each key kind to that signal's pseudonyms.
+    """
+    person_a, person_b = a.get(int(KeyKind.PERSON)), b.get(int(KeyKind.PERSON))
+    if person_a and person_b:
+        same = bool(person_a & person_b)
+        return Decision(same, float("inf") if same else float("-inf"), (("bsn", 0.0),))
+    parts: list[tuple[str, float]] = []
+    w = profile.weight
+    given_a, given_b = _bands(a, KeyKind.GIVEN_BAND), _bands(b, KeyKind.GIVEN_BAND)
+    surname_a, surname_b = _bands(a, KeyKind.SURNAME_BAND), _bands(b, KeyKind.SURNAME_BAND)
+    straight = (_share(given_a, given_b, profile.given_bands),
+                _share(surname_a, surname_b, profile.surname_bands))
+    # given name and surname swapped in one of the systems
+    crossed = (_share(given_a, surname_b, min(profile.given_bands, profile.surname_bands)),
+               _share(surname_a, given_b, min(profile.given_bands, profile.surname_bands)))
+    given_share, surname_share = max(straight, crossed, key=sum)
+    initial_agrees = bool(_bands(a, KeyKind.INITIAL_SURNAME)
+                          & _bands(b, KeyKind.INITIAL_SURNAME))
+    if given_a and given_b:
+        parts += _tier("given", given_share, w)
+    elif initial_agrees:  # one of them knows only the initials
+        parts.append(("given_initial", w("given_initial")))
+    if surname_a and surname_b:
+        parts += _tier("surname", surname_share, w)
+    birth_a, birth_b = _bands(a, KeyKind.BIRTH_DATE), _bands(b, KeyKind.BIRTH_DATE)
+    if birth_a and birth_b:
+        if birth_a & birth_b:
+            parts.append(("birth_exact", w("birth_exact")))
+        elif _bands(a, KeyKind.BIRTH_NEAR) & _bands(b, KeyKind.BIRTH_NEAR):
+            parts.append(("birth_near", w("birth_near")))
+        else:
+            parts.append(("birth_differs", w("birth_differs")))
+    if _bands(a, KeyKind.ADDRESS) & _bands(b, KeyKind.ADDRESS):
+        parts.append(("address", w("address")))
+    score = sum(weight for _, weight in parts)
+    return Decision(score >= profile.threshold, score, tuple(parts))
+
+
+def _tier(field: str, share: float, w: Callable[[str], float]) -> list[tuple[str, float]]:
+    """The weight of a name field's band share (an estimate of its bigram Jaccard)."""
+    if share >= 0.6:
+        return [(f"{field}_high", w(f"{field}_high"))]
+    if share >= 0.3:
+        return [(f"{field}_some", w(f"{field}_some"))]
+    if share < 0.15:
+        return [(f"{field}_low", w(f"{field}_low"))]
+    return []
+
+
+def profile_summary(profile: Profile) -> dict[str, Any]:
+    return {"id": profile.id, "version": profile.version, "given_bands": profile.given_bands,
+            "surname_bands": profile.surname_bands, "rows": profile.rows,
+            "threshold": profile.threshold}

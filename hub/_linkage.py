@@ -1,0 +1,167 @@
+"""Which signals belong together: the hub's side of exchange.linkage.
+
+* **Exact keys.** A shared person key (from the BSN) is one person. A member key (a
+  household member the partner named) meets that member's person key, or the same
+  member named elsewhere: one household. A shared address key is one household, unless
+  the address is on the exclusion list (shelters, care homes: ``excluded_keys``).
+* **Fuzzy tokens.** Two signals whose tokens were made with the same linkage profile and
+  that share a blocking token are compared with the profile's decision
+  (:func:`exchange.linkage.decide`); a link is one person.
+
+Every link depends only on the two signals, so the households (the connected
+components) do not depend on the order in which signals arrive.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
+
+from sqlalchemy import ColumnElement, and_, select
+from sqlalchemy.orm import Session
+
+from exchange import linkage
+from exchange.crypto import KeyKind
+from exchange.db import pairs_in
+from hub._models import ExcludedKey, Signal, SignalKey
+
+Key = tuple[int, bytes]
+PERSON, ADDRESS, MEMBER, BLOCK = (int(KeyKind.PERSON), int(KeyKind.ADDRESS),
+                                  int(KeyKind.MEMBER), int(KeyKind.BLOCK))
+FUZZY = frozenset(int(k) for k in (KeyKind.GIVEN_BAND, KeyKind.SURNAME_BAND,
+                                   KeyKind.BIRTH_DATE, KeyKind.BIRTH_NEAR,
+                                   KeyKind.INITIAL_SURNAME, KeyKind.BLOCK))
+# What decide() reads of a signal: its fuzzy tokens, person and address keys.
+_DECIDED_BY = FUZZY | {PERSON, ADDRESS}
+Profiles = Callable[[str], linkage.Profile | None]  # a profile ref ("id@vN") -> profile
+
+
+def active(now: datetime) -> ColumnElement[bool]:
+    return and_(Signal.state == "active", Signal.expires_at > now)
+
+
+def excluded(session: Session, keys: Iterable[Key]) -> set[Key]:
+    """The address keys among ``keys`` on the exclusion list."""
+    addresses = [value for kind, value in keys if kind == ADDRESS]
+    if not addresses:
+        return set()
+    return {(ADDRESS, v) for v in session.scalars(select(ExcludedKey.value).where(
+        ExcludedKey.kind == ADDRESS, ExcludedKey.value.in_(addresses)))}
+
+
+def exact_lookups(keys: Iterable[Key], skip: set[Key]) -> list[Key]:
+    """The stored keys that link to a signal with these keys."""
+    out: set[Key] = set()
+    for kind, value in keys:
+        if kind in (PERSON, MEMBER):
+            out |= {(PERSON, value), (MEMBER, value)}
+        elif kind == ADDRESS and (kind, value) not in skip:
+            out.add((ADDRESS, value))
+    return sorted(out)
+
+
+def lock_values(keys: Iterable[Key]) -> list[Key]:
+    """The keys whose advisory locks serialise transactions that could link through
+    them: exact keys (a member as the person it names) and blocking tokens."""
+    out = {(PERSON if kind == MEMBER else kind, value) for kind, value in keys
+           if kind in (PERSON, ADDRESS, MEMBER, BLOCK)}
+    return sorted(out)
+
+
+def grouped(keys: Iterable[Key]) -> dict[int, frozenset[bytes]]:
+    by_kind: dict[int, set[bytes]] = defaultdict(set)
+    for kind, value in keys:
+        by_kind[kind].add(value)
+    return {kind: frozenset(values) for kind, values in by_kind.items()}
+
+
+def linked_households(session: Session, keys: frozenset[Key], profile_ref: str | None,
+                      profiles: Profiles, now: datetime) -> set[str]:
+    """The households of the active signals that a new signal with these keys links to."""
+    skip = excluded(session, keys)
+    lookups = exact_lookups(keys, skip)
+    found: set[str] = set()
+    if lookups:
+        found |= set(session.scalars(
+            select(Signal.household_id).join(SignalKey, SignalKey.signal_id == Signal.id)
+            .where(active(now), pairs_in(SignalKey.kind, SignalKey.value, lookups))
+            .distinct()))
+    profile = profiles(profile_ref) if profile_ref else None
+    blocks = [value for kind, value in keys if kind == BLOCK]
+    if profile is None or not blocks:
+        return found
+    candidates = {sid: household for sid, household in session.execute(
+        select(Signal.id, Signal.household_id).join(SignalKey, SignalKey.signal_id == Signal.id)
+        .where(active(now), Signal.profile == profile_ref, SignalKey.kind == BLOCK,
+               SignalKey.value.in_(blocks)).distinct()).all() if household not in found}
+    if not candidates:
+        return found
+    mine = grouped(k for k in keys if k not in skip)
+    for sid, theirs in _keys_of(session, list(candidates), skip).items():
+        if linkage.decide(profile, mine, theirs).link:
+            found.add(candidates[sid])
+    return found
+
+
+def _keys_of(session: Session, signal_ids: list[str],
+             skip: set[Key]) -> dict[str, dict[int, frozenset[bytes]]]:
+    rows = session.execute(select(SignalKey.signal_id, SignalKey.kind, SignalKey.value).where(
+        SignalKey.signal_id.in_(signal_ids), SignalKey.kind.in_(sorted(_DECIDED_BY)))).all()
+    by_signal: dict[str, list[Key]] = defaultdict(list)
+    for sid, kind, value in rows:
+        if (kind, value) not in skip:
+            by_signal[sid].append((kind, value))
+    return {sid: grouped(keys) for sid, keys in by_signal.items()}
+
+
+def components(signals: list[tuple[str, str | None, list[Key]]], skip: set[Key],
+               profiles: Profiles, *, households: bool = True) -> list[list[int]]:
+    """Connected components (indexes into ``signals``, each (id, profile ref, keys))
+    under exact links and the profiles' fuzzy decisions; with ``households`` False, person
+    links only (no address or member links)."""
+    parent = list(range(len(signals)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    owner: dict[tuple[str, bytes], int] = {}
+    blocks: dict[tuple[str, bytes], list[int]] = defaultdict(list)
+    for i, (_, ref, keys) in enumerate(signals):
+        for kind, value in keys:
+            if kind == PERSON or (kind == MEMBER and households):
+                token = ("person", value)
+            elif kind == ADDRESS and households and (kind, value) not in skip:
+                token = ("address", value)
+            else:
+                if kind == BLOCK and ref:
+                    blocks[(ref, value)].append(i)
+                continue
+            if token in owner:
+                parent[find(i)] = find(owner[token])
+            else:
+                owner[token] = i
+    grouped_keys = [grouped(k for k in keys if k not in skip) for _, _, keys in signals]
+    compared: set[tuple[int, int]] = set()
+    for (ref, _), members in blocks.items():
+        profile = profiles(ref)
+        if profile is None:
+            continue
+        for x, i in enumerate(members):
+            for j in members[x + 1:]:
+                if find(i) == find(j) or (i, j) in compared:
+                    continue
+                compared.add((i, j))
+                if linkage.decide(profile, grouped_keys[i], grouped_keys[j]).link:
+                    parent[find(i)] = find(j)
+    out: dict[int, list[int]] = defaultdict(list)
+    for i in range(len(signals)):
+        out[find(i)].append(i)
+    return list(out.values())
+
+
+def as_profiles(by_ref: Mapping[str, linkage.Profile]) -> Profiles:
+    return by_ref.get

@@ -1,0 +1,149 @@
+"""Linkage profiles, name normalisation, tokens and the pair decision (exchange.linkage)."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from exchange.crypto import KeyKind
+from exchange.linkage import (
+    DEFAULT_PROFILE,
+    Name,
+    ProfileError,
+    decide,
+    fold,
+    name_parts,
+    parse_profile,
+    tokens,
+)
+
+
+@pytest.mark.parametrize(("fields", "expected"), [
+    ({"given_names": "Jan Pieter", "surname_prefix": "van der", "surname": "Berg"},
+     Name(("jan", "pieter"), "jp", ("berg",))),
+    ({"full_name": "Berg, van der, Jan P."}, Name(("jan",), "jp", ("berg",))),
+    ({"full_name": "Jan Pieter van der Berg"}, Name(("jan", "pieter"), "jp", ("berg",))),
+    ({"given_names": "J.P.", "surname": "vd Berg"}, Name((), "jp", ("berg",))),
+    ({"given_names": "Zoë", "surname": "Vanderberg"}, Name(("zoe",), "z", ("berg",))),
+    ({"given_names": "ANOUK", "surname": "'t Hart"}, Name(("anouk",), "a", ("hart",))),
+    ({"full_name": "Vries, de"}, Name((), "", ("vries",))),
+    ({"given_names": "José", "surname": "de la Cruz"}, Name(("jose",), "j", ("cruz",))),
+    ({"given_names": "", "surname": ""}, Name((), "", ())),
+])
+def test_names_normalise_to_what_systems_agree_on(fields: dict[str, str],
+                                                  expected: Name) -> None:
+    assert name_parts(**fields) == expected
+
+
+def test_fold_drops_case_diacritics_punctuation_and_spacing() -> None:
+    assert fold("  Daniël  O'Neill-Smit ") == "daniel o neill smit"
+
+
+def _pseudonyms(items: list[tuple[KeyKind, bytes]]) -> dict[int, frozenset[bytes]]:
+    """A stand-in OPRF (the decision only compares bytes); one domain for name bands."""
+    domain = {KeyKind.GIVEN_BAND: b"band", KeyKind.SURNAME_BAND: b"band"}
+    by_kind: dict[int, set[bytes]] = {}
+    for kind, value in items:
+        digest = hashlib.sha256(domain.get(kind, bytes([kind])) + value).digest()
+        by_kind.setdefault(int(kind), set()).add(digest)
+    return {k: frozenset(v) for k, v in by_kind.items()}
+
+
+def _keys(birth: str = "2001-02-03", bsn: str = "", address: str = "",
+          **name: str) -> dict[int, frozenset[bytes]]:
+    items = tokens(DEFAULT_PROFILE, name_parts(**name), birth)
+    if bsn:
+        items.append((KeyKind.PERSON, bsn.encode()))
+    if address:
+        items.append((KeyKind.ADDRESS, address.encode()))
+    return _pseudonyms(items)
+
+
+JAN = {"given_names": "Jan Pieter", "surname_prefix": "van der", "surname": "Berg"}
+
+
+@pytest.mark.parametrize(("other", "why"), [
+    (JAN, "the same"),
+    ({"given_names": "Jan Pieter", "surname": "Berg, van der"}, "particles written after"),
+    ({"full_name": "J.P. vd Berg"}, "initials and an abbreviated particle"),
+    ({"given_names": "Jna Pieter", "surname_prefix": "van der", "surname": "Berg"}, "a typo"),
+    ({"given_names": "van der Berg", "surname": "Jan Pieter"}, "given and surname swapped"),
+    ({"given_names": "Jan", "surname": "Vanderberg"}, "first name only, particle merged"),
+])
+def test_the_same_person_links(other: dict[str, str], why: str) -> None:
+    assert decide(DEFAULT_PROFILE, _keys(**JAN), _keys(**other)).link, why
+
+
+def test_a_date_of_birth_with_one_error_still_links() -> None:
+    for birth in ("2001-03-02", "2001-02-13", "2011-02-03"):  # swapped, day typo, year typo
+        result = decide(DEFAULT_PROFILE, _keys(**JAN), _keys(birth=birth, **JAN))
+        assert result.link and ("birth_near", 3.0) in result.parts, birth
+
+
+@pytest.mark.parametrize(("other", "birth", "why"), [
+    ({"given_names": "Kees", "surname_prefix": "van der", "surname": "Berg"}, "2001-02-03",
+     "a twin: same surname and date, another given name"),
+    (JAN, "1975-08-21", "a namesake born on another day"),
+    ({"given_names": "Fatima", "surname": "el Amrani"}, "2001-02-03", "someone else"),
+])
+def test_different_people_do_not_link(other: dict[str, str], birth: str, why: str) -> None:
+    assert not decide(DEFAULT_PROFILE, _keys(**JAN), _keys(birth=birth, **other)).link, why
+
+
+def test_different_bsns_are_different_people_whatever_the_names() -> None:
+    a = _keys(bsn="111222333", **JAN)
+    assert not decide(DEFAULT_PROFILE, a, _keys(bsn="123456782", **JAN)).link
+    assert decide(DEFAULT_PROFILE, a, _keys(bsn="111222333", full_name="Someone Else")).link
+
+
+def test_missing_values_never_agree() -> None:
+    empty = _keys(birth="")
+    assert empty == {}
+    assert not decide(DEFAULT_PROFILE, empty, _keys(birth="")).link
+    only_birth = _keys(birth="2001-02-03")
+    assert not decide(DEFAULT_PROFILE, only_birth, _keys(birth="2001-02-03")).link
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.text(alphabet="abcdefghijklmnoprstuvwz ", min_size=1, max_size=20),
+       st.text(alphabet="abcdefghijklmnoprstuvwz ", min_size=1, max_size=20),
+       st.dates().map(lambda d: d.isoformat()))
+def test_the_decision_is_symmetric(given_name: str, surname: str, birth: str) -> None:
+    a = _keys(given_names=given_name, surname=surname, birth=birth)
+    b = _keys(**JAN)
+    assert decide(DEFAULT_PROFILE, a, b) == decide(DEFAULT_PROFILE, b, a)
+
+
+def test_tokens_are_the_same_on_every_machine() -> None:
+    made = tokens(DEFAULT_PROFILE, name_parts(**JAN), "2001-02-03")
+    assert made == tokens(DEFAULT_PROFILE, name_parts(**JAN), "2001-02-03")
+    kinds = [k for k, _ in made]
+    assert kinds.count(KeyKind.GIVEN_BAND) == DEFAULT_PROFILE.given_bands
+    assert kinds.count(KeyKind.SURNAME_BAND) == DEFAULT_PROFILE.surname_bands
+    assert kinds.count(KeyKind.BIRTH_DATE) == 1 and kinds.count(KeyKind.BIRTH_NEAR) == 4
+    other_seed = parse_profile('id = "x"\nname = "X"\n[fuzzy]\nseed = "another"\n')
+    assert tokens(other_seed, name_parts(**JAN), "") != tokens(
+        DEFAULT_PROFILE, name_parts(**JAN), "")
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ('name = "X"\n', "id must be"),
+    ('id = "x"\nname = "X"\ncolour = 1\n', "unknown key 'colour'"),
+    ('id = "x"\nname = "X"\n[fuzzy]\nrows = 9\n', "rows must be from 1 to 4"),
+    ('id = "x"\nname = "X"\n[fuzzy]\nbands = 3\n', "unknown key 'bands'"),
+    ('id = "x"\nname = "X"\n[score]\nthreshold = "high"\n', "threshold must be a number"),
+    ('id = "x"\nname = \n', "invalid linkage profile"),
+])
+def test_invalid_profiles_are_refused_with_the_reason(text: str, message: str) -> None:
+    with pytest.raises(ProfileError, match=message):
+        parse_profile(text)
+
+
+def test_a_profile_can_set_the_threshold_and_weights() -> None:
+    strict = parse_profile('id = "x"\nname = "X"\n[score]\nthreshold = 30\naddress = 5\n')
+    assert (strict.threshold, strict.weight("address"), strict.weight("birth_exact")) == (
+        30.0, 5.0, 6.0)
+    assert not decide(strict, _keys(**JAN), _keys(**JAN)).link

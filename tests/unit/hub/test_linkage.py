@@ -1,0 +1,233 @@
+"""Fuzzy linkage at the hub: profiles, persons without a BSN, members, moves, excluded
+addresses, and households that do not depend on the order signals arrive in."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import uuid
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import select
+
+from exchange import crypto, linkage
+from exchange.db import make_engine, migrate, session_factory
+from exchange.errors import FailedPrecondition, InvalidInput, NotFound, PermissionDenied
+from hub import _inputs, _linkage
+from hub._core import Hub
+from hub._models import Signal
+from hub._server import MIGRATIONS
+from tests.support import ADMIN, COVENANT, access, setup_registry, signal
+
+PROFILE = 'id = "nl-household"\nname = "Dutch households"\n'
+REF = "nl-household@v1"
+COORD = access("gemeente", "coordinator", "coord-a")
+
+
+def _covenant(profile: str = "nl-household") -> str:
+    return COVENANT.replace('regions = ["GM0014"]\n',
+                            f'regions = ["GM0014"]\nlinkage_profile = "{profile}"\n')
+
+
+def _oprf(kind: crypto.KeyKind, value: bytes) -> bytes:
+    """A stand-in for the OPRF: the hub compares bytes only (domains as the agent's)."""
+    label = crypto._KIND_LABELS[kind]
+    return hashlib.sha256(label + value).digest()
+
+
+def person(hub: Hub, org: str, *, given: str = "", surname: str = "", birth: str = "",
+           bsn: str = "", address: str = "", members: tuple[str, ...] = (),
+           category: str = "youth_care", ref: str = REF) -> _inputs.SignalInput:
+    """A signal about a person as an agent with the profile would send it."""
+    items = linkage.tokens(linkage.DEFAULT_PROFILE,
+                           linkage.name_parts(given_names=given, surname=surname), birth)
+    if bsn:
+        items.append((crypto.KeyKind.PERSON, bsn.encode()))
+    if address:
+        items.append((crypto.KeyKind.ADDRESS, address.encode()))
+    items += [(crypto.KeyKind.MEMBER, m.encode()) for m in members]
+    keys = frozenset((int(k), _oprf(k, v)) for k, v in items)
+    base = signal(hub, org, category=category)
+    return dataclasses.replace(base, keys=keys, linkage_profile=ref)
+
+
+@pytest.fixture
+def reg(hub: Hub) -> Hub:
+    setup_registry(hub, covenant=None)
+    hub.register_profile(ADMIN, PROFILE)
+    hub.register_covenant(ADMIN, _covenant())
+    return hub
+
+
+def _household(hub: Hub, signal_id: str) -> str:
+    with session_factory(hub._engine)() as s:
+        return s.get_one(Signal, signal_id).household_id
+
+
+def test_a_partner_gets_its_covenants_profile(hub: Hub, reg: Hub) -> None:
+    row = hub.profile_for(access("org-a"))
+    assert row is not None and (row.id, row.version) == ("nl-household", 1)
+    assert hub.profile_for(access("org-d")) is None  # not a party: no profile
+    with pytest.raises(NotFound, match="linkage profile other is not registered"):
+        hub.register_covenant(ADMIN, _covenant("other").replace("test-covenant", "second"))
+
+
+def test_the_same_person_without_a_bsn_links_despite_a_typo(hub: Hub, reg: Hub) -> None:
+    a, _ = hub.submit(access("org-a"), person(hub, "org-a", given="Jan Pieter",
+                                              surname="van der Berg", birth="2001-02-03"))
+    b, _ = hub.submit(access("org-b"), person(hub, "org-b", given="Jna Pieter",
+                                              surname="Berg, van der", birth="2001-02-03",
+                                              category="housing"))
+    assert _household(hub, a.id) == _household(hub, b.id)
+    assert len(hub.list_alerts(COORD, ("new",), 10, "")[0]) == 1
+
+
+def test_namesakes_born_on_other_days_stay_apart(hub: Hub, reg: Hub) -> None:
+    a, _ = hub.submit(access("org-a"), person(hub, "org-a", given="Jan", surname="Jansen",
+                                              birth="1980-01-01", address="x"))
+    b, _ = hub.submit(access("org-b"), person(hub, "org-b", given="Jan", surname="Jansen",
+                                              birth="1999-07-14", address="y",
+                                              category="housing"))
+    assert _household(hub, a.id) != _household(hub, b.id)
+    assert hub.list_alerts(COORD, ("new",), 10, "")[0] == []
+
+
+def test_twins_are_two_persons_in_one_household(hub: Hub, reg: Hub) -> None:
+    a, _ = hub.submit(access("org-a"), person(hub, "org-a", given="Daan", surname="de Vries",
+                                              birth="2012-05-05", address="home"))
+    b, _ = hub.submit(access("org-b"), person(hub, "org-b", given="Sem", surname="de Vries",
+                                              birth="2012-05-05", address="home",
+                                              category="housing"))
+    assert _household(hub, a.id) == _household(hub, b.id)  # by their address
+    assert len(_persons(hub)) == 2  # but two people
+
+
+def _persons(hub: Hub) -> list[set[str]]:
+    with session_factory(hub._engine)() as s:
+        rows = s.scalars(select(Signal)).all()
+        keyed = [(r.id, r.profile, [(k.kind, k.value) for k in r.keys]) for r in rows]
+        parts = _linkage.components(keyed, set(), hub._profile(s), households=False)
+    return [{keyed[i][0] for i in part} for part in parts]
+
+
+def test_a_named_member_links_households_without_an_address(hub: Hub, reg: Hub) -> None:
+    child, _ = hub.submit(access("org-a"), person(hub, "org-a", given="Lotte", surname="Bos",
+                                                  birth="2015-03-03", address="school-flat",
+                                                  members=("mother-bsn",)))
+    mother, _ = hub.submit(access("org-b"), person(hub, "org-b", given="Anna", surname="Bos",
+                                                   birth="1985-01-01", bsn="mother-bsn",
+                                                   address="elsewhere", category="housing"))
+    assert _household(hub, child.id) == _household(hub, mother.id)
+
+
+def test_a_move_links_old_and_new_address_through_the_person(hub: Hub, reg: Hub) -> None:
+    old, _ = hub.submit(access("org-a"), person(hub, "org-a", given="Eva", surname="Smit",
+                                                birth="1990-09-09", address="old-home"))
+    new, _ = hub.submit(access("org-b"), person(hub, "org-b", given="Eva", surname="Smit",
+                                                birth="1990-09-09", address="new-home",
+                                                category="housing"))
+    neighbour, _ = hub.submit(access("org-c"), person(hub, "org-c", given="Piet",
+                                                      surname="Smit", birth="1960-01-01",
+                                                      address="old-home", category="debt"))
+    assert _household(hub, old.id) == _household(hub, new.id) == _household(hub, neighbour.id)
+    # without the person, two addresses never link by themselves
+    other, _ = hub.submit(access("org-c"), person(hub, "org-c", given="Kees", surname="Kok",
+                                                  birth="1950-01-01", address="new-home-2",
+                                                  category="debt"))
+    assert _household(hub, other.id) != _household(hub, new.id)
+
+
+def test_an_excluded_address_links_no_one(hub: Hub) -> None:
+    setup_registry(hub, covenant=None)
+    oversight = Hub(hub._engine, signer=hub._signer, clock=hub._clock,
+                    oversight=frozenset({"gemeente"}))
+    oversight.register_profile(ADMIN, PROFILE)
+    oversight.register_covenant(ADMIN, _covenant())
+    shelter = _oprf(crypto.KeyKind.ADDRESS, b"shelter")
+    a, _ = oversight.submit(access("org-a"), person(oversight, "org-a", given="Jan",
+                                                    surname="Kok", birth="1970-01-01",
+                                                    address="shelter"))
+    b, _ = oversight.submit(access("org-b"), person(oversight, "org-b", given="Ali",
+                                                    surname="Demir", birth="1988-08-08",
+                                                    address="shelter", category="housing"))
+    assert _household(oversight, a.id) == _household(oversight, b.id)
+    with pytest.raises(PermissionDenied, match="municipality"):
+        oversight.exclude_addresses(access("org-a"), [shelter])
+    assert oversight.exclude_addresses(access("gemeente"), [shelter]) == (1, 1)
+    assert _household(oversight, a.id) != _household(oversight, b.id)  # fell apart
+    assert oversight.list_alerts(COORD, ("new",), 10, "")[0] == []
+    assert oversight.exclude_addresses(access("gemeente"), [shelter]) == (0, 1)
+    c, _ = oversight.submit(access("org-c"), person(oversight, "org-c", given="Mia",
+                                                    surname="Vos", birth="2000-02-02",
+                                                    address="shelter", category="debt"))
+    assert _household(oversight, c.id) not in {_household(oversight, a.id),
+                                               _household(oversight, b.id)}
+
+
+def test_tokens_of_an_outdated_profile_are_refused(hub: Hub, reg: Hub) -> None:
+    hub.register_profile(ADMIN, PROFILE + "[score]\nthreshold = 10\n")
+    with pytest.raises(FailedPrecondition, match="is at version 2, not 1"):
+        hub.submit(access("org-a"), person(hub, "org-a", given="Jan", surname="Kok",
+                                           birth="1970-01-01"))
+    stored, _ = hub.submit(access("org-a"), person(hub, "org-a", given="Jan", surname="Kok",
+                                                   birth="1970-01-01",
+                                                   ref="nl-household@v2"))
+    assert stored.profile == "nl-household@v2"
+
+
+def test_fuzzy_tokens_need_a_profile_reference() -> None:
+    from exchange.v1 import common_pb2, signal_pb2
+
+    request = signal_pb2.SubmitSignalRequest(
+        signal_id=str(uuid.uuid4()), category="housing", region="GM0014",
+        keys=[common_pb2.PseudonymousKey(kind=common_pb2.KEY_KIND_BIRTH_DATE,
+                                         value=bytes(32))],
+        professional=common_pb2.Contact(name="Pat", phone="050 1234567"))
+    with pytest.raises(InvalidInput, match="linkage_profile is required"):
+        _inputs.signal(request)
+    request.linkage_profile = "nl-household@1"
+    with pytest.raises(InvalidInput, match="like nl-household@v1"):
+        _inputs.signal(request)
+
+
+# -- households do not depend on the order of arrival --------------------------------
+
+FAMILY = [  # (org, given, surname, birth, bsn, address, members)
+    ("org-a", "Jan Pieter", "van der Berg", "1980-04-04", "", "home", ()),
+    ("org-b", "Jna Pieter", "Berg, van der", "1980-04-04", "", "", ()),
+    ("org-c", "Lotte", "van der Berg", "2012-12-12", "lotte", "new-home", ("jan",)),
+    ("org-a", "Jan", "Vanderberg", "1980-04-04", "jan", "", ()),
+    ("org-b", "Eva", "Smit", "1990-09-09", "", "elsewhere", ()),
+    ("org-c", "Eva", "Smit", "1990-09-09", "", "shelter-2", ()),
+    ("org-a", "Piet", "Kok", "1955-05-05", "", "shelter-2", ()),
+]
+
+
+@settings(max_examples=8, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(order=st.permutations(range(len(FAMILY))))
+def test_households_do_not_depend_on_the_order_of_arrival(tmp_path_factory: pytest.TempPathFactory,
+                                                          order: list[int]) -> None:
+    from exchange import checkpoint
+
+    root = tmp_path_factory.mktemp("order")
+    hub = Hub(make_engine(f"sqlite:///{root / 'h.db'}"),
+              signer=checkpoint.CheckpointSigner.load_or_create(root / "cp.key", "t"))
+    migrate(hub._engine, MIGRATIONS)
+    setup_registry(hub, covenant=None)
+    hub.register_profile(ADMIN, PROFILE)
+    hub.register_covenant(ADMIN, _covenant())
+    ids = {}
+    for i in order:
+        org, given_name, surname, birth, bsn, address, members = FAMILY[i]
+        stored, _ = hub.submit(access(org), person(
+            hub, org, given=given_name, surname=surname, birth=birth, bsn=bsn,
+            address=address, members=members))
+        ids[i] = stored.id
+    partition = {}
+    for i, sid in ids.items():
+        partition.setdefault(_household(hub, sid), set()).add(i)
+    hub.close()
+    assert sorted(map(sorted, partition.values())) == [[0, 1, 2, 3], [4, 5, 6]]
