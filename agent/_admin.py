@@ -50,6 +50,21 @@ class Admin(HubUser):
                             admin_pb2.RegisterCovenantRequest(toml=text))
         return cov, before.get(cov.covenant_id) == cov.version
 
+    def profile(self, path: Path) -> tuple[admin_pb2.LinkageProfile, bool]:
+        """Register a linkage profile file; returns it and whether it was unchanged."""
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InvalidInput(f"cannot read linkage profile {path}: {exc}") from None
+        before = {p.profile_id: p.version for p in self.profiles()}
+        made = self.hub.call(self.hub.admin.RegisterLinkageProfile,
+                             admin_pb2.RegisterLinkageProfileRequest(toml=text))
+        return made, before.get(made.profile_id) == made.version
+
+    def profiles(self) -> list[admin_pb2.LinkageProfile]:
+        return list(self.hub.call(self.hub.admin.ListLinkageProfiles,
+                                  admin_pb2.ListLinkageProfilesRequest()).profiles)
+
     def registry(self) -> tuple[list[admin_pb2.Organisation], list[admin_pb2.Coordinator],
                                 list[admin_pb2.Covenant]]:
         orgs = self.hub.call(self.hub.admin.ListOrganisations,

@@ -26,14 +26,14 @@ from typing import TypeVar
 from sqlalchemy import exc as sql_errors
 from sqlalchemy import func, select
 
+from agent import _mapping, _source
 from agent import _normalise as norm
-from agent import _source
 from agent._client import HubClient, KeyServiceClient
 from agent._identity import envelope_context
 from agent._models import STATES, ConsentRecord, Pin, Submission
 from agent._retry import Backoff, Retrying
 from agent._witness import Seen, Witness, newest, parse_hub_key, untrusted_log
-from exchange import config, crypto, log, rpc, tls, vocab
+from exchange import config, crypto, linkage, log, rpc, tls, vocab
 from exchange.db import make_engine, migrate, session_factory
 from exchange.errors import (
     FailedPrecondition,
@@ -154,6 +154,9 @@ def _ts(value: datetime | None) -> object:
     return rpc.to_timestamp(value)
 
 
+_EXACT = (crypto.KeyKind.PERSON, crypto.KeyKind.ADDRESS, crypto.KeyKind.MEMBER)
+
+
 class Agent:
     def __init__(self, settings: AgentSettings,
                  clock: Callable[[], datetime] | None = None,
@@ -167,6 +170,10 @@ class Agent:
         self._key: tuple[bytes, str] | None = None
         # During a rotation: the key being retired, trusted and still evaluated.
         self._previous: tuple[bytes, str] | None = None
+        # key id -> (kind, input) -> pseudonym, for this agent's lifetime (one run)
+        self._cache: dict[str, dict[tuple[int, bytes], bytes]] = {}
+        self._profile: linkage.Profile | None = None
+        self._profile_fetched = False
         self._announced_previous = b""
         self._engine = make_engine(settings.state_database)
         self._sessions = session_factory(self._engine)
@@ -401,9 +408,16 @@ class Agent:
             return self._retry(lambda: self._keyservice.evaluator(key_id)(blinded),
                                KEY_SERVICE)
 
+        # Inputs repeat within a run (a household's address, common name bands): each is
+        # evaluated once, and its pseudonym kept in memory for the rest of the run.
+        cache = self._cache.setdefault(key_id, {})
+        wanted = sorted({(int(k), v) for k, v in items} - set(cache))
         try:
-            return crypto.pseudonymise(items, public_key=public_key, evaluate=evaluate,
-                                       batch_size=crypto.MAX_BATCH // 2)
+            made = crypto.pseudonymise([(crypto.KeyKind(k), v) for k, v in wanted],
+                                       public_key=public_key, evaluate=evaluate,
+                                       batch_size=crypto.MAX_BATCH // 2) if wanted else []
+            cache.update(zip(wanted, made, strict=True))
+            return [cache[(int(k), v)] for k, v in items]
         except VerificationError:
             _log.error("key service proof did not verify", key_id=key_id)
             raise VerificationError(
@@ -485,9 +499,46 @@ class Agent:
 
     # -- submitting ---------------------------------------------------------------
 
-    def submit_file(self, path: Path, progress: Callable[[int], None] | None = None,
-                    ) -> SubmitSummary:
-        return self.submit_records(_source.read_csv(path), progress)
+    def linkage_profile(self) -> linkage.Profile | None:
+        """The linkage profile of this partner's covenants (None: exact keys only),
+        fetched from the hub once per run."""
+        if not self._profile_fetched:
+            found = self._on_hub(lambda hub: hub.call(
+                hub.signals.GetLinkageProfile, signal_pb2.GetLinkageProfileRequest()))
+            if found.profile_id:
+                parsed = linkage.parse_profile(found.toml)
+                if parsed.id != found.profile_id:
+                    raise FailedPrecondition("the hub sent a linkage profile under another id")
+                self._profile = linkage.Profile(**{**parsed.__dict__,
+                                                   "version": found.version})
+                _log.info("linkage profile", profile=self._profile.ref)
+            self._profile_fetched = True
+        return self._profile
+
+    def records(self, path: Path | None, mapping: Path | None = None
+                ) -> Iterator[_source.Record | _source.RowError]:
+        """The records of an export: a CSV with the standard columns, or any source a
+        mapping file describes (then ``path`` is the file, or None for an SQL query)."""
+        profile = self._retry(self.linkage_profile, HUB)
+        if mapping is None:
+            if path is None:
+                raise InvalidInput("give the export to read (--input)")
+            yield from _source.read_csv(path, profile)
+            return
+        described = _mapping.load_mapping(mapping)
+        if profile is not None and described.profile != profile.id:
+            raise FailedPrecondition(
+                f"the mapping maps to linkage profile '{described.profile}', but this "
+                f"partner's covenant uses '{profile.id}': update the mapping file")
+        for row in _mapping.read(described, path):
+            if isinstance(row, _mapping.RowProblem):
+                yield _source.RowError(row.row, row.field, row.problem)
+            else:
+                yield _source.record(row.row, row.values, profile)
+
+    def submit_file(self, path: Path | None, progress: Callable[[int], None] | None = None,
+                    mapping: Path | None = None) -> SubmitSummary:
+        return self.submit_records(self.records(path, mapping), progress)
 
     def submit_records(self, records: Iterable[_source.Record | _source.RowError],
                        progress: Callable[[int], None] | None = None) -> SubmitSummary:
@@ -562,6 +613,41 @@ class Agent:
             self._send(run, [p.signal_id for p in pending],
                        [signal_pb2.SubmitSignalRequest.FromString(p.request) for p in pending],
                        [0] * len(pending))
+
+    # -- the exclusion list --------------------------------------------------------
+
+    def exclude_addresses(self, path: Path) -> tuple[int, int, list[_source.RowError]]:
+        """Put institutional addresses (a CSV with postcode, house_number and optionally
+        house_addition) on the hub's exclusion list, as address keys: the municipality's
+        agent only. Returns (added, total on the list, rows that could not be read)."""
+        keys: set[bytes] = set()
+        problems: list[_source.RowError] = []
+        for row, cells in _source.read_rows(path):
+            try:
+                number = norm.house_number(f"{cells.get('house_number', '')} "
+                                           f"{cells.get('house_addition', '')}".strip())
+                keys.add(norm.address_key(norm.postcode(cells.get("postcode", "")),
+                                          number).encode())
+            except norm.FieldError as exc:
+                problems.append(_source.RowError(row, "address", str(exc)))
+        if not keys:
+            raise InvalidInput(f"{path} holds no address to exclude")
+        self._retry(self.witness_log, HUB)
+        pseudonyms = self.pseudonymise_all([(crypto.KeyKind.ADDRESS, v) for v in sorted(keys)])
+        flat = sorted({p for ps in pseudonyms for p in ps})
+        added = total = 0
+        for start in range(0, len(flat), 1024):
+            request = signal_pb2.ExcludeAddressesRequest(keys=[
+                common_pb2.PseudonymousKey(kind=common_pb2.KEY_KIND_ADDRESS, value=v)
+                for v in flat[start:start + 1024]])
+            response = self._exclude_at_hub(request)
+            added, total = added + response.added, response.total
+        _log.info("addresses excluded", added=added, total=total, unreadable=len(problems))
+        return added, total, problems
+
+    def _exclude_at_hub(self, request: signal_pb2.ExcludeAddressesRequest
+                        ) -> signal_pb2.ExcludeAddressesResponse:
+        return self._on_hub(lambda hub: hub.call(hub.signals.ExcludeAddresses, request))
 
     # -- key rotation -------------------------------------------------------------
 
@@ -653,6 +739,8 @@ class Agent:
                     for r in recipients
                 ],
                 replaces=(replaces or {}).get(rec.case_ref, ""),
+                linkage_profile=(self._profile.ref if self._profile is not None
+                                 and any(k not in _EXACT for k, _ in rec.keys) else ""),
             )
             person = next((v for k, v in keys if k is crypto.KeyKind.PERSON), None)
             out.append(Submission(

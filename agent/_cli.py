@@ -96,16 +96,22 @@ def _register_agent(sub: Any) -> None:
                        "pauses, for this long before giving up (default 300; 0: no retries)")
 
     submit = a_sub.add_parser(
-        "submit", help="submit the signals in a CSV export",
-        description="Send what waits in the outbox first, then read a CSV export "
-        "(columns: see docs/agent.md), pseudonymise and submit every valid row. Each "
+        "submit", help="submit the signals in an export (CSV, JSON Lines or SQL)",
+        description="Send what waits in the outbox first, then read the export — a CSV "
+        "with the standard columns (docs/agent.md), or any CSV, JSON Lines file or SQL "
+        "query that a --mapping file describes — pseudonymise and submit every valid row "
+        "(with the covenant's linkage profile, also the fuzzy tokens of names and dates "
+        "of birth). Each "
         "signal is stored in the outbox (the state database) before it is sent. Invalid "
         "rows are reported by row number and field and not submitted. Re-running on the "
         "same file submits nothing twice. If the hub stays unavailable for "
         "--retry-seconds, the remaining rows are still prepared into the outbox and the "
         "command ends with an error: 'samenloop agent deliver' sends them later.")
-    submit.add_argument("--input", type=Path, required=True, metavar="FILE.csv",
-                        help="the CSV export to submit")
+    submit.add_argument("--input", type=Path, metavar="FILE",
+                        help="the export to submit (not with an SQL mapping)")
+    submit.add_argument("--mapping", type=Path, metavar="MAPPING.toml",
+                        help="how your columns map to the profile's fields, and the "
+                        "source's format (docs/agent.md)")
     submit.add_argument("--batch-size", type=int, metavar="N",
                         help="rows per key-service batch and per send (default 256)")
     retrying(submit)
@@ -213,6 +219,17 @@ def _register_agent(sub: Any) -> None:
     common(trust)
     trust.set_defaults(func=_agent_trust)
 
+    exclude = a_sub.add_parser(
+        "exclude-addresses", help="the municipality: addresses that link no household",
+        description="Put institutional addresses — shelters, care homes, student housing — "
+        "on the hub's exclusion list, as address keys: people who share such an address "
+        "are not one household. The CSV needs postcode and house_number (and optionally "
+        "house_addition). Only the municipality (an oversight organisation of the hub) "
+        "may; the list applies to every covenant.")
+    exclude.add_argument("--input", type=Path, required=True, metavar="FILE.csv")
+    common(exclude)
+    exclude.set_defaults(func=_agent_exclude)
+
     rekey = a_sub.add_parser(
         "rekey", help="after an OPRF key rotation: re-submit the caseload under the new key",
         description="Re-submit every case of the export whose signal was made with another "
@@ -312,19 +329,29 @@ def _agent_submit(args: argparse.Namespace) -> int:
     from agent._agent import Undelivered
     from exchange.cli import Progress
 
-    rows = _count_rows(args.input)
+    rows = _count_input(args.input, args.mapping)
     with _agent(args) as agent:
         # The bar counts the signals waiting in the outbox (sent first), then the rows.
         total = rows + agent.outbox().counts["pending"]
         try:
             with Progress(total, "submitting") as bar:
-                summary = agent.submit_file(args.input, progress=bar.advance)
+                summary = agent.submit_file(args.input, progress=bar.advance,
+                                            mapping=args.mapping)
         except Undelivered as stopped:
             if stopped.summary.rows or stopped.summary.resent:
                 _print_submitted(stopped.summary)
             raise
     _print_submitted(summary)
     return 0 if not summary.rejected else 1
+
+
+def _agent_exclude(args: argparse.Namespace) -> int:
+    with _agent(args) as agent:
+        added, total, problems = agent.exclude_addresses(args.input)
+    for problem in problems:
+        print(f"  not read: {problem}", file=sys.stderr)
+    print(f"{added} addresses added to the exclusion list ({total} on it)")
+    return 0 if not problems else 1
 
 
 def _agent_rekey(args: argparse.Namespace) -> int:
@@ -397,6 +424,17 @@ def _agent_status(args: argparse.Namespace) -> int:
     print_table([[state, str(count), notes.get(state, "")] for state, count in counts.items()],
                 ["STATE", "SIGNALS", "NOTE"])
     return 0
+
+
+def _count_input(path: Path | None, mapping: Path | None) -> int:
+    """The rows an export holds, for the progress bar."""
+    from agent import _mapping
+
+    if mapping is not None:
+        return _mapping.count_rows(_mapping.load_mapping(mapping), path)
+    if path is None:
+        raise InvalidInput("give the export to read: --input FILE (or an SQL --mapping)")
+    return _count_rows(path)
 
 
 def _count_rows(path: Path) -> int:
@@ -818,6 +856,16 @@ def _register_admin(sub: Any) -> None:
     common(cov)
     cov.set_defaults(func=_admin_cov)
 
+    profile = a_sub.add_parser(
+        "add-profile", help="register a linkage profile from its TOML file",
+        description="Register a linkage profile (docs/linkage.md): how every partner of "
+        "a covenant that names it turns names and dates of birth into tokens, and when "
+        "the hub links two signals. Changed text registers a new version; agents then "
+        "fetch it, and signals made with the old version must be submitted again.")
+    profile.add_argument("file", type=Path, metavar="PROFILE.toml")
+    common(profile)
+    profile.set_defaults(func=_admin_profile)
+
     show = a_sub.add_parser("list", help="show organisations, coordinators and covenants",
                             description="Show the registry.")
     common(show)
@@ -873,9 +921,19 @@ def _admin_cov(args: argparse.Namespace) -> int:
     return 0
 
 
+def _admin_profile(args: argparse.Namespace) -> int:
+    with _admin(args) as admin:
+        made, unchanged = admin.profile(args.file)
+    print(f"linkage profile {made.profile_id} "
+          + (f"is unchanged (still version {made.version})" if unchanged
+             else f"version {made.version} registered"))
+    return 0
+
+
 def _admin_list(args: argparse.Namespace) -> int:
     with _admin(args) as admin:
         orgs, coords, covs = admin.registry()
+        profiles = admin.profiles()
     print("organisations:")
     for o in orgs:
         print(f"  {o.organisation_id:24} {o.name}")
@@ -886,4 +944,7 @@ def _admin_list(args: argparse.Namespace) -> int:
     for v in covs:
         until = v.valid_until.ToDatetime().date() - timedelta(days=1)  # inclusive
         print(f"  {v.covenant_id:24} v{v.version}, until {until}, parties: {', '.join(v.parties)}")
+    print("linkage profiles:")
+    for lp in profiles:
+        print(f"  {lp.profile_id:24} v{lp.version}")
     return 0

@@ -1,10 +1,13 @@
-"""Reading a partner's export: CSV with the columns below (one row per signal),
-separated by commas, semicolons or tabs (whichever the header uses).
+"""Reading a partner's export into records: a CSV with the columns below (one row per
+signal, separated by commas, semicolons or tabs, whichever the header uses), or any
+source a mapping file describes (agent._mapping: CSV, JSON Lines, an SQL query).
 
 Required: case_ref, category, region, professional_name and either professional_phone
-or professional_email; and a BSN or an address (postcode + house_number), because a
-signal needs at least one key. Optional: given_names, surname_prefix, surname,
-date_of_birth, street, city, observed_on, expires_on.
+or professional_email; and something to link on: a BSN, an address (postcode +
+house_number), or — when the covenant has a linkage profile — a name with a date of
+birth. Optional: given_names, surname_prefix, surname (or full_name, initials),
+date_of_birth, house_addition, street, city, observed_on, expires_on, and related_bsns
+(BSNs of household members the partner knows, separated by ";").
 """
 
 from __future__ import annotations
@@ -17,14 +20,15 @@ from pathlib import Path
 
 from agent import _normalise as norm
 from agent._identity import Identity
-from exchange import crypto, vocab
+from exchange import crypto, linkage, vocab
 from exchange.errors import InvalidInput
 
 COLUMNS = (
     "case_ref", "bsn", "given_names", "surname_prefix", "surname", "date_of_birth",
     "street", "house_number", "postcode", "city", "category", "region",
     "professional_name", "professional_phone", "professional_email",
-    "observed_on", "expires_on",
+    "observed_on", "expires_on", "full_name", "initials", "house_addition", "sex",
+    "related_bsns",
 )
 REQUIRED = ("case_ref", "category", "region", "professional_name")
 
@@ -64,64 +68,108 @@ def _date(value: str) -> datetime | None:
     return parsed.replace(tzinfo=UTC)
 
 
-def _record(row: int, data: dict[str, str]) -> Record:
-    field = ""
+def record(row: int, data: dict[str, str],
+           profile: linkage.Profile | None = None) -> Record | RowError:
+    """A row's record, or the first problem with it (by field, never the value)."""
     try:
-        for field in REQUIRED:
-            if not data.get(field, "").strip():
-                raise norm.FieldError("is required")
-        field = "case_ref"
-        case_ref = vocab.text(norm.text(data["case_ref"]), "case_ref", max_len=128)
-        field = "category"
-        category = vocab.category(data["category"].strip())
-        field = "region"
-        region = vocab.region(data["region"].strip())
-        field = "professional_name"
-        prof_name = vocab.text(norm.text(data["professional_name"]), field, max_len=200)
-        field = "professional_phone"
-        phone = vocab.phone(norm.text(data.get(field, "")), field)
-        field = "professional_email"
-        email = vocab.email(norm.text(data.get(field, "")), field)
-        if not phone and not email:
-            field = "professional_phone"
-            raise norm.FieldError("or professional_email is required")
-        keys: list[tuple[crypto.KeyKind, bytes]] = []
-        bsn = ""
-        field = "bsn"
-        if data.get("bsn", "").strip():
-            bsn = norm.bsn(data["bsn"])
-            keys.append((crypto.KeyKind.PERSON, bsn.encode()))
-        postcode = house = ""
-        if data.get("postcode", "").strip() or data.get("house_number", "").strip():
-            field = "postcode"
-            postcode = norm.postcode(data.get("postcode", ""))
-            field = "house_number"
-            number = norm.house_number(data.get("house_number", ""))
-            addition = number[1]
-            house = number[0] + (addition if addition.isalpha() else f"-{addition}"
-                                 if addition else "")
-            keys.append((crypto.KeyKind.ADDRESS, norm.address_key(postcode, number).encode()))
-        if not keys:
-            field = "bsn"
-            raise norm.FieldError("or an address (postcode and house_number) is required")
-        field = "date_of_birth"
-        dob = norm.birth_date(data["date_of_birth"]) if data.get(field, "").strip() else ""
-        field = "observed_on"
-        observed = _date(data.get(field, ""))
-        field = "expires_on"
-        expires = _date(data.get(field, ""))
+        return _record(row, data, profile)
+    except _RowFailure as failure:
+        return failure.error
+
+
+@dataclass
+class _At:
+    """The field being read, for the error report."""
+
+    field: str = ""
+
+
+def _record(row: int, data: dict[str, str], profile: linkage.Profile | None = None) -> Record:
+    at = _At()
+    try:
+        case_ref, category, region, professional = _signal_fields(data, at)
+        keys, bsn, postcode, house, dob = _keys(data, profile, at)
+        at.field = "observed_on"
+        observed = _date(data.get(at.field, ""))
+        at.field = "expires_on"
+        expires = _date(data.get(at.field, ""))
     except (norm.FieldError, InvalidInput) as exc:
         problem = str(exc) if isinstance(exc, norm.FieldError) else "is not valid"
-        raise _RowFailure(RowError(row, field, problem)) from None
+        raise _RowFailure(RowError(row, at.field, problem)) from None
+    given_names, surname = data.get("given_names", ""), data.get("surname", "")
+    if not (given_names or surname) and data.get("full_name", ""):
+        surname = data["full_name"]  # as the partner wrote it; the coordinator reads it
     identity = Identity(
-        bsn=bsn, given_names=norm.text(data.get("given_names", "")),
+        bsn=bsn, given_names=norm.text(given_names or data.get("initials", "")),
         surname_prefix=norm.text(data.get("surname_prefix", "")),
-        surname=norm.text(data.get("surname", "")), date_of_birth=dob,
+        surname=norm.text(surname), date_of_birth=dob,
         street=norm.text(data.get("street", "")), house_number=house, postcode=postcode,
         city=norm.text(data.get("city", "")), case_reference=case_ref,
     )
-    return Record(row, case_ref, tuple(keys), identity, category, region,
-                  (prof_name, phone, email), observed, expires)
+    return Record(row, case_ref, tuple(keys), identity, category, region, professional,
+                  observed, expires)
+
+
+def _signal_fields(data: dict[str, str],
+                   at: _At) -> tuple[str, str, str, tuple[str, str, str]]:
+    for at.field in REQUIRED:
+        if not data.get(at.field, "").strip():
+            raise norm.FieldError("is required")
+    at.field = "case_ref"
+    case_ref = vocab.text(norm.text(data["case_ref"]), "case_ref", max_len=128)
+    at.field = "category"
+    category = vocab.category(data["category"].strip())
+    at.field = "region"
+    region = vocab.region(data["region"].strip())
+    at.field = "professional_name"
+    name = vocab.text(norm.text(data["professional_name"]), at.field, max_len=200)
+    at.field = "professional_phone"
+    phone = vocab.phone(norm.text(data.get(at.field, "")), at.field)
+    at.field = "professional_email"
+    email = vocab.email(norm.text(data.get(at.field, "")), at.field)
+    if not phone and not email:
+        at.field = "professional_phone"
+        raise norm.FieldError("or professional_email is required")
+    return case_ref, category, region, (name, phone, email)
+
+
+def _keys(data: dict[str, str], profile: linkage.Profile | None, at: _At
+          ) -> tuple[list[tuple[crypto.KeyKind, bytes]], str, str, str, str]:
+    """The keys to pseudonymise, and the BSN, postcode, house number and birth date."""
+    keys: list[tuple[crypto.KeyKind, bytes]] = []
+    bsn = ""
+    at.field = "bsn"
+    if data.get("bsn", "").strip():
+        bsn = norm.bsn(data["bsn"])
+        keys.append((crypto.KeyKind.PERSON, bsn.encode()))
+    at.field = "related_bsns"
+    for member in sorted({norm.bsn(b) for b in data.get(at.field, "").split(";")
+                          if b.strip()} - {bsn}):
+        keys.append((crypto.KeyKind.MEMBER, member.encode()))
+    postcode = house = ""
+    if data.get("postcode", "").strip() or data.get("house_number", "").strip():
+        at.field = "postcode"
+        postcode = norm.postcode(data.get("postcode", ""))
+        at.field = "house_number"
+        number = norm.house_number(
+            f"{data.get('house_number', '')} {data.get('house_addition', '')}".strip())
+        addition = number[1]
+        house = number[0] + (addition if addition.isalpha() else f"-{addition}"
+                             if addition else "")
+        keys.append((crypto.KeyKind.ADDRESS, norm.address_key(postcode, number).encode()))
+    at.field = "date_of_birth"
+    dob = norm.birth_date(data["date_of_birth"]) if data.get(at.field, "").strip() else ""
+    name = linkage.name_parts(
+        given_names=data.get("given_names", ""), surname_prefix=data.get("surname_prefix", ""),
+        surname=data.get("surname", ""), full_name=data.get("full_name", ""),
+        initials=data.get("initials", ""))
+    fuzzy = linkage.tokens(profile, name, dob) if profile is not None else []
+    if not keys and not any(k is crypto.KeyKind.BLOCK for k, _ in fuzzy):
+        at.field = "bsn"
+        raise norm.FieldError(
+            "or an address (postcode and house_number) is required"
+            + (", or a name with a date of birth" if profile is not None else ""))
+    return keys + fuzzy, bsn, postcode, house, dob
 
 
 class _RowFailure(Exception):
@@ -129,7 +177,25 @@ class _RowFailure(Exception):
         self.error = error
 
 
-def read_csv(path: Path) -> Iterator[Record | RowError]:
+def read_rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
+    """The rows of any CSV (commas, semicolons or tabs), by header name."""
+    try:
+        fh = path.open(newline="", encoding="utf-8-sig")
+    except OSError as exc:
+        raise InvalidInput(f"cannot read {path}: {exc.strerror}") from None
+    with fh:
+        first = fh.readline()
+        fh.seek(0)
+        reader = csv.DictReader(fh, delimiter=max(",;\t", key=first.count))
+        try:
+            for number, raw in enumerate(reader, start=1):
+                yield number, {k: (v or "") for k, v in raw.items() if isinstance(k, str)}
+        except (csv.Error, UnicodeDecodeError):
+            raise InvalidInput(f"{path} is not a readable UTF-8 CSV file") from None
+
+
+def read_csv(path: Path, profile: linkage.Profile | None = None
+             ) -> Iterator[Record | RowError]:
     """Yield a Record or a RowError per data row (row 1 is the first row after the header)."""
     try:
         fh = path.open(newline="", encoding="utf-8-sig")
@@ -155,9 +221,6 @@ def read_csv(path: Path) -> Iterator[Record | RowError]:
                 if None in raw:
                     yield RowError(number, "row", "has more values than the header")
                     continue
-                try:
-                    yield _record(number, data)
-                except _RowFailure as failure:
-                    yield failure.error
+                yield record(number, data, profile)
         except (csv.Error, UnicodeDecodeError):
             raise InvalidInput(f"{path} is not a readable UTF-8 CSV file") from None
