@@ -7,7 +7,8 @@ so all partners derive identical tokens::
     id = "nl-household"
     name = "Dutch households"
 
-    [fuzzy]                 # MinHash-LSH over letter bigrams of the names
+    [fuzzy]                 # MinHash over letters and bigrams of the first given name
+                            # and of the surname
     seed = "nl-household"   # public: the OPRF, not the hash, keeps tokens secret
     given_bands = 8         # bands of the given names, and of the surname
     surname_bands = 8
@@ -258,11 +259,14 @@ def birth_parts(value: str) -> tuple[int, int, int] | None:
 # -- tokens ----------------------------------------------------------------------------
 
 
-def _bigrams(words: Iterable[str]) -> set[str]:
+def _grams(words: Iterable[str]) -> set[str]:
+    """Letters and padded bigrams: a transposition in a short name ("Jna") keeps most of
+    them, two different names share few."""
     grams: set[str] = set()
     for word in words:
         padded = f"^{word}$"
         grams.update(padded[i:i + 2] for i in range(len(padded) - 1))
+        grams.update(word)
     return grams
 
 
@@ -291,9 +295,10 @@ def tokens(profile: Profile, name: Name, birth: str) -> list[tuple[KeyKind, byte
     must not disagree); the first initial with the surname gives an INITIAL_SURNAME token.
     """
     out: list[tuple[KeyKind, bytes]] = []
-    for band in _minhash_bands(profile, _bigrams(name.given), profile.given_bands):
+    # The first given name only: systems often leave out the others.
+    for band in _minhash_bands(profile, _grams(name.given[:1]), profile.given_bands):
         out.append((KeyKind.GIVEN_BAND, band))
-    for band in _minhash_bands(profile, _bigrams(name.surname), profile.surname_bands):
+    for band in _minhash_bands(profile, _grams(name.surname), profile.surname_bands):
         out.append((KeyKind.SURNAME_BAND, band))
     parts = birth_parts(birth)
     if parts is not None:
@@ -373,9 +378,11 @@ def decide(profile: Profile, a: Keys, b: Keys) -> Decision:
     surname_a, surname_b = _bands(a, KeyKind.SURNAME_BAND), _bands(b, KeyKind.SURNAME_BAND)
     straight = (_share(given_a, given_b, profile.given_bands),
                 _share(surname_a, surname_b, profile.surname_bands))
-    # given name and surname swapped in one of the systems
-    crossed = (_share(given_a, surname_b, min(profile.given_bands, profile.surname_bands)),
-               _share(surname_a, given_b, min(profile.given_bands, profile.surname_bands)))
+    # given name and surname swapped in one of the systems (ordered, so that the decision
+    # is the same whichever signal comes first)
+    bands = min(profile.given_bands, profile.surname_bands)
+    crossed = tuple(sorted((_share(given_a, surname_b, bands),
+                            _share(surname_a, given_b, bands))))
     given_share, surname_share = max(straight, crossed, key=sum)
     initial_agrees = bool(_bands(a, KeyKind.INITIAL_SURNAME)
                           & _bands(b, KeyKind.INITIAL_SURNAME))
