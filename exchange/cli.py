@@ -22,7 +22,8 @@ from exchange import log
 from exchange.errors import SamenloopError
 
 # Modules that contribute subcommands through register(subparsers).
-_COMMAND_MODULES = ("hub._cli", "agent._cli", "exchange._pki", "hub._demo")
+_COMMAND_MODULES = ("hub._cli", "agent._cli", "exchange._pki", "hub._demo", "agent._synth",
+                    "hub._bench")
 PROG = "samenloop"
 
 

@@ -29,6 +29,7 @@ so the links, and the households they form, do not depend on the order of arriva
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 import tomllib
 import unicodedata
@@ -144,7 +145,8 @@ def parse_profile(source: str) -> Profile:
         counts[key] = value
     weights = {}
     for key, value in score.items():
-        if isinstance(value, bool) or not isinstance(value, int | float) or abs(value) > 100:
+        if (isinstance(value, bool) or not isinstance(value, int | float)
+                or not math.isfinite(value) or abs(value) > 100):
             raise ProfileError(f"invalid linkage profile: {key} must be a number")
         weights[key] = float(value)
     threshold = weights.pop("threshold", 9.0)

@@ -1368,6 +1368,6 @@ def _decode_token(token: str) -> tuple[datetime, str]:
         moment = datetime.fromisoformat(stamp)
         if moment.tzinfo is None:
             raise ValueError("naive")
-        return moment, vocab.uuid_str(alert_id, "page_token")
-    except (ValueError, UnicodeDecodeError, InvalidInput):
+        return moment.astimezone(UTC), vocab.uuid_str(alert_id, "page_token")
+    except (ValueError, OverflowError, UnicodeDecodeError, InvalidInput):
         raise InvalidInput("page_token is not valid") from None

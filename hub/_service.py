@@ -463,6 +463,8 @@ class CoordinatorService(coordinator_pb2_grpc.CoordinatorServiceServicer):
                    "closed": coordinator_pb2.ALERT_CHANGE_CLOSED,
                    "reminder": coordinator_pb2.ALERT_CHANGE_REMINDER,
                    "escalated": coordinator_pb2.ALERT_CHANGE_ESCALATED}
+        if request.after_cursor >= 2**63:
+            raise InvalidInput("after_cursor is beyond any cursor")
         cursor = (self._hub.latest_cursor(access) if request.from_now
                   else request.after_cursor)
         self._hub.start_watch(access, cursor)

@@ -51,7 +51,7 @@ def test_every_subcommand_has_help(command: list[str], capsys: pytest.CaptureFix
 def test_the_roles_are_all_there() -> None:
     roles = {c[0] for c in _subcommands()}
     assert roles == {"hub", "keyservice", "agent", "coordinator", "audit", "admin", "pki",
-                     "demo", "synth"}
+                     "demo", "synth", "bench"}
 
 
 def test_errors_are_one_line_and_tracebacks_need_verbose(tmp_path: Path,

@@ -135,6 +135,7 @@ def test_tokens_are_the_same_on_every_machine() -> None:
     ('id = "x"\nname = "X"\n[fuzzy]\nrows = 9\n', "rows must be from 1 to 4"),
     ('id = "x"\nname = "X"\n[fuzzy]\nbands = 3\n', "unknown key 'bands'"),
     ('id = "x"\nname = "X"\n[score]\nthreshold = "high"\n', "threshold must be a number"),
+    ('id = "x"\nname = "X"\n[score]\nthreshold = nan\n', "threshold must be a number"),
     ('id = "x"\nname = \n', "invalid linkage profile"),
 ])
 def test_invalid_profiles_are_refused_with_the_reason(text: str, message: str) -> None:
