@@ -147,6 +147,7 @@ def _keys(data: dict[str, str], profile: linkage.Profile | None, at: _At
                           if b.strip()} - {bsn}):
         keys.append((crypto.KeyKind.MEMBER, member.encode()))
     postcode = house = ""
+    number = ("", "")
     if data.get("postcode", "").strip() or data.get("house_number", "").strip():
         at.field = "postcode"
         postcode = norm.postcode(data.get("postcode", ""))
@@ -163,7 +164,10 @@ def _keys(data: dict[str, str], profile: linkage.Profile | None, at: _At
         given_names=data.get("given_names", ""), surname_prefix=data.get("surname_prefix", ""),
         surname=data.get("surname", ""), full_name=data.get("full_name", ""),
         initials=data.get("initials", ""))
-    fuzzy = linkage.tokens(profile, name, dob) if profile is not None else []
+    building = (f"{postcode}|{number[0]}" if postcode else "")
+    sex = {"M": "M", "F": "F", "V": "F"}.get(data.get("sex", "").strip().upper(), "")
+    fuzzy = (linkage.tokens(profile, name, dob, address=building, sex=sex)
+             if profile is not None else [])
     if not keys and not any(k is crypto.KeyKind.BLOCK for k, _ in fuzzy):
         at.field = "bsn"
         raise norm.FieldError(

@@ -111,7 +111,7 @@ def verify(note: str, public_key: bytes, name: str) -> Checkpoint:
             parts = line.split(" ")
             if len(parts) != 3 or parts[0] != _DASH or parts[1] != name:
                 continue
-            blob = base64.b64decode(parts[2], validate=True)
+            blob = _b64(parts[2])
             if blob[:4] != want_id:
                 continue
             key.verify(blob[4:], body.encode())
@@ -119,6 +119,15 @@ def verify(note: str, public_key: bytes, name: str) -> Checkpoint:
     except (ValueError, InvalidSignature, binascii.Error):
         pass
     raise VerificationError()
+
+
+def _b64(text: str) -> bytes:
+    """Strict base64: only the canonical spelling (unused low bits of the last character
+    must be zero), so no one can change a signed note's text and keep its signature."""
+    data = base64.b64decode(text, validate=True)
+    if base64.b64encode(data).decode() != text:
+        raise ValueError("not canonical base64")
+    return data
 
 
 def _parse_body(body: str) -> Checkpoint:
@@ -129,6 +138,6 @@ def _parse_body(body: str) -> Checkpoint:
     return Checkpoint(
         origin=lines[0],
         size=int(lines[1]),
-        root_hash=base64.b64decode(lines[2], validate=True),
+        root_hash=_b64(lines[2]),
         time=time,
     )

@@ -76,6 +76,10 @@ class KeyKind(enum.IntEnum):
     # Blocking tokens: exact combinations of parts of name and birth date; two signals
     # sharing one are compared, nothing more (a token alone links nothing).
     BLOCK = 9
+    # The building (postcode and house number, without the addition).
+    BUILDING = 10
+    # Sex with the first initial and surname: tells father and daughter apart.
+    SEX = 11
 
 
 _KIND_LABELS = {
@@ -84,6 +88,7 @@ _KIND_LABELS = {
     KeyKind.GIVEN_BAND: b"name/band", KeyKind.SURNAME_BAND: b"name/band",
     KeyKind.BIRTH_DATE: b"birth/date", KeyKind.BIRTH_NEAR: b"birth/near",
     KeyKind.INITIAL_SURNAME: b"name/initial", KeyKind.BLOCK: b"name/block",
+    KeyKind.BUILDING: b"address/building", KeyKind.SEX: b"name/sex",
 }
 
 # Sends blinded elements to the key service; returns (evaluated elements, proof).

@@ -10,8 +10,8 @@ so all partners derive identical tokens::
     [fuzzy]                 # MinHash over letters and bigrams of the first given name
                             # and of the surname
     seed = "nl-household"   # public: the OPRF, not the hash, keeps tokens secret
-    given_bands = 8         # bands of the given names, and of the surname
-    surname_bands = 8
+    given_bands = 12        # bands of the given names, and of the surname
+    surname_bands = 12
     rows = 1                # MinHash values per band
 
     [score]                 # log-odds weights of agreement; a person link at threshold
@@ -76,8 +76,8 @@ class Profile:
     id: str
     name: str
     seed: str = "nl-household"
-    given_bands: int = 8
-    surname_bands: int = 8
+    given_bands: int = 12
+    surname_bands: int = 12
     rows: int = 1
     threshold: float = 9.0
     # log-odds weights: (agree, disagree) per feature, in decide()
@@ -107,6 +107,8 @@ _WEIGHTS = {
     "birth_near": 3.0,       # one part off, or day and month swapped
     "birth_differs": -8.0,   # both have a date of birth and no part of it agrees
     "address": 2.0,          # the same address key
+    "building": 1.5,         # the same postcode and house number, another addition
+    "sex_differs": -8.0,     # same initial and surname, both sexes known and different
 }
 _SCORE_KEYS = {"threshold", *_WEIGHTS}
 _FUZZY_KEYS = {"seed", "given_bands", "surname_bands", "rows"}
@@ -137,7 +139,7 @@ def parse_profile(source: str) -> Profile:
     if not isinstance(seed, str) or not 1 <= len(seed) <= 64:
         raise ProfileError("invalid linkage profile: seed must be 1-64 characters")
     counts = {}
-    for key, low, high, default in (("given_bands", 1, 16, 8), ("surname_bands", 1, 16, 8),
+    for key, low, high, default in (("given_bands", 1, 16, 12), ("surname_bands", 1, 16, 12),
                                     ("rows", 1, 4, 1)):
         value = fuzzy.get(key, default)
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
@@ -290,11 +292,15 @@ def _minhash_bands(profile: Profile, grams: set[str], bands: int) -> list[bytes]
     return out
 
 
-def tokens(profile: Profile, name: Name, birth: str) -> list[tuple[KeyKind, bytes]]:
+def tokens(profile: Profile, name: Name, birth: str, *, address: str = "",
+           sex: str = "") -> list[tuple[KeyKind, bytes]]:
     """The fuzzy tokens of one person, before pseudonymisation (never sent as such).
 
     Given names known only by their initials give no given-name bands (a missing value
     must not disagree); the first initial with the surname gives an INITIAL_SURNAME token.
+    ``address`` is postcode and house number without the addition (the building: flats'
+    additions are written in many ways, or left out); ``sex`` is M or F (else unknown),
+    only ever combined with the surname and initial.
     """
     out: list[tuple[KeyKind, bytes]] = []
     # The first given name only: systems often leave out the others.
@@ -314,17 +320,30 @@ def tokens(profile: Profile, name: Name, birth: str) -> list[tuple[KeyKind, byte
     surname = " ".join(name.surname)
     if name.initials and surname:
         out.append((KeyKind.INITIAL_SURNAME, f"{name.initials[0]}|{surname}".encode()))
-    out += [(KeyKind.BLOCK, block.encode()) for block in _blocks(name, parts)]
+        if sex in ("M", "F"):
+            out.append((KeyKind.SEX, f"{sex}|{name.initials[0]}|{surname}".encode()))
+    if address:
+        out.append((KeyKind.BUILDING, address.encode()))
+    out += [(KeyKind.BLOCK, block.encode()) for block in _blocks(name, parts, address)]
     return out
 
 
-def _blocks(name: Name, birth: tuple[int, int, int] | None) -> list[str]:
+def _blocks(name: Name, birth: tuple[int, int, int] | None, address: str) -> list[str]:
     """Exact combinations that a true pair almost always shares at least one of, despite
     one error: the hub compares only signals that share one (no block, no comparison)."""
     surname = " ".join(name.surname)
     first = name.given[0] if name.given else ""
     initial = name.initials[:1]
     out = []
+    if address:  # the same building: typos in both names, or no date of birth
+        if birth is not None:
+            out.append("ba:{}|{}-{}-{}".format(address, *birth))
+        if first:
+            out.append(f"ga:{first}|{address}")
+        if surname:
+            out.append(f"sa:{surname}|{address}")
+    if initial and surname:
+        out.append(f"is:{initial}|{surname}")
     if birth is not None:
         year, month, day = birth
         if surname:
@@ -385,15 +404,24 @@ def decide(profile: Profile, a: Keys, b: Keys) -> Decision:
     bands = min(profile.given_bands, profile.surname_bands)
     crossed = tuple(sorted((_share(given_a, surname_b, bands),
                             _share(surname_a, given_b, bands))))
-    given_share, surname_share = max(straight, crossed, key=sum)
+    swapped = sum(crossed) > sum(straight)
+    given_share, surname_share = crossed if swapped else straight
     initial_agrees = bool(_bands(a, KeyKind.INITIAL_SURNAME)
                           & _bands(b, KeyKind.INITIAL_SURNAME))
     if given_a and given_b:
-        parts += _tier("given", given_share, w)
+        given_parts = _tier("given", given_share, w)
+        # swapped, one side has more given names than the other: no penalty for them
+        if not (swapped and surname_share >= 0.6 and given_parts[:1] == [
+                ("given_low", w("given_low"))]):
+            parts += given_parts
     elif initial_agrees:  # one of them knows only the initials
         parts.append(("given_initial", w("given_initial")))
     if surname_a and surname_b:
         parts += _tier("surname", surname_share, w)
+    sex_a, sex_b = _bands(a, KeyKind.SEX), _bands(b, KeyKind.SEX)
+    if initial_agrees and sex_a and sex_b and not sex_a & sex_b:
+        # same initial and surname, another sex: father and daughter, not one person
+        parts.append(("sex_differs", w("sex_differs")))
     birth_a, birth_b = _bands(a, KeyKind.BIRTH_DATE), _bands(b, KeyKind.BIRTH_DATE)
     if birth_a and birth_b:
         if birth_a & birth_b:
@@ -404,6 +432,8 @@ def decide(profile: Profile, a: Keys, b: Keys) -> Decision:
             parts.append(("birth_differs", w("birth_differs")))
     if _bands(a, KeyKind.ADDRESS) & _bands(b, KeyKind.ADDRESS):
         parts.append(("address", w("address")))
+    elif _bands(a, KeyKind.BUILDING) & _bands(b, KeyKind.BUILDING):
+        parts.append(("building", w("building")))
     score = sum(weight for _, weight in parts)
     return Decision(score >= profile.threshold, score, tuple(parts))
 

@@ -210,6 +210,8 @@ class Hub(LogOperations):
                         for _ in conn.notifies(timeout=0.5):
                             self._wake_watchers()
             except psycopg.Error:
+                if stopping.is_set():
+                    return
                 _log.warning("the alert-feed listener lost its connection; reconnecting")
                 stopping.wait(1.0)
 

@@ -29,9 +29,7 @@ from hub._models import ExcludedKey, Signal, SignalKey
 Key = tuple[int, bytes]
 PERSON, ADDRESS, MEMBER, BLOCK = (int(KeyKind.PERSON), int(KeyKind.ADDRESS),
                                   int(KeyKind.MEMBER), int(KeyKind.BLOCK))
-FUZZY = frozenset(int(k) for k in (KeyKind.GIVEN_BAND, KeyKind.SURNAME_BAND,
-                                   KeyKind.BIRTH_DATE, KeyKind.BIRTH_NEAR,
-                                   KeyKind.INITIAL_SURNAME, KeyKind.BLOCK))
+FUZZY = frozenset(int(k) for k in KeyKind) - {PERSON, ADDRESS, MEMBER}
 # What decide() reads of a signal: its fuzzy tokens, person and address keys.
 _DECIDED_BY = FUZZY | {PERSON, ADDRESS}
 Profiles = Callable[[str], linkage.Profile | None]  # a profile ref ("id@vN") -> profile

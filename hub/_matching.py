@@ -143,7 +143,9 @@ def household_for(
     keys = frozenset(keys)
     lock_keys(session, _linkage.lock_values(keys))
     ids = _linkage.linked_households(session, keys, profile_ref, profiles, now)
-    while ids:  # lock them; a merge committed meanwhile may have moved the signals
+    # PostgreSQL: lock them; a merge committed meanwhile may have moved the signals.
+    # (SQLite's one writer holds the whole database already.)
+    while ids and _postgres(session):
         lock_households(session, ids)
         again = _linkage.linked_households(session, keys, profile_ref, profiles, now)
         if again == ids:

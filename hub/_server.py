@@ -215,8 +215,9 @@ def start_hub(
     if settings.sweep_seconds > 0:
         threading.Thread(target=_every, args=(hub.sweep, stopping, settings.sweep_seconds),
                          name="sweep", daemon=True).start()
-    threading.Thread(target=hub.listen_for_feed, args=(stopping,), name="feed-listener",
-                     daemon=True).start()
+    listener = threading.Thread(target=hub.listen_for_feed, args=(stopping,),
+                                name="feed-listener", daemon=True)
+    listener.start()
     if settings.checkpoint_seconds > 0:
         threading.Thread(target=_every, args=(hub.sign_if_due, stopping,
                                               settings.checkpoint_seconds),
@@ -226,6 +227,7 @@ def start_hub(
               checkpoint_key=crypto.fingerprint(hub.checkpoint_public_key).hex(),
               tls=server_tls is not None, ops=ops.address if ops else "")
     running = RunningHub(server, address, stopping, health, ops, hub=hub)
+    running._cleanup.append(lambda: listener.join(5))
     if ops is not None:
         running._cleanup.append(_ops.register_database(hub.engine))
     return running

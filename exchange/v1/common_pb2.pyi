@@ -52,6 +52,10 @@ class _KeyKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_KeyKind.Value
     """Blocking tokens: exact combinations of name and birth-date parts; signals that
     share one are compared by the profile's rules.
     """
+    KEY_KIND_BUILDING: _KeyKind.ValueType  # 10
+    """The building: postcode and house number without the addition (a fuzzy feature)."""
+    KEY_KIND_SEX: _KeyKind.ValueType  # 11
+    """Sex combined with the first initial and surname (a fuzzy feature)."""
 
 class KeyKind(_KeyKind, metaclass=_KeyKindEnumTypeWrapper):
     """The kind of a pseudonymous key. Kinds are domain-separated inside the OPRF
@@ -83,6 +87,10 @@ KEY_KIND_BLOCK: KeyKind.ValueType  # 9
 """Blocking tokens: exact combinations of name and birth-date parts; signals that
 share one are compared by the profile's rules.
 """
+KEY_KIND_BUILDING: KeyKind.ValueType  # 10
+"""The building: postcode and house number without the addition (a fuzzy feature)."""
+KEY_KIND_SEX: KeyKind.ValueType  # 11
+"""Sex combined with the first initial and surname (a fuzzy feature)."""
 Global___KeyKind: _TypeAlias = KeyKind  # noqa: Y015
 
 @_typing.final

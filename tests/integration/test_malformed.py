@@ -1057,7 +1057,7 @@ def _draw_mutations(data: st.DataObject, case: Case, w: World) -> list[Mutation]
     return data.draw(st.lists(options, min_size=1, max_size=3), "mutations")
 
 
-FUZZ = settings(max_examples=15, deadline=None, suppress_health_check=[
+FUZZ = settings(max_examples=8, deadline=None, suppress_health_check=[
     HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 

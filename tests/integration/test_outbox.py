@@ -197,7 +197,7 @@ def test_a_hub_outage_leaves_the_rest_in_the_outbox_and_deliver_sends_it_once(
     table = {line.split()[0]: line.split()[1]
              for line in capsys.readouterr().out.splitlines()[1:]}
     assert table == {"pending": "0", "submitted": str(rows), "rejected": "0",
-                     "withdrawn": "0"}
+                     "withdrawn": "0", "replaced": "0"}
 
 
 class Crash(BaseException):
