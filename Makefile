@@ -31,7 +31,7 @@ typecheck: $(VENV)/.dev
 	$(BIN)/mypy
 
 pytest: $(VENV)/.dev
-	$(BIN)/pytest
+	$(BIN)/pytest -n auto
 
 ## protos: regenerate exchange/v1 from proto/ after changing the contract
 protos: $(VENV)/.dev
