@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Engine, delete, func, or_, select, tuple_, update
+from sqlalchemy import Engine, delete, func, insert, or_, select, tuple_, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
@@ -524,7 +524,6 @@ class Hub(LogOperations):
             state="active", withdrawn_at=None, withdrawal_reason=None,
             content_sha256=item.content_sha256, profile=item.linkage_profile or None,
         )
-        signal.keys = [SignalKey(kind=k, value=v) for k, v in sorted(item.keys)]
         signal.envelopes = [
             Envelope(recipient_id=e.recipient_id, key_fingerprint=e.key_fingerprint,
                      scheme=e.scheme, ciphertext=e.ciphertext)
@@ -532,6 +531,10 @@ class Hub(LogOperations):
         ]
         s.add(signal)
         s.flush()
+        # A signal carries up to MAX_KEYS keys: one executemany, not an ORM object each.
+        s.execute(insert(SignalKey), [{"signal_id": signal.id, "kind": k, "value": v}
+                                      for k, v in sorted(item.keys)])
+        s.expire(signal, ["keys"])
         _audit.append(s, access, _audit.Event(
             "signal.submit", "create", subject_ref=household,
             detail={"signal": signal.id, "keys": len(item.keys),
@@ -581,13 +584,11 @@ class Hub(LogOperations):
             Signal.organisation_id != signal.organisation_id).limit(1))
         if others_active is not None:
             return
-        archived = s.scalars(
-            select(Signal).join(SignalKey, SignalKey.signal_id == Signal.id)
-            .where(Signal.state == "archived", Signal.notice_used_at.is_(None),
-                   Signal.organisation_id != signal.organisation_id,
-                   pairs_in(SignalKey.kind, SignalKey.value,
-                            _linkage.exact_lookups(keys, _linkage.excluded(s, keys))))
-            .distinct().order_by(Signal.id)).all()
+        archived = [sig for (sig,) in _linkage.among(s, select(Signal).where(
+            Signal.state == "archived", Signal.notice_used_at.is_(None),
+            Signal.organisation_id != signal.organisation_id).order_by(Signal.id), _linkage.keyed(
+                s, pairs_in(SignalKey.kind, SignalKey.value,
+                            _linkage.exact_lookups(keys, _linkage.excluded(s, keys)))))]
         if not archived:
             return
         for cov in self._covenants(s):

@@ -17,8 +17,9 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
+from typing import TypeVarTuple
 
-from sqlalchemy import ColumnElement, and_, select
+from sqlalchemy import ColumnElement, Row, Select, and_, select
 from sqlalchemy.orm import Session
 
 from exchange import linkage
@@ -37,6 +38,29 @@ Profiles = Callable[[str], linkage.Profile | None]  # a profile ref ("id@vN") ->
 
 def active(now: datetime) -> ColumnElement[bool]:
     return and_(Signal.state == "active", Signal.expires_at > now)
+
+
+# Signal ids per query when looking signals up by id (SQLite allows 32766 parameters).
+_CHUNK = 900
+_Ts = TypeVarTuple("_Ts")
+
+
+def keyed(session: Session, condition: ColumnElement[bool]) -> list[str]:
+    """The ids of the signals with a key that meets ``condition`` (on SignalKey).
+
+    Callers then fetch those signals with :func:`among` instead of joining: without
+    statistics SQLite's planner may start a join from the signals' state index and scan
+    every active signal for each lookup, a cost that grows with the database.
+    """
+    return sorted(set(session.scalars(select(SignalKey.signal_id).where(condition))))
+
+
+def among(session: Session, stmt: Select[*_Ts], ids: list[str]) -> list[Row[*_Ts]]:
+    """The rows of ``stmt`` (a select over Signal) for the signals with these ids."""
+    rows: list[Row[*_Ts]] = []
+    for i in range(0, len(ids), _CHUNK):
+        rows.extend(session.execute(stmt.where(Signal.id.in_(ids[i:i + _CHUNK]))).all())
+    return rows
 
 
 def excluded(session: Session, keys: Iterable[Key]) -> set[Key]:
@@ -81,18 +105,18 @@ def linked_households(session: Session, keys: frozenset[Key], profile_ref: str |
     lookups = exact_lookups(keys, skip)
     found: set[str] = set()
     if lookups:
-        found |= set(session.scalars(
-            select(Signal.household_id).join(SignalKey, SignalKey.signal_id == Signal.id)
-            .where(active(now), pairs_in(SignalKey.kind, SignalKey.value, lookups))
-            .distinct()))
+        found |= {household for (household,) in among(
+            session, select(Signal.household_id).where(active(now)),
+            keyed(session, pairs_in(SignalKey.kind, SignalKey.value, lookups)))}
     profile = profiles(profile_ref) if profile_ref else None
     blocks = [value for kind, value in keys if kind == BLOCK]
     if profile is None or not blocks:
         return found
-    candidates = {sid: household for sid, household in session.execute(
-        select(Signal.id, Signal.household_id).join(SignalKey, SignalKey.signal_id == Signal.id)
-        .where(active(now), Signal.profile == profile_ref, SignalKey.kind == BLOCK,
-               SignalKey.value.in_(blocks)).distinct()).all() if household not in found}
+    candidates = {sid: household for sid, household in among(
+        session, select(Signal.id, Signal.household_id).where(
+            active(now), Signal.profile == profile_ref),
+        keyed(session, and_(SignalKey.kind == BLOCK, SignalKey.value.in_(blocks))))
+        if household not in found}
     if not candidates:
         return found
     mine = grouped(k for k in keys if k not in skip)

@@ -22,7 +22,7 @@ import consent
 from exchange import checkpoint, merkle
 from exchange.db import pairs_in, snapshot
 from exchange.errors import FailedPrecondition, InvalidInput
-from hub import _audit, _matching
+from hub import _audit, _linkage, _matching
 from hub._models import (
     AuditCheckpoint,
     AuditEvent,
@@ -247,12 +247,11 @@ class LogOperations:
             self._require_org(s, access)
             _audit.integrate(s)
             now = self.now()
-            found = select(Signal.id, Signal.household_id).join(
-                SignalKey, SignalKey.signal_id == Signal.id).where(
-                pairs_in(SignalKey.kind, SignalKey.value, keys))
+            found = select(Signal.id, Signal.household_id)
             if not self.sees_everything(access):
                 found = found.where(Signal.organisation_id == access.organisation_id)
-            rows = {(sid, household) for sid, household in s.execute(found)}
+            rows = {(sid, household) for sid, household in _linkage.among(
+                s, found, _linkage.keyed(s, pairs_in(SignalKey.kind, SignalKey.value, keys)))}
             signal_ids = sorted({sid for sid, _ in rows})
             households = _with_history(s, {h for _, h in rows if h})
             events: list[AuditEvent] = []

@@ -64,15 +64,11 @@ def _households_sharing(
     keys = list(keys)
     if not keys:
         return set()
-    stmt = (
-        select(Signal.household_id)
-        .join(SignalKey, SignalKey.signal_id == Signal.id)
-        .where(active(now), pairs_in(SignalKey.kind, SignalKey.value, keys))
-        .distinct()
-    )
+    stmt = select(Signal.household_id).where(active(now))
     if exclude is not None:
         stmt = stmt.where(Signal.id != exclude)
-    return set(session.scalars(stmt))
+    return {household for (household,) in _linkage.among(
+        session, stmt, _linkage.keyed(session, pairs_in(SignalKey.kind, SignalKey.value, keys)))}
 
 
 @dataclass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import re
 import shutil
 import sqlite3
 from pathlib import Path
@@ -49,14 +50,30 @@ def test_the_demo_tells_the_whole_story(demo_dir: Path) -> None:
     assert len(list((demo_dir / "partners").glob("*.csv"))) == 3
 
 
+def _finder(values: set[str]) -> re.Pattern[str]:
+    """Any of the values, a word of letters only where it stands on its own: a short
+    name such as "Sem" turns up inside base64 (signatures, pseudonyms) by chance."""
+    alone = "(?<![A-Za-z0-9+/]){}(?![A-Za-z0-9])"
+    return re.compile("|".join(
+        alone.format(re.escape(v)) if v.replace(" ", "").isalpha() else re.escape(v)
+        for v in sorted(values, key=len, reverse=True)))
+
+
+def test_the_privacy_check_finds_a_name_but_not_base64() -> None:
+    found = _finder({"Sem", "123456782"})
+    assert found.search('{"name": "Sem"}') and found.search("Sem de Vries")
+    assert found.search("bsn=123456782") and found.search("x123456782y")
+    assert not found.search("IBEsZhvhTTSemhsT4UNG") and not found.search("ab/Sem+")
+
+
 def test_no_personal_data_in_the_hub_database_or_the_logs(demo_dir: Path) -> None:
     values = _personal_values(demo_dir)
     assert len(values) > 30
+    found = _finder(values)
     assert (demo_dir / "logs" / "hub.log").stat().st_size > 0
     for path in (demo_dir / "logs").iterdir():
         text = path.read_text(encoding="utf-8")
-        for value in values:
-            assert value not in text, f"{path.name} contains personal data"
+        assert not found.search(text), f"{path.name} contains personal data"
     # every text stored in the hub's database (its binary columns hold pseudonyms,
     # hashes and ciphertexts, where a short name's bytes turn up by chance)
     with sqlite3.connect(demo_dir / "hub.db") as db:
@@ -66,8 +83,7 @@ def test_no_personal_data_in_the_hub_database_or_the_logs(demo_dir: Path) -> Non
                  for v in row if isinstance(v, str)]
     assert len(texts) > 100
     for text in texts:
-        for value in values:
-            assert value not in text, "the hub database holds personal data"
+        assert not found.search(text), "the hub database holds personal data"
     # and the raw files, for every value too long to turn up by chance
     for path in [demo_dir / "hub.db", *demo_dir.glob("hub.db-*")]:
         blob = path.read_bytes()
@@ -75,7 +91,7 @@ def test_no_personal_data_in_the_hub_database_or_the_logs(demo_dir: Path) -> Non
             if len(value.encode()) >= 8:
                 assert value.encode() not in blob, f"{path.name} contains personal data"
     stderr = (demo_dir.parent / "stderr.txt").read_text()
-    assert not any(v in stderr for v in values)
+    assert not found.search(stderr)
 
 
 def test_the_demo_database_verifies_offline(demo_dir: Path) -> None:
