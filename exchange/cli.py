@@ -2,7 +2,8 @@
 
 Each role's subcommands are defined next to the code they drive and added here:
 ``hub`` and ``keyservice`` (hub._cli), ``agent``, ``coordinator``, ``audit`` and
-``admin`` (agent._cli), ``demo`` (hub._demo). Errors are caught once, in
+``admin`` (agent._cli), ``pki`` (exchange._pki), ``demo`` (hub._demo), ``synth``
+(agent._synth) and ``bench`` (hub._bench). Errors are caught once, in
 :func:`main`, and printed as one line; ``-v`` adds the traceback.
 """
 

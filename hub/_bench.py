@@ -19,7 +19,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,7 +50,7 @@ def register(sub: Any) -> None:
     run.add_argument("--mapping", type=Path, action="append", default=[], metavar="M.toml",
                      help="the mapping of each export, in the order of --a, --b, ... "
                      "(default: FILE's name with .mapping.toml; without --a, each mapping's "
-                     "own 'file')")
+                     "own 'file'; with neither, every *.mapping.toml beside the truth file)")
     run.add_argument("--truth", type=Path, required=True, metavar="TRUTH.csv",
                      help="partner (the export's name without suffix), case_ref, person_id, "
                      "household_id per record")
@@ -81,10 +81,12 @@ def _partners(args: argparse.Namespace) -> list[Partner]:
             raise InvalidInput("give one --mapping per export, in the same order")
         pairs = list(zip(files, mappings, strict=True))
     else:
-        if not args.mapping:
-            raise InvalidInput("give the exports (--a, --b, ...) or their --mapping files")
+        found = args.mapping or sorted(args.truth.parent.glob("*.mapping.toml"))
+        if not found:
+            raise InvalidInput("give the exports (--a, --b, ...) or their --mapping files "
+                               "(none lies beside the truth file)")
         pairs = []
-        for mapping in args.mapping:
+        for mapping in found:
             described = _mapping.load_mapping(mapping)
             if not described.file:
                 raise InvalidInput(f"{mapping} names no file: give the export with --a")
@@ -177,12 +179,14 @@ def _main(args: argparse.Namespace) -> int:
     partners = _partners(args)
     persons, households = _truth(args.truth)
     institutions = args.institutions or args.truth.with_name("institutions.csv")
-    data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="samenloop-bench-"))
-    data_dir.mkdir(parents=True, exist_ok=True)
     profile_text = (args.profile.read_text(encoding="utf-8") if args.profile else
                     'id = "nl-household"\nname = "Dutch households"\n')
-    private = _private(partners, profile_text,
-                       institutions if institutions.exists() else None, data_dir)
+    with ExitStack() as stack:
+        data_dir = args.data_dir or Path(stack.enter_context(
+            tempfile.TemporaryDirectory(prefix="samenloop-bench-")))
+        data_dir.mkdir(parents=True, exist_ok=True)
+        private = _private(partners, profile_text,
+                           institutions if institutions.exists() else None, data_dir)
     private.persons = Scores.of(private.extra.pop("_persons"),  # type: ignore[arg-type]
                                 persons)
     private.households = Scores.of(private.extra.pop("_households"),  # type: ignore[arg-type]
