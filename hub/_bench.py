@@ -315,9 +315,10 @@ def _covenant(parties: list[str], regions: list[str], categories: list[str],
             + "".join(f'{c} = "covenant"\n' for c in categories))
 
 
-def _predictions(root: Path, partners: list[Partner]) -> tuple[
+def _predictions(root: Path, partners: list[Partner], hub_url: str | None = None) -> tuple[
         dict[tuple[str, str], str], dict[tuple[str, str], str]]:
-    """Each submitted record's person cluster and household, from the hub's database."""
+    """Each submitted record's person cluster and household, from the hub's database
+    (``hub_url``, else root/hub.db) and the agents' state databases (root/LABEL.db)."""
     from sqlalchemy import select
 
     from agent._models import Submission
@@ -333,7 +334,7 @@ def _predictions(root: Path, partners: list[Partner]) -> tuple[
                                        .where(Submission.state == "submitted")):
                 case_of[sid] = (partner.label, case)
         engine.dispose()
-    engine = make_engine(f"sqlite:///{root}/hub.db")
+    engine = make_engine(hub_url or f"sqlite:///{root}/hub.db")
     try:
         with session_factory(engine)() as s:
             from exchange import linkage

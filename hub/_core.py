@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 import consent
 from exchange import checkpoint, crypto, linkage, log, vocab
-from exchange.db import conflict, pairs_in, retried, session_factory
+from exchange.db import conflict, retried, session_factory
 from exchange.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -457,6 +457,10 @@ class Hub(LogOperations):
             self._require_org(s, access)
             now = self.now()
             recipients = self._recipient_map(s, access.organisation_id, now)
+            # Which ids are stored already, in one query; one sent twice in the chunk is
+            # looked up (in the session) the second time.
+            maybe_stored = {sid for (sid,) in _linkage.among(s, select(Signal.id), sorted(
+                {i.signal_id for i in items if not isinstance(i, SamenloopError)}))}
             for index, item in enumerate(items):
                 if isinstance(item, SamenloopError):
                     error = item
@@ -464,8 +468,10 @@ class Hub(LogOperations):
                     touched, feed = set(changes.households), len(changes.feed)
                     try:
                         with s.begin_nested():
-                            results.append(
-                                self._store(s, changes, access, item, now, recipients))
+                            results.append(self._store(
+                                s, changes, access, item, now, recipients,
+                                stored=item.signal_id in maybe_stored))
+                        maybe_stored.add(item.signal_id)
                         continue
                     except SamenloopError as exc:
                         changes.households = touched
@@ -487,8 +493,10 @@ class Hub(LogOperations):
 
     def _store(self, s: Session, changes: _matching.Changes, access: _audit.Access,
                item: _inputs.SignalInput, now: datetime,
-               recipients: dict[str, Recipient]) -> tuple[Signal, bool]:
-        existing = s.get(Signal, item.signal_id)
+               recipients: dict[str, Recipient], *,
+               stored: bool = True) -> tuple[Signal, bool]:
+        """Store one signal; ``stored`` False says its id is known not to be stored yet."""
+        existing = s.get(Signal, item.signal_id) if stored else None
         if existing is not None:
             if (existing.organisation_id != access.organisation_id
                     or existing.content_sha256 != item.content_sha256):
@@ -512,8 +520,9 @@ class Hub(LogOperations):
         replaced = self._replaced(s, access, item, now) if item.replaces else None
         if item.linkage_profile:
             self._current_profile(s, item.linkage_profile)
-        household = _matching.household_for(s, item.keys, now, access, changes,
-                                            item.linkage_profile or None, self._profile(s))
+        household, near = _matching.household_for(
+            s, item.keys, now, access, changes, item.linkage_profile or None,
+            self._profile(s))
         signal = Signal(
             id=item.signal_id, organisation_id=access.organisation_id,
             household_id=household, category=item.category, region=item.region,
@@ -543,7 +552,7 @@ class Hub(LogOperations):
         if replaced is not None:
             self._replace(s, access, changes, replaced, signal, now)
         else:
-            self._archived_notice(s, signal, item.keys, now)
+            self._archived_notice(s, signal, near, now)
         return signal, False
 
     @staticmethod
@@ -574,11 +583,13 @@ class Hub(LogOperations):
         if household != new.household_id:
             _matching.split(s, household, now, access, changes, self._profile(s))
 
-    def _archived_notice(self, s: Session, signal: Signal, keys: frozenset[tuple[int, bytes]],
+    def _archived_notice(self, s: Session, signal: Signal, near: _linkage.Neighbours,
                          now: datetime) -> None:
         """A new signal that matches only archived signals gives its reporter a one-time
         notice of the archived signals' reporters, where a covenant allows notices for
         both categories. Each archived signal gives such a notice once."""
+        if not near.exact:  # archived signals are found by exact keys only
+            return
         others_active = s.scalar(select(Signal.id).where(
             Signal.household_id == signal.household_id, _matching.active(now),
             Signal.organisation_id != signal.organisation_id).limit(1))
@@ -586,9 +597,7 @@ class Hub(LogOperations):
             return
         archived = [sig for (sig,) in _linkage.among(s, select(Signal).where(
             Signal.state == "archived", Signal.notice_used_at.is_(None),
-            Signal.organisation_id != signal.organisation_id).order_by(Signal.id), _linkage.keyed(
-                s, pairs_in(SignalKey.kind, SignalKey.value,
-                            _linkage.exact_lookups(keys, _linkage.excluded(s, keys)))))]
+            Signal.organisation_id != signal.organisation_id).order_by(Signal.id), near.exact)]
         if not archived:
             return
         for cov in self._covenants(s):

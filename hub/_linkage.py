@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeVarTuple
 
@@ -98,32 +99,50 @@ def grouped(keys: Iterable[Key]) -> dict[int, frozenset[bytes]]:
     return {kind: frozenset(values) for kind, values in by_kind.items()}
 
 
+@dataclass(frozen=True)
+class Neighbours:
+    """The stored signals a new signal links to, by id. Keys never change, and the
+    advisory key locks keep others from adding a signal with one of ours meanwhile, so
+    only which households these signals are in (and whether they are active) can move."""
+
+    exact: list[str]   # sharing a person, member or (non-excluded) address key; any state
+    fuzzy: list[str]   # active, same profile, sharing a block, and the profile links them
+    skip: frozenset[Key]  # the new signal's excluded address keys
+
+    def households(self, session: Session, now: datetime) -> set[str]:
+        """The households of those that are active."""
+        return {household for (household,) in among(
+            session, select(Signal.household_id).where(active(now)),
+            sorted({*self.exact, *self.fuzzy}))}
+
+
+def neighbours(session: Session, keys: frozenset[Key], profile_ref: str | None,
+               profiles: Profiles, now: datetime) -> Neighbours:
+    """The stored signals that a new signal with these keys links to."""
+    skip = excluded(session, keys)
+    lookups = exact_lookups(keys, skip)
+    exact = keyed(session, pairs_in(SignalKey.kind, SignalKey.value, lookups)) if lookups \
+        else []
+    profile = profiles(profile_ref) if profile_ref else None
+    blocks = [value for kind, value in keys if kind == BLOCK]
+    fuzzy: list[str] = []
+    if profile is not None and blocks:
+        known = set(exact)
+        candidates = [sid for (sid,) in among(
+            session, select(Signal.id).where(active(now), Signal.profile == profile_ref),
+            [sid for sid in keyed(session, and_(SignalKey.kind == BLOCK,
+                                                SignalKey.value.in_(blocks)))
+             if sid not in known])]
+        mine = grouped(k for k in keys if k not in skip)
+        fuzzy = sorted(sid for sid, theirs in _keys_of(session, candidates, skip).items()
+                       if linkage.decide(profile, mine, theirs).link)
+    return Neighbours(exact, fuzzy, frozenset(skip))
+
+
 def linked_households(session: Session, keys: frozenset[Key], profile_ref: str | None,
                       profiles: Profiles, now: datetime) -> set[str]:
     """The households of the active signals that a new signal with these keys links to."""
-    skip = excluded(session, keys)
-    lookups = exact_lookups(keys, skip)
-    found: set[str] = set()
-    if lookups:
-        found |= {household for (household,) in among(
-            session, select(Signal.household_id).where(active(now)),
-            keyed(session, pairs_in(SignalKey.kind, SignalKey.value, lookups)))}
-    profile = profiles(profile_ref) if profile_ref else None
-    blocks = [value for kind, value in keys if kind == BLOCK]
-    if profile is None or not blocks:
-        return found
-    candidates = {sid: household for sid, household in among(
-        session, select(Signal.id, Signal.household_id).where(
-            active(now), Signal.profile == profile_ref),
-        keyed(session, and_(SignalKey.kind == BLOCK, SignalKey.value.in_(blocks))))
-        if household not in found}
-    if not candidates:
-        return found
-    mine = grouped(k for k in keys if k not in skip)
-    for sid, theirs in _keys_of(session, list(candidates), skip).items():
-        if linkage.decide(profile, mine, theirs).link:
-            found.add(candidates[sid])
-    return found
+    return neighbours(session, keys, profile_ref, profiles, now).households(session, now)
 
 
 def _keys_of(session: Session, signal_ids: list[str],

@@ -28,7 +28,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, Select, and_, func, select, update
+from sqlalchemy import ColumnElement, Select, and_, func, select, text, update
 from sqlalchemy.orm import Session, selectinload
 
 import consent
@@ -105,8 +105,10 @@ def lock_keys(session: Session, keys: Iterable[Key]) -> None:
     if not _postgres(session):
         return
     ids = sorted({(int.from_bytes(value[:4], "big") ^ kind) & 0x7FFFFFFF for kind, value in keys})
-    for lock_id in ids:
-        session.execute(select(func.pg_advisory_xact_lock(_KEY_LOCK_SPACE, lock_id)))
+    if ids:  # one round trip; unnest yields the ids, and so takes the locks, in this order
+        session.execute(text("SELECT pg_advisory_xact_lock(:space, id) FROM "
+                             "unnest(CAST(:ids AS integer[])) AS id"),
+                        {"space": _KEY_LOCK_SPACE, "ids": ids})
 
 
 def lock_households(session: Session, ids: Iterable[str]) -> None:
@@ -134,16 +136,18 @@ def household_for(
     session: Session, keys: Iterable[Key], now: datetime, access: _audit.Access,
     changes: Changes, profile_ref: str | None = None,
     profiles: _linkage.Profiles = _no_profiles,
-) -> str:
-    """The household a new signal with these keys belongs to (merging when it bridges)."""
+) -> tuple[str, _linkage.Neighbours]:
+    """The household a new signal with these keys belongs to (merging when it bridges),
+    and the stored signals it links to."""
     keys = frozenset(keys)
     lock_keys(session, _linkage.lock_values(keys))
-    ids = _linkage.linked_households(session, keys, profile_ref, profiles, now)
+    near = _linkage.neighbours(session, keys, profile_ref, profiles, now)
+    ids = near.households(session, now)
     # PostgreSQL: lock them; a merge committed meanwhile may have moved the signals.
     # (SQLite's one writer holds the whole database already.)
     while ids and _postgres(session):
         lock_households(session, ids)
-        again = _linkage.linked_households(session, keys, profile_ref, profiles, now)
+        again = near.households(session, now)
         if again == ids:
             break
         ids = again
@@ -153,13 +157,13 @@ def household_for(
         session.add(household)
         session.flush()
         changes.households.add(household.id)
-        return household.id
+        return household.id, near
     found = session.scalars(select(Household).where(Household.id.in_(ids))).all()
     survivor, *others = sorted(found, key=lambda h: (h.created_at, h.id))
     for other in others:
         _merge(session, other, survivor, now, access, changes)
     changes.households.add(survivor.id)
-    return survivor.id
+    return survivor.id, near
 
 
 def _merge(
