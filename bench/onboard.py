@@ -16,7 +16,9 @@ against the truth file.
 from __future__ import annotations
 
 import argparse
+import os
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -44,8 +46,17 @@ def run(*args: str, env: dict[str, str] | None = None) -> str:
     return done.stdout
 
 
-def serve(stack: ExitStack, log: Path, *args: str) -> str:
-    """Start a server process; returns the address it listens on."""
+def cpu_seconds(pid: int) -> float | None:
+    """CPU time (user + system) a running process has used so far; None off Linux."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def serve(stack: ExitStack, log: Path, *args: str) -> tuple[str, int]:
+    """Start a server process; returns the address it listens on and its pid."""
     fh = stack.enter_context(log.open("w"))
     proc = subprocess.Popen([SAMENLOOP, "--log-format", "json", *args],
                             stdout=subprocess.PIPE, stderr=fh, text=True)
@@ -59,7 +70,7 @@ def serve(stack: ExitStack, log: Path, *args: str) -> str:
     found = re.search(r"listening on (\S+)", proc.stdout.readline())
     if not found:
         raise SystemExit(f"{args[0]} did not start: see {log}")
-    return found.group(1)
+    return found.group(1), proc.pid
 
 
 def fresh_postgres(base: str) -> str:
@@ -70,6 +81,33 @@ def fresh_postgres(base: str) -> str:
         conn.execute(text('CREATE DATABASE "bench_onboard"'))
     admin.dispose()
     return url.set(database="bench_onboard").render_as_string(hide_password=False)
+
+
+def onboard(root: Path, partners: list[_bench.Partner], agent: list[str],
+            keyservice_pid: int, hub_pid: int) -> tuple[float, dict[str, float]]:
+    """Every partner's agent at once; the wall time and the CPU seconds of each party."""
+    start = time.perf_counter()
+    servers_before = [cpu_seconds(keyservice_pid), cpu_seconds(hub_pid)]
+    agents_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    procs = [subprocess.Popen(
+        [SAMENLOOP, "--log-format", "json", "agent", "submit", "--mapping",
+         str(p.mapping), "--organisation", p.label,
+         "--state-database", f"sqlite:///{root}/{p.label}.db", *agent],
+        stdout=(root / f"{p.label}.out").open("w"),
+        stderr=(root / f"{p.label}.log").open("w")) for p in partners]
+    codes = [p.wait() for p in procs]
+    took = time.perf_counter() - start
+    if any(codes):
+        raise SystemExit(f"an agent failed ({codes}): see {root}/*.log")
+    agents_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = {"agents": agents_after.ru_utime + agents_after.ru_stime
+           - agents_before.ru_utime - agents_before.ru_stime}
+    for name, pid, before in (("key service", keyservice_pid, servers_before[0]),
+                              ("hub", hub_pid, servers_before[1])):
+        after = cpu_seconds(pid)
+        if before is not None and after is not None:
+            cpu[name] = after - before
+    return took, cpu
 
 
 def main() -> None:
@@ -95,13 +133,14 @@ def main() -> None:
         hub_url = fresh_postgres(args.database_url) if args.database_url else \
             f"sqlite:///{root}/hub.db"
         run("keyservice", "keygen", "--key-file", str(root / "oprf.key"))
-        keyservice = serve(stack, root / "keyservice.log", "keyservice", "serve",
+        keyservice, keyservice_pid = serve(stack, root / "keyservice.log", "keyservice", "serve",
                            "--listen", "127.0.0.1:0", "--key-file", str(root / "oprf.key"))
-        hub = serve(stack, root / "hub.log", "hub", "serve", "--listen", "127.0.0.1:0",
+        hub, hub_pid = serve(stack, root / "hub.log", "hub", "serve", "--listen", "127.0.0.1:0",
                     "--database-url", hub_url, "--migrate",
                     "--checkpoint-key", str(root / "checkpoint.key"),
                     "--oversight-organisation", MUNICIPALITY)
-        partners = [_bench.Partner(m.stem.split(".")[0], m, data / _mapping.load_mapping(m).file)
+        partners = [_bench.Partner(m.stem.split(".")[0], m,
+                                   data / str(_mapping.load_mapping(m).file))
                     for m in sorted(data.glob("*.mapping.toml"))]
         regions, categories, records = set(), set(), 0
         for partner in partners:
@@ -129,20 +168,13 @@ def main() -> None:
             "--organisation", MUNICIPALITY, "--state-database",
             f"sqlite:///{root}/{MUNICIPALITY}.db", *agent)
         print(f"{records:,} records from {len(partners)} partners; onboarding...", flush=True)
-        start = time.perf_counter()
-        procs = [subprocess.Popen(
-            [SAMENLOOP, "--log-format", "json", "agent", "submit", "--mapping",
-             str(p.mapping), "--organisation", p.label,
-             "--state-database", f"sqlite:///{root}/{p.label}.db", *agent],
-            stdout=(root / f"{p.label}.out").open("w"),
-            stderr=(root / f"{p.label}.log").open("w")) for p in partners]
-        codes = [p.wait() for p in procs]
-        took = time.perf_counter() - start
-        if any(codes):
-            raise SystemExit(f"an agent failed ({codes}): see {root}/*.log")
+        took, cpu = onboard(root, partners, agent, keyservice_pid, hub_pid)
         print(f"onboarded {records:,} records in {took:,.0f} s = {records / took:,.1f} "
               f"records/s ({len(partners)} agents at once, hub on "
               f"{make_url(hub_url).get_backend_name()})", flush=True)
+        print("CPU per record: " + ", ".join(
+            f"{name} {seconds / records * 1000:.1f} ms" for name, seconds in cpu.items()),
+            flush=True)
         persons, households_truth = _bench._truth(data / "truth.csv")
         person_of, household_of = _bench._predictions(root, partners, hub_url)
         for label, predicted, truth in (("persons", person_of, persons),
