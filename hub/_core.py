@@ -376,9 +376,7 @@ class Hub(LogOperations):
 
     def _evaluate(self, s: Session, households: set[str], access: _audit.Access,
                   changes: _matching.Changes, now: datetime) -> None:
-        covenants = self._covenants(s)
-        for household in sorted(households):
-            _matching.evaluate(s, household, covenants, now, access, changes)
+        _matching.evaluate(s, households, self._covenants(s), now, access, changes)
 
     @staticmethod
     def _require_org(s: Session, access: _audit.Access) -> Organisation:
@@ -590,15 +588,15 @@ class Hub(LogOperations):
         both categories. Each archived signal gives such a notice once."""
         if not near.exact:  # archived signals are found by exact keys only
             return
-        others_active = s.scalar(select(Signal.id).where(
-            Signal.household_id == signal.household_id, _matching.active(now),
-            Signal.organisation_id != signal.organisation_id).limit(1))
-        if others_active is not None:
-            return
         archived = [sig for (sig,) in _linkage.among(s, select(Signal).where(
             Signal.state == "archived", Signal.notice_used_at.is_(None),
             Signal.organisation_id != signal.organisation_id).order_by(Signal.id), near.exact)]
         if not archived:
+            return
+        others_active = s.scalar(select(Signal.id).where(
+            Signal.household_id == signal.household_id, _matching.active(now),
+            Signal.organisation_id != signal.organisation_id).limit(1))
+        if others_active is not None:
             return
         for cov in self._covenants(s):
             basis = consent.CovenantBasis(cov)

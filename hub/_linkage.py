@@ -42,7 +42,7 @@ def active(now: datetime) -> ColumnElement[bool]:
 
 
 # Signal ids per query when looking signals up by id (SQLite allows 32766 parameters).
-_CHUNK = 900
+CHUNK = 900
 _Ts = TypeVarTuple("_Ts")
 
 
@@ -59,8 +59,8 @@ def keyed(session: Session, condition: ColumnElement[bool]) -> list[str]:
 def among(session: Session, stmt: Select[*_Ts], ids: list[str]) -> list[Row[*_Ts]]:
     """The rows of ``stmt`` (a select over Signal) for the signals with these ids."""
     rows: list[Row[*_Ts]] = []
-    for i in range(0, len(ids), _CHUNK):
-        rows.extend(session.execute(stmt.where(Signal.id.in_(ids[i:i + _CHUNK]))).all())
+    for i in range(0, len(ids), CHUNK):
+        rows.extend(session.execute(stmt.where(Signal.id.in_(ids[i:i + CHUNK]))).all())
     return rows
 
 

@@ -26,7 +26,8 @@ import uuid
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, func, select, text, update
 from sqlalchemy.orm import Session, selectinload
@@ -257,33 +258,6 @@ def close_alert(session: Session, alert: Alert, reason: str, now: datetime,
     add_feed(alert, "closed", now, changes)
 
 
-def grants_for(
-    session: Session, keys: Iterable[Key], covenant_id: str
-) -> list[consent.ConsentGrant]:
-    # Consent is recorded for person keys: a household's own person keys, and the
-    # members its signals name (a parent's consent covers the child's signal).
-    persons = sorted({(_linkage.PERSON, value) for kind, value in keys
-                      if kind in (_linkage.PERSON, _linkage.MEMBER)})
-    if not persons:
-        return []
-    matching = select(ConsentKey.consent_id).where(
-        pairs_in(ConsentKey.kind, ConsentKey.value, persons))
-    rows = session.scalars(
-        select(Consent)
-        .where(Consent.covenant_id == covenant_id, Consent.id.in_(matching))
-        .order_by(Consent.recorded_at, Consent.id)
-    ).all()
-    return [
-        consent.ConsentGrant(
-            id=c.id, recorded_by=c.organisation_id, covenant_id=c.covenant_id,
-            covenant_version=c.covenant_version, organisations=frozenset(c.organisations),
-            purposes=frozenset(c.purposes), valid_from=c.valid_from,
-            valid_until=c.valid_until, revoked_at=c.revoked_at,
-        )
-        for c in rows
-    ]
-
-
 def households_with_keys(session: Session, keys: Iterable[Key], now: datetime) -> set[str]:
     """Households with an active signal about, or naming as a member, these persons."""
     return _households_sharing(session, _linkage.exact_lookups(keys, set()), now)
@@ -368,34 +342,128 @@ def _decide(
     return permitted, denied
 
 
+@dataclass
+class _Prefetched:
+    """What deciding a set of households reads, fetched for all of them at once."""
+
+    signals: dict[str, list[Signal]] = field(default_factory=lambda: defaultdict(list))
+    matches: dict[str, dict[str, Match]] = field(default_factory=lambda: defaultdict(dict))
+    open_alerts: dict[str, list[Alert]] = field(default_factory=lambda: defaultdict(list))
+    closed_alerts: dict[str, list[Alert]] = field(default_factory=lambda: defaultdict(list))
+    links: dict[str, dict[str, AlertSignal]] = field(default_factory=lambda: defaultdict(dict))
+    open_tasks: dict[str, list[Task]] = field(default_factory=lambda: defaultdict(list))
+    # (signal, covenant, alert) of match notices their partner dismissed
+    dismissed: set[tuple[str, str, str | None]] = field(default_factory=set)
+    persons: dict[str, set[Key]] = field(default_factory=lambda: defaultdict(set))
+    # consents with a key among the households' persons: (consent, its person keys)
+    consents: list[tuple[Consent, set[Key]]] = field(default_factory=list)
+
+
+def _chunked(session: Session, stmt: Select[Any], column: Any, ids: list[str]) -> list[Any]:
+    """The entities of ``stmt`` whose ``column`` is one of ``ids``, a chunk per query."""
+    out: list[Any] = []
+    for i in range(0, len(ids), _linkage.CHUNK):
+        out.extend(session.scalars(stmt.where(column.in_(ids[i:i + _linkage.CHUNK]))))
+    return out
+
+
+def _prefetch(session: Session, household_ids: list[str], now: datetime) -> _Prefetched:
+    pre = _Prefetched()
+    for sig in _chunked(session, select(Signal).where(active(now)).order_by(Signal.id),
+                        Signal.household_id, household_ids):
+        pre.signals[sig.household_id].append(sig)
+    for match in _chunked(session, select(Match).order_by(Match.id), Match.household_id,
+                          household_ids):
+        pre.matches[match.household_id][match.covenant_id] = match
+    for alert in _chunked(session, select(Alert).order_by(Alert.id), Alert.household_id,
+                          household_ids):
+        (pre.closed_alerts if alert.state == "closed" else pre.open_alerts)[
+            alert.household_id].append(alert)
+    open_ids = [a.id for alerts in pre.open_alerts.values() for a in alerts]
+    for link in _chunked(session, select(AlertSignal), AlertSignal.alert_id, open_ids):
+        pre.links[link.alert_id][link.signal_id] = link
+    signal_ids = [s.id for sigs in pre.signals.values() for s in sigs]
+    for task in _chunked(session, select(Task).where(
+            (Task.state == "open") | (Task.closed_reason == "dismissed")).order_by(Task.id),
+            Task.signal_id, signal_ids):
+        if task.state == "open":
+            pre.open_tasks[task.signal_id].append(task)
+        elif task.kind == "match_notice":
+            pre.dismissed.add((task.signal_id, task.covenant_id, task.alert_id))
+    household_of = {s.id: s.household_id for sigs in pre.signals.values() for s in sigs}
+    for key in _chunked(session, select(SignalKey).where(
+            SignalKey.kind.in_((_linkage.PERSON, _linkage.MEMBER))),
+            SignalKey.signal_id, signal_ids):
+        # consent is recorded for person keys: a household's own person keys, and the
+        # members its signals name (a parent's consent covers the child's signal)
+        pre.persons[household_of[key.signal_id]].add((_linkage.PERSON, key.value))
+    wanted = sorted(set().union(*pre.persons.values())) if pre.persons else []
+    by_consent: dict[str, set[Key]] = defaultdict(set)
+    for i in range(0, len(wanted), _linkage.CHUNK):
+        for consent_id, kind, value in session.execute(
+                select(ConsentKey.consent_id, ConsentKey.kind, ConsentKey.value).where(
+                    pairs_in(ConsentKey.kind, ConsentKey.value,
+                             wanted[i:i + _linkage.CHUNK]))):
+            by_consent[consent_id].add((kind, value))
+    for c in _chunked(session, select(Consent).order_by(Consent.recorded_at, Consent.id),
+                      Consent.id, sorted(by_consent)):
+        pre.consents.append((c, by_consent[c.id]))
+    pre.consents.sort(key=lambda item: (item[0].recorded_at, item[0].id))
+    return pre
+
+
+def _grants(pre: _Prefetched, persons: set[Key],
+            covenant_id: str) -> list[consent.ConsentGrant]:
+    """The consents under this covenant recorded for one of these persons, oldest first."""
+    return [_grant(c) for c, keys in pre.consents
+            if c.covenant_id == covenant_id and keys & persons]
+
+
+def _grant(c: Consent) -> consent.ConsentGrant:
+    return consent.ConsentGrant(
+        id=c.id, recorded_by=c.organisation_id, covenant_id=c.covenant_id,
+        covenant_version=c.covenant_version, organisations=frozenset(c.organisations),
+        purposes=frozenset(c.purposes), valid_from=c.valid_from,
+        valid_until=c.valid_until, revoked_at=c.revoked_at,
+    )
+
+
 def evaluate(
     session: Session,
-    household_id: str,
+    household_ids: Iterable[str],
     covenants: list[consent.Covenant],
     now: datetime,
     access: _audit.Access,
     changes: Changes,
 ) -> None:
-    """Decide every covenant's match on a household and bring alerts in line.
+    """Decide every covenant's match on these households and bring alerts in line.
 
     Each party signal needs a basis of its own: the covenant for its category, or a
     consent whose scope includes its organisation. The match is disclosed when signals
     of two or more organisations have one, and only those signals are shown; the others
-    are withheld and logged, one event per organisation concerned.
+    are withheld and logged, one event per organisation concerned. The households are
+    locked in id order, and what deciding them reads is fetched for all at once.
     """
+    ids = sorted(set(household_ids))
+    if not ids:
+        return
     system = _audit.Access.system(access)
-    lock_households(session, [household_id])
-    signals = session.scalars(
-        select(Signal).where(Signal.household_id == household_id, active(now))
-    ).all()
-    matches = {m.covenant_id: m for m in session.scalars(
-        select(Match).where(Match.household_id == household_id))}
-    open_alerts = _open_alerts(session, household_id)
+    lock_households(session, ids)
+    pre = _prefetch(session, ids, now)
+    for household_id in ids:
+        _evaluate_one(session, household_id, covenants, now, system, changes, pre)
+
+
+def _evaluate_one(
+    session: Session, household_id: str, covenants: list[consent.Covenant], now: datetime,
+    system: _audit.Access, changes: Changes, pre: _Prefetched,
+) -> None:
+    signals = pre.signals[household_id]
+    matches = pre.matches[household_id]
+    open_alerts = pre.open_alerts[household_id]
     if (len({s.organisation_id for s in signals}) < 2 and not matches and not open_alerts
-            and session.scalar(_open_tasks([s.id for s in signals]).limit(1)) is None):
+            and not any(pre.open_tasks[s.id] for s in signals)):
         return  # no match is possible, none existed and no partner was told of one
-    keys = {(k.kind, k.value) for k in session.scalars(
-        select(SignalKey).where(SignalKey.signal_id.in_([s.id for s in signals])))}
     shown: dict[str, _Shown] = {}
     close_reasons: dict[str, str] = {}
     consent_tasks: dict[str, set[str]] = {}  # covenant -> signals needing consent
@@ -415,7 +483,8 @@ def evaluate(
             for coordinator in cov.coordinators:
                 close_reasons.setdefault(coordinator, "dissolved")
             continue
-        permitted, denied = _decide(cov, grants_for(session, keys, cov.id), party, now)
+        grants = _grants(pre, pre.persons[household_id], cov.id)
+        permitted, denied = _decide(cov, grants, party, now)
         consent_tasks[cov.id] = _consent_needed(party, permitted, denied)
         coordinator = _coordinator(cov, [s for s in party if s.id in permitted]) \
             if permitted else ""
@@ -424,6 +493,7 @@ def evaluate(
             match = Match(household_id=household_id, covenant_id=cov.id, status="",
                           reason="", basis=None, withheld=0, decided_at=now)
             session.add(match)
+            matches[cov.id] = match
         if (match.status, match.reason, match.basis, match.withheld) != (
                 status, reason, basis, len(denied)):
             match.status, match.reason, match.basis, match.withheld, match.decided_at = (
@@ -442,15 +512,15 @@ def evaluate(
     for coordinator_id in sorted(set(shown) | {a.coordinator_id for a in open_alerts}):
         synced = _sync_alert(session, household_id, coordinator_id, shown.get(coordinator_id),
                              now, system, changes, close_reasons.get(coordinator_id,
-                                                                    "basis_lapsed"))
+                                                                    "basis_lapsed"), pre)
         if synced is not None:
             alerts[coordinator_id] = synced
     notices = {(sid, cov_id): (alerts[coordinator_id].id, others)
                for coordinator_id, target in shown.items() if coordinator_id in alerts
                for (sid, cov_id), others in target.notices.items()}
     disclosed = {sid for target in shown.values() for sid in target.signals}
-    _sync_tasks(session, household_id, [s.id for s in signals], consent_tasks, notices,
-                disclosed, now, system)
+    _sync_tasks(session, household_id, signals, consent_tasks, notices, disclosed, now,
+                system, pre)
 
 
 def _outcome(permitted: dict[str, consent.Decision],
@@ -480,16 +550,15 @@ def _show(target: _Shown, cov: consent.Covenant, party: list[Signal],
 
 
 def _sync_tasks(
-    session: Session, household_id: str, signal_ids: list[str],
+    session: Session, household_id: str, signals: list[Signal],
     consent_needed: dict[str, set[str]], notices: dict[tuple[str, str], tuple[str, list[str]]],
-    disclosed: set[str], now: datetime, system: _audit.Access,
+    disclosed: set[str], now: datetime, system: _audit.Access, pre: _Prefetched,
 ) -> None:
     """Open, update and close the partners' consent-needed tasks and match notices for
     a household's active signals (a one-time archived-match notice stays until read)."""
-    existing = {(t.signal_id, t.kind, t.covenant_id): t for t in session.scalars(
-        _open_tasks(signal_ids).where(Task.kind != "archived_match"))}
-    owners = dict(session.execute(
-        select(Signal.id, Signal.organisation_id).where(Signal.id.in_(signal_ids))).all())
+    existing = {(t.signal_id, t.kind, t.covenant_id): t for s in signals
+                for t in pre.open_tasks[s.id] if t.kind != "archived_match"}
+    owners = {s.id: s.organisation_id for s in signals}
     wanted: dict[tuple[str, str, str], tuple[str | None, list[str]]] = {}
     for cov_id, ids in consent_needed.items():
         for sid in ids:
@@ -506,9 +575,7 @@ def _sync_tasks(
         sid, kind, cov_id = key
         found = existing.get(key)
         if found is None:
-            if kind == "match_notice" and session.scalar(select(Task.id).where(
-                    Task.signal_id == sid, Task.kind == kind, Task.covenant_id == cov_id,
-                    Task.alert_id == alert_id, Task.closed_reason == "dismissed").limit(1)):
+            if kind == "match_notice" and (sid, cov_id, alert_id) in pre.dismissed:
                 continue  # the partner dismissed this notice for this alert
             task = Task(id=str(uuid.uuid4()), organisation_id=owners[sid], signal_id=sid,
                         kind=kind, covenant_id=cov_id, alert_id=alert_id, related=related,
@@ -528,10 +595,6 @@ def _sync_tasks(
             detail={"task": task.id, "signal": sid, "covenant": cov_id,
                     **({"alert": alert_id, "others": len(related)} if alert_id else {})},
         ), now)
-
-
-def _open_tasks(signal_ids: list[str]) -> Select[Task]:
-    return select(Task).where(Task.signal_id.in_(signal_ids), Task.state == "open")
 
 
 def close_task(session: Session, task: Task, reason: str, now: datetime,
@@ -567,9 +630,11 @@ def _log_withheld(session: Session, system: _audit.Access, household_id: str,
 def _sync_alert(
     session: Session, household_id: str, coordinator_id: str, shown: _Shown | None,
     now: datetime, system: _audit.Access, changes: Changes, close_reason: str,
+    pre: _Prefetched,
 ) -> Alert | None:
     """Bring one coordinator's alert in line; returns it while it is open."""
-    alert = _open_alert(session, household_id, coordinator_id)
+    alert = next((a for a in pre.open_alerts[household_id]
+                  if a.coordinator_id == coordinator_id), None)
     if shown is None:
         if alert is not None:
             close_alert(session, alert, close_reason, now, changes)
@@ -579,8 +644,8 @@ def _sync_alert(
             ), now)
         return None
     links = {}
-    if alert is None and _closed_with_same_involvement(session, household_id, coordinator_id,
-                                                       set(shown.signals)):
+    if alert is None and _closed_with_same_involvement(
+            session, pre.closed_alerts[household_id], coordinator_id, set(shown.signals)):
         return None
     if alert is None:
         alert = Alert(id=str(uuid.uuid4()), household_id=household_id,
@@ -593,8 +658,7 @@ def _sync_alert(
         session.flush()
         change = "created"
     else:
-        links = {link.signal_id: link for link in session.scalars(
-            select(AlertSignal).where(AlertSignal.alert_id == alert.id))}
+        links = pre.links[alert.id]
         if {k: v.basis for k, v in links.items()} == {k: v[1] for k, v in shown.signals.items()}:
             return alert
         change = "updated"
@@ -630,13 +694,13 @@ def _sync_alert(
     return alert
 
 
-def _closed_with_same_involvement(session: Session, household_id: str, coordinator_id: str,
+def _closed_with_same_involvement(session: Session, closed: list[Alert], coordinator_id: str,
                                   signal_ids: set[str]) -> bool:
-    """Whether the coordinator closed this household's last alert and nothing is new."""
-    last = session.scalar(
-        select(Alert).where(Alert.household_id == household_id,
-                            Alert.coordinator_id == coordinator_id, Alert.state == "closed")
-        .order_by(Alert.closed_at.desc(), Alert.id.desc()).limit(1))
+    """Whether the coordinator closed this household's last alert (of ``closed``, its
+    closed alerts) and nothing is new."""
+    last = max((a for a in closed if a.coordinator_id == coordinator_id),
+               key=lambda a: (a.closed_at or datetime.min.replace(tzinfo=UTC), a.id),
+               default=None)
     if last is None or last.closed_reason not in COORDINATOR_CLOSINGS:
         return False
     seen = set(session.scalars(select(AlertSignal.signal_id).where(
