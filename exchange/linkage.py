@@ -234,12 +234,17 @@ def name_parts(given_names: str = "", surname_prefix: str = "", surname: str = "
             given_names, surname = " ".join(words[:start]), " ".join(words[start:])
     given_words: list[str] = []
     letters = []
-    for raw in re.split(r"[\s.]+", given_names):
+    # Some systems write the surname in capitals and lower case and the initials as
+    # capitals without dots ("De Lange, NP"): there, a short word in capitals is initials.
+    mixed_case = any(c.islower() for c in surname_prefix + surname + given_names)
+    for raw in re.findall(r"[^\s.]+\.?", given_names):
         word = fold(raw)
         if not word:
             continue
-        if len(word) == 1 or (word.isalpha() and raw.endswith(".") and len(word) <= 2):
-            letters.append(word[0])
+        if len(word) == 1 or (raw.endswith(".") and word.isalpha() and len(word) <= 4):
+            letters.append(word[0])  # "J", "J.P." (two), "Th." (Theodorus), "Chr."
+        elif _initials(raw, word, mixed_case=mixed_case):
+            letters.extend(word)
         else:
             words = word.split()
             letters.extend(w[0] for w in words)
@@ -250,6 +255,15 @@ def name_parts(given_names: str = "", surname_prefix: str = "", surname: str = "
     surname_words = _split_particles((fold(surname_prefix) + " " + fold(surname)).split())
     return Name(given=tuple(given_words), initials="".join(letters)[:6],
                 surname=tuple(surname_words))
+
+
+def _initials(raw: str, word: str, *, mixed_case: bool) -> bool:
+    """Whether a word of the given-name field is initials written together: two to four
+    letters that no given name is, in capitals beside lower case ("NP") or without a
+    vowel ("JBF")."""
+    if not (word.isalpha() and 2 <= len(word) <= 4):
+        return False
+    return (mixed_case and raw.isupper()) or not any(c in "aeiou" for c in word)
 
 
 def birth_parts(value: str) -> tuple[int, int, int] | None:

@@ -32,6 +32,13 @@ from exchange.linkage import (
     ({"full_name": "Vries, de"}, Name((), "", ("vries",))),
     ({"given_names": "José", "surname": "de la Cruz"}, Name(("jose",), "j", ("cruz",))),
     ({"given_names": "", "surname": ""}, Name((), "", ())),
+    # initials written together: capitals beside lower case, or no vowel; abbreviations
+    ({"full_name": "De Lange, NP"}, Name((), "np", ("lange",))),
+    ({"full_name": "DE LANGE, JBF"}, Name((), "jbf", ("lange",))),
+    ({"full_name": "DE LANGE, ANS"}, Name(("ans",), "a", ("lange",))),
+    ({"full_name": "Berg, Jo"}, Name(("jo",), "j", ("berg",))),
+    ({"given_names": "Th. Jan", "surname": "Berg"}, Name(("jan",), "tj", ("berg",))),
+    ({"given_names": "Chr.", "surname": "Berg"}, Name((), "c", ("berg",))),
 ])
 def test_names_normalise_to_what_systems_agree_on(fields: dict[str, str],
                                                   expected: Name) -> None:
