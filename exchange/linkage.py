@@ -329,13 +329,15 @@ def tokens(profile: Profile, name: Name, birth: str, *, address: str = "",
         low, high = sorted((month, day))
         out += [(KeyKind.BIRTH_NEAR, f"ym:{year:04d}-{month:02d}".encode()),
                 (KeyKind.BIRTH_NEAR, f"yd:{year:04d}-{day:02d}".encode()),
-                (KeyKind.BIRTH_NEAR, f"md:{month:02d}-{day:02d}".encode()),
+                (KeyKind.BIRTH_NEAR, f"md:{year // 100}|{month:02d}-{day:02d}".encode()),
                 (KeyKind.BIRTH_NEAR, f"sw:{year:04d}-{low:02d}-{high:02d}".encode())]
     surname = " ".join(name.surname)
     if name.initials and surname:
         out.append((KeyKind.INITIAL_SURNAME, f"{name.initials[0]}|{surname}".encode()))
         if sex in ("M", "F"):
             out.append((KeyKind.SEX, f"{sex}|{name.initials[0]}|{surname}".encode()))
+    if parts is not None and sex in ("M", "F"):
+        out.append((KeyKind.SEX, "{}|{:04d}-{:02d}-{:02d}".format(sex, *parts).encode()))
     if address:
         out.append((KeyKind.BUILDING, address.encode()))
     out += [(KeyKind.BLOCK, block.encode()) for block in _blocks(name, parts, address)]
@@ -432,11 +434,12 @@ def decide(profile: Profile, a: Keys, b: Keys) -> Decision:
         parts.append(("given_initial", w("given_initial")))
     if surname_a and surname_b:
         parts += _tier("surname", surname_share, w)
-    sex_a, sex_b = _bands(a, KeyKind.SEX), _bands(b, KeyKind.SEX)
-    if initial_agrees and sex_a and sex_b and not sex_a & sex_b:
-        # same initial and surname, another sex: father and daughter, not one person
-        parts.append(("sex_differs", w("sex_differs")))
     birth_a, birth_b = _bands(a, KeyKind.BIRTH_DATE), _bands(b, KeyKind.BIRTH_DATE)
+    sex_a, sex_b = _bands(a, KeyKind.SEX), _bands(b, KeyKind.SEX)
+    if (initial_agrees or birth_a & birth_b) and sex_a and sex_b and not sex_a & sex_b:
+        # the same initial and surname, or the same date of birth, and another sex:
+        # father and daughter, or twins, not one person
+        parts.append(("sex_differs", w("sex_differs")))
     if birth_a and birth_b:
         if birth_a & birth_b:
             parts.append(("birth_exact", w("birth_exact")))

@@ -100,6 +100,30 @@ def test_different_people_do_not_link(other: dict[str, str], birth: str, why: st
     assert not decide(DEFAULT_PROFILE, _keys(**JAN), _keys(birth=birth, **other)).link, why
 
 
+def _sexed(sex: str, birth: str, address: str = "", **name: str) -> dict[int, frozenset[bytes]]:
+    return _pseudonyms(tokens(DEFAULT_PROFILE, name_parts(**name), birth, address=address,
+                              sex=sex))
+
+
+def test_a_twin_of_another_sex_does_not_link_when_the_given_names_are_inconclusive() -> None:
+    # "jolien" and "teunis" share a few letters: too many to count as different names
+    sister = _sexed("F", "1994-01-27", full_name="Peeters, Jolien")
+    brother = _sexed("M", "1994-01-27", full_name="Peeters, Teunis")
+    decision = decide(DEFAULT_PROFILE, sister, brother)
+    assert not decision.link and ("sex_differs", -8.0) in decision.parts
+    assert decide(DEFAULT_PROFILE, sister,
+                  _sexed("F", "1994-01-27", full_name="Peeters, Jolien")).link
+
+
+def test_the_same_birthday_in_another_century_is_not_a_near_date() -> None:
+    grandfather = _sexed("", "1947-12-28", address="7606NX|55", full_name="Zwart, de, L.")
+    child = _sexed("", "2021-12-28", address="7606NX|55", full_name="Zwart, de, L.")
+    decision = decide(DEFAULT_PROFILE, grandfather, child)
+    assert ("birth_differs", -8.0) in decision.parts and not decision.link
+    typo = _sexed("", "1947-12-29", address="7606NX|55", full_name="Zwart, de, L.")
+    assert ("birth_near", 3.0) in decide(DEFAULT_PROFILE, grandfather, typo).parts
+
+
 def test_different_bsns_are_different_people_whatever_the_names() -> None:
     a = _keys(bsn="111222333", **JAN)
     assert not decide(DEFAULT_PROFILE, a, _keys(bsn="123456782", **JAN)).link
