@@ -588,13 +588,14 @@ class Hub(LogOperations):
         both categories. Each archived signal gives such a notice once."""
         if not near.exact:  # archived signals are found by exact keys only
             return
-        archived = [sig for (sig,) in _linkage.among(s, select(Signal).where(
-            Signal.state == "archived", Signal.notice_used_at.is_(None),
-            Signal.organisation_id != signal.organisation_id).order_by(Signal.id), near.exact)]
+        archived = [sig for (sig,) in _linkage.among(
+            s, select(Signal).order_by(Signal.id), near.exact, Signal.state == "archived",
+            Signal.notice_used_at.is_(None), Signal.organisation_id != signal.organisation_id)]
         if not archived:
             return
         others_active = s.scalar(select(Signal.id).where(
-            Signal.household_id == signal.household_id, _matching.active(now),
+            Signal.household_id == signal.household_id, _linkage.unindexed(
+                _matching.active(now)),
             Signal.organisation_id != signal.organisation_id).limit(1))
         if others_active is not None:
             return
@@ -759,8 +760,8 @@ class Hub(LogOperations):
         """
         own = set(s.scalars(select(Signal.household_id).where(
             Signal.household_id.in_(households),
-            Signal.organisation_id == access.organisation_id,
-            _matching.active(now)).distinct())) if households else set()
+            _linkage.unindexed(Signal.organisation_id == access.organisation_id,
+                               _matching.active(now))).distinct())) if households else set()
         for household in sorted(own) or [""]:
             _audit.append(s, access, _audit.Event(
                 event_type, action, subject_ref=household, basis=f"consent:{row.id}",
@@ -1212,7 +1213,8 @@ class Hub(LogOperations):
         if task.kind == "match_notice":
             stmt = stmt.join(AlertSignal, AlertSignal.signal_id == Signal.id).join(
                 Alert, Alert.id == AlertSignal.alert_id).where(
-                    Alert.id == task.alert_id, Alert.state != "closed", _matching.active(now))
+                    Alert.id == task.alert_id, Alert.state != "closed",
+                    _linkage.unindexed(_matching.active(now)))
         others = []
         for sig, name in s.execute(stmt):
             others.append((sig.organisation_id, name, _inputs.Contact(

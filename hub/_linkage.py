@@ -18,10 +18,13 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TypeVarTuple
+from typing import Any, TypeVarTuple
 
-from sqlalchemy import ColumnElement, Row, Select, and_, select
+from sqlalchemy import Boolean, ColumnElement, Row, Select, and_, select
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 
 from exchange import linkage
 from exchange.crypto import KeyKind
@@ -56,12 +59,50 @@ def keyed(session: Session, condition: ColumnElement[bool]) -> list[str]:
     return sorted(set(session.scalars(select(SignalKey.signal_id).where(condition))))
 
 
-def among(session: Session, stmt: Select[*_Ts], ids: list[str]) -> list[Row[*_Ts]]:
-    """The rows of ``stmt`` (a select over Signal) for the signals with these ids."""
+class _Likely(FunctionElement[bool]):
+    """``likely(condition)`` on SQLite, the bare condition elsewhere. Wrapped in a
+    function, the condition is no index's to use, so SQLite finds the rows by primary key;
+    without statistics its planner would rather range-scan the index on (state,
+    expires_at), every active signal, for each lookup by id."""
+
+    type = Boolean()
+    name = "likely"
+    inherit_cache = True
+
+
+@compiles(_Likely)
+def _likely(element: _Likely, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"likely({compiler.process(element.clauses, **kw)})"
+
+
+@compiles(_Likely, "postgresql")
+def _bare(element: _Likely, compiler: SQLCompiler, **kw: Any) -> str:
+    return str(compiler.process(element.clauses.self_group(), **kw))
+
+
+def among(session: Session, stmt: Select[*_Ts], ids: list[str],
+          *conditions: ColumnElement[bool]) -> list[Row[*_Ts]]:
+    """The rows of ``stmt`` (a select over Signal) for the signals with these ids that
+    meet ``conditions``, found by id."""
     rows: list[Row[*_Ts]] = []
     for i in range(0, len(ids), CHUNK):
-        rows.extend(session.execute(stmt.where(Signal.id.in_(ids[i:i + CHUNK]))).all())
+        rows.extend(session.execute(by_id(stmt, ids[i:i + CHUNK], *conditions)).all())
     return rows
+
+
+def by_id(stmt: Select[*_Ts], ids: list[str], *conditions: ColumnElement[bool]
+          ) -> Select[*_Ts]:
+    """``stmt`` for the signals with these ids that meet ``conditions``, which no index
+    may serve: the rows are found by primary key."""
+    if conditions:
+        stmt = stmt.where(unindexed(*conditions))
+    return stmt.where(Signal.id.in_(ids))
+
+
+def unindexed(*conditions: ColumnElement[bool]) -> ColumnElement[bool]:
+    """``conditions``, checked on rows that another condition finds (by id, by
+    household): no index may serve them (see _Likely)."""
+    return _Likely(and_(*conditions))
 
 
 def excluded(session: Session, keys: Iterable[Key]) -> set[Key]:
@@ -112,8 +153,8 @@ class Neighbours:
     def households(self, session: Session, now: datetime) -> set[str]:
         """The households of those that are active."""
         return {household for (household,) in among(
-            session, select(Signal.household_id).where(active(now)),
-            sorted({*self.exact, *self.fuzzy}))}
+            session, select(Signal.household_id), sorted({*self.exact, *self.fuzzy}),
+            active(now))}
 
 
 def neighbours(session: Session, keys: frozenset[Key], profile_ref: str | None,
@@ -129,10 +170,10 @@ def neighbours(session: Session, keys: frozenset[Key], profile_ref: str | None,
     if profile is not None and blocks:
         known = set(exact)
         candidates = [sid for (sid,) in among(
-            session, select(Signal.id).where(active(now), Signal.profile == profile_ref),
+            session, select(Signal.id),
             [sid for sid in keyed(session, and_(SignalKey.kind == BLOCK,
                                                 SignalKey.value.in_(blocks)))
-             if sid not in known])]
+             if sid not in known], active(now), Signal.profile == profile_ref)]
         mine = grouped(k for k in keys if k not in skip)
         fuzzy = sorted(sid for sid, theirs in _keys_of(session, candidates, skip).items()
                        if linkage.decide(profile, mine, theirs).link)

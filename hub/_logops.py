@@ -247,11 +247,11 @@ class LogOperations:
             self._require_org(s, access)
             _audit.integrate(s)
             now = self.now()
-            found = select(Signal.id, Signal.household_id)
-            if not self.sees_everything(access):
-                found = found.where(Signal.organisation_id == access.organisation_id)
+            own = () if self.sees_everything(access) else (
+                Signal.organisation_id == access.organisation_id,)
             rows = {(sid, household) for sid, household in _linkage.among(
-                s, found, _linkage.keyed(s, pairs_in(SignalKey.kind, SignalKey.value, keys)))}
+                s, select(Signal.id, Signal.household_id),
+                _linkage.keyed(s, pairs_in(SignalKey.kind, SignalKey.value, keys)), *own)}
             signal_ids = sorted({sid for sid, _ in rows})
             households = _with_history(s, {h for _, h in rows if h})
             events: list[AuditEvent] = []

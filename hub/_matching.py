@@ -65,11 +65,11 @@ def _households_sharing(
     keys = list(keys)
     if not keys:
         return set()
-    stmt = select(Signal.household_id).where(active(now))
-    if exclude is not None:
-        stmt = stmt.where(Signal.id != exclude)
+    others = () if exclude is None else (Signal.id != exclude,)
     return {household for (household,) in _linkage.among(
-        session, stmt, _linkage.keyed(session, pairs_in(SignalKey.kind, SignalKey.value, keys)))}
+        session, select(Signal.household_id),
+        _linkage.keyed(session, pairs_in(SignalKey.kind, SignalKey.value, keys)),
+        active(now), *others)}
 
 
 @dataclass
@@ -200,7 +200,8 @@ def split(session: Session, household_id: str, now: datetime, access: _audit.Acc
           changes: Changes, profiles: _linkage.Profiles = _no_profiles) -> None:
     """Re-partition a household's active signals after one left it."""
     signals = session.scalars(
-        select(Signal).where(Signal.household_id == household_id, active(now))
+        select(Signal).where(Signal.household_id == household_id,
+                             _linkage.unindexed(active(now)))
         .options(selectinload(Signal.keys))
         .order_by(Signal.received_at, Signal.id)
     ).all()
@@ -369,7 +370,8 @@ def _chunked(session: Session, stmt: Select[Any], column: Any, ids: list[str]) -
 
 def _prefetch(session: Session, household_ids: list[str], now: datetime) -> _Prefetched:
     pre = _Prefetched()
-    for sig in _chunked(session, select(Signal).where(active(now)).order_by(Signal.id),
+    for sig in _chunked(session, select(Signal).where(_linkage.unindexed(active(now)))
+                        .order_by(Signal.id),
                         Signal.household_id, household_ids):
         pre.signals[sig.household_id].append(sig)
     for match in _chunked(session, select(Match).order_by(Match.id), Match.household_id,
