@@ -104,7 +104,7 @@ _WEIGHTS = {
     "surname_some": 2.0,     # share from 0.3
     "surname_low": -3.0,     # share < 0.15
     "birth_exact": 6.0,
-    "birth_near": 3.0,       # one part off, or day and month swapped
+    "birth_near": 2.0,       # one part off, or day and month swapped
     "birth_differs": -8.0,   # both have a date of birth and no part of it agrees
     "address": 2.0,          # the same address key
     "building": 1.5,         # the same postcode and house number, another addition
@@ -329,8 +329,14 @@ def tokens(profile: Profile, name: Name, birth: str, *, address: str = "",
         low, high = sorted((month, day))
         out += [(KeyKind.BIRTH_NEAR, f"ym:{year:04d}-{month:02d}".encode()),
                 (KeyKind.BIRTH_NEAR, f"yd:{year:04d}-{day:02d}".encode()),
-                (KeyKind.BIRTH_NEAR, f"md:{year // 100}|{month:02d}-{day:02d}".encode()),
                 (KeyKind.BIRTH_NEAR, f"sw:{year:04d}-{low:02d}-{high:02d}".encode())]
+        # the year with one error: its last digit, its decade digit, or the two swapped
+        tens, units = divmod(year % 100, 10)
+        out += [(KeyKind.BIRTH_NEAR, f"md:{year // 10}|{month:02d}-{day:02d}".encode()),
+                (KeyKind.BIRTH_NEAR, f"mu:{year // 100}|{units}|{month:02d}-{day:02d}"
+                 .encode()),
+                (KeyKind.BIRTH_NEAR, f"mt:{year // 100}|{min(tens, units)}{max(tens, units)}|"
+                 f"{month:02d}-{day:02d}".encode())]
     surname = " ".join(name.surname)
     if name.initials and surname:
         out.append((KeyKind.INITIAL_SURNAME, f"{name.initials[0]}|{surname}".encode()))
