@@ -6,8 +6,9 @@ hub serve`, on SQLite or PostgreSQL); the municipality registers the organisatio
 coordinator, the linkage profile and the covenant and excludes the institutions'
 addresses; then every partner's agent runs `samenloop agent submit --mapping ...` at the
 same time, as separate processes. Reported: the wall time from the first agent's start to
-the last one's end, records per second, and the person and household links scored
-against the truth file.
+the last one's end, records per second, the CPU time the agents, the key service and the
+hub each spent per record, and the person and household links scored against the truth
+file.
 
     python bench/onboard.py --records 100000 [--level hardest] [--database-url URL]
         [--dir DIR]
