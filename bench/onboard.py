@@ -143,13 +143,7 @@ def main() -> None:
         partners = [_bench.Partner(m.stem.split(".")[0], m,
                                    data / str(_mapping.load_mapping(m).file))
                     for m in sorted(data.glob("*.mapping.toml"))]
-        regions, categories, records = set(), set(), 0
-        for partner in partners:
-            for row in _mapping.read(_mapping.load_mapping(partner.mapping), partner.path):
-                records += 1
-                if isinstance(row, _mapping.MappedRow):
-                    regions.add(row.values.get("region", ""))
-                    categories.add(row.values.get("category", ""))
+        regions, categories, records = _bench.survey(partners)
         admin = ["--organisation", MUNICIPALITY, "--hub", hub]
         run("admin", "add-organisation", MUNICIPALITY, "--name", "Gemeente", *admin)
         for partner in partners:

@@ -235,10 +235,9 @@ def _print(private: Result, clear: Result, truth_records: int) -> None:
           f"{per['elements_per_record']:.1f} OPRF elements per record after the run's cache")
 
 
-def _private(partners: list[Partner], profile: str, institutions: Path | None,
-             root: Path) -> Result:
-    from agent import Admin, AdminSettings, Agent, AgentSettings, _mapping
-    from hub import HubSettings, KeyServiceSettings, start_hub, start_keyservice
+def survey(partners: list[Partner]) -> tuple[set[str], set[str], int]:
+    """The regions and categories the exports' rows name, and how many rows there are."""
+    from agent import _mapping
 
     regions, categories, rows = set(), set(), 0
     for partner in partners:
@@ -247,6 +246,15 @@ def _private(partners: list[Partner], profile: str, institutions: Path | None,
             if isinstance(row, _mapping.MappedRow):
                 regions.add(row.values.get("region", ""))
                 categories.add(row.values.get("category", ""))
+    return regions, categories, rows
+
+
+def _private(partners: list[Partner], profile: str, institutions: Path | None,
+             root: Path) -> Result:
+    from agent import Admin, AdminSettings, Agent, AgentSettings
+    from hub import HubSettings, KeyServiceSettings, start_hub, start_keyservice
+
+    regions, categories, rows = survey(partners)
     keyservice = start_keyservice(KeyServiceSettings(
         listen="127.0.0.1:0", rate_per_minute=10**9, rate_burst=10**9),
         key=crypto.OprfKey.generate())

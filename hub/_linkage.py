@@ -180,12 +180,6 @@ def neighbours(session: Session, keys: frozenset[Key], profile_ref: str | None,
     return Neighbours(exact, fuzzy, frozenset(skip))
 
 
-def linked_households(session: Session, keys: frozenset[Key], profile_ref: str | None,
-                      profiles: Profiles, now: datetime) -> set[str]:
-    """The households of the active signals that a new signal with these keys links to."""
-    return neighbours(session, keys, profile_ref, profiles, now).households(session, now)
-
-
 def _keys_of(session: Session, signal_ids: list[str],
              skip: set[Key]) -> dict[str, dict[int, frozenset[bytes]]]:
     rows = session.execute(select(SignalKey.signal_id, SignalKey.kind, SignalKey.value).where(

@@ -59,17 +59,14 @@ def active(now: datetime) -> ColumnElement[bool]:
     return and_(Signal.state == "active", Signal.expires_at > now)
 
 
-def _households_sharing(
-    session: Session, keys: Iterable[Key], now: datetime, exclude: str | None = None
-) -> set[str]:
+def _households_sharing(session: Session, keys: Iterable[Key], now: datetime) -> set[str]:
     keys = list(keys)
     if not keys:
         return set()
-    others = () if exclude is None else (Signal.id != exclude,)
     return {household for (household,) in _linkage.among(
         session, select(Signal.household_id),
         _linkage.keyed(session, pairs_in(SignalKey.kind, SignalKey.value, keys)),
-        active(now), *others)}
+        active(now))}
 
 
 @dataclass
@@ -407,8 +404,7 @@ def _prefetch(session: Session, household_ids: list[str], now: datetime) -> _Pre
                     pairs_in(ConsentKey.kind, ConsentKey.value,
                              wanted[i:i + _linkage.CHUNK]))):
             by_consent[consent_id].add((kind, value))
-    for c in _chunked(session, select(Consent).order_by(Consent.recorded_at, Consent.id),
-                      Consent.id, sorted(by_consent)):
+    for c in _chunked(session, select(Consent), Consent.id, sorted(by_consent)):
         pre.consents.append((c, by_consent[c.id]))
     pre.consents.sort(key=lambda item: (item[0].recorded_at, item[0].id))
     return pre
