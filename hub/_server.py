@@ -6,11 +6,13 @@ import ipaddress
 import signal
 import socket
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import grpc
 from grpc_health.v1.health import HealthServicer
@@ -100,9 +102,77 @@ def _bind(server: grpc.Server, listen: str, server_tls: tls.ServerTls | None) ->
     return port
 
 
-def _new_server(max_workers: int) -> grpc.Server:
+class _Drain(grpc.ServerInterceptor):
+    """Counts the calls in flight and, once the server is stopping, refuses new ones with
+    UNAVAILABLE, so that stopping can wait for the calls in flight before it stops the gRPC
+    server. (grpcio's own grace period now and then cancels a client stream that is waiting
+    for its next message.) Health checks pass untouched: they answer NOT_SERVING."""
+
+    def __init__(self, stopping: threading.Event) -> None:
+        self.stopping = stopping
+        self._lock = threading.Condition()
+        self._calls = 0
+
+    @property
+    def in_flight(self) -> int:
+        with self._lock:
+            return self._calls
+
+    def stop(self, grace: float) -> float:
+        """Refuse new calls and wait up to ``grace`` seconds for those in flight; return
+        the grace left."""
+        deadline = time.monotonic() + grace
+        with self._lock:
+            self.stopping.set()
+            self._lock.wait_for(lambda: self._calls == 0, timeout=grace)
+        return max(0.0, deadline - time.monotonic())
+
+    def _enter(self, context: grpc.ServicerContext) -> None:
+        with self._lock:
+            if not self.stopping.is_set():
+                self._calls += 1
+                return
+        context.abort(grpc.StatusCode.UNAVAILABLE, "the server is shutting down: retry")
+
+    def _leave(self) -> None:
+        with self._lock:
+            self._calls -= 1
+            self._lock.notify_all()
+
+    def intercept_service(self, continuation: Callable[[Any], Any], details: Any) -> Any:
+        handler = continuation(details)
+        if handler is None or details.method.startswith("/grpc.health."):
+            return handler
+        if handler.response_streaming:
+            kind = "stream_stream" if handler.request_streaming else "unary_stream"
+            return handler._replace(**{kind: self._streaming(getattr(handler, kind))})
+        kind = "stream_unary" if handler.request_streaming else "unary_unary"
+        return handler._replace(**{kind: self._unary(getattr(handler, kind))})
+
+    def _unary(self, behaviour: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+        def counted(request: Any, context: grpc.ServicerContext) -> Any:
+            self._enter(context)
+            try:
+                return behaviour(request, context)
+            finally:
+                self._leave()
+        return counted
+
+    def _streaming(self, behaviour: Callable[[Any, Any], Iterator[Any]]
+                   ) -> Callable[[Any, Any], Iterator[Any]]:
+        def counted(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+            self._enter(context)
+            try:
+                yield from behaviour(request, context)
+            finally:
+                self._leave()
+        return counted
+
+
+def _new_server(max_workers: int, drain: _Drain) -> grpc.Server:
     return grpc.server(
         ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc"),
+        interceptors=[drain],
         options=[("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
                  ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)],
     )
@@ -117,14 +187,23 @@ class Running:
     stopping: threading.Event
     health: HealthServicer | None = None
     ops: _ops.OpsServer | None = None
+    drain: _Drain | None = None
     _cleanup: list[Callable[[], None]] = field(default_factory=list)
+
+    @property
+    def in_flight(self) -> int:
+        """The calls being handled now (health checks aside)."""
+        return 0 if self.drain is None else self.drain.in_flight
 
     def stop(self, grace: float = 5.0) -> None:
         """Say NOT_SERVING, refuse new calls, end watch streams, let in-flight calls
-        finish."""
-        self.stopping.set()
+        finish (for up to ``grace`` seconds; then they are cancelled)."""
         if self.health is not None:
             self.health.enter_graceful_shutdown()
+        if self.drain is None:
+            self.stopping.set()
+        else:
+            grace = self.drain.stop(grace)
         self.server.stop(grace).wait()
         if self.ops is not None:
             self.ops.stop()
@@ -200,8 +279,9 @@ def start_hub(
     server_tls = settings.server_tls()
     resolver = _identity(server_tls, identity, clock)
     hub = open_hub(settings, clock=clock)
-    server = _new_server(settings.max_workers)
     stopping = threading.Event()
+    drain = _Drain(stopping)
+    server = _new_server(settings.max_workers, drain)
     add_services(server, hub, resolver, stopping)
     health = _ops.add_health(server, HUB_SERVICES)
     try:
@@ -226,7 +306,7 @@ def start_hub(
     _log.info("hub listening", address=address, database=redact_url(settings.database_url),
               checkpoint_key=crypto.fingerprint(hub.checkpoint_public_key).hex(),
               tls=server_tls is not None, ops=ops.address if ops else "")
-    running = RunningHub(server, address, stopping, health, ops, hub=hub)
+    running = RunningHub(server, address, stopping, health, ops, drain, hub=hub)
     running._cleanup.append(lambda: listener.join(5))
     if ops is not None:
         running._cleanup.append(_ops.register_database(hub.engine))
@@ -267,7 +347,9 @@ def start_keyservice(
     for name in ("rate_per_minute", "rate_burst"):
         if getattr(settings, name) < 1:
             raise ConfigError(f"{name} must be at least 1")
-    server = _new_server(settings.max_workers)
+    stopping = threading.Event()
+    drain = _Drain(stopping)
+    server = _new_server(settings.max_workers, drain)
     if previous is None and settings.previous_key_file is not None:
         previous = load_oprf_key(settings.previous_key_file)
     if previous is not None and previous.key_id == key.key_id:
@@ -278,7 +360,6 @@ def start_keyservice(
 
     keyservice_pb2_grpc.add_KeyServiceServicer_to_server(service, server)
     health = _ops.add_health(server, ["samenloop.v1.KeyService"])
-    stopping = threading.Event()
     port = _bind(server, settings.listen, server_tls)
     ops = _ops_server(settings.ops_listen, lambda: not stopping.is_set())
     server.start()
@@ -286,7 +367,7 @@ def start_keyservice(
     log.get("keyservice").info("key service listening", address=address, key_id=key.key_id,
                                previous_key_id=previous.key_id if previous else "",
                                tls=server_tls is not None, ops=ops.address if ops else "")
-    return RunningKeyService(server, address, stopping, health, ops, service=service)
+    return RunningKeyService(server, address, stopping, health, ops, drain, service=service)
 
 
 def _ops_server(listen: str, ready: Callable[[], bool]) -> _ops.OpsServer | None:

@@ -17,7 +17,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from agent._client import HubClient, KeyServiceClient
 from exchange import crypto, rpc
-from exchange.errors import PermissionDenied, RateLimited
+from exchange.errors import PermissionDenied, RateLimited, SamenloopError
 from exchange.v1 import keyservice_pb2, signal_pb2
 from hub import HubSettings, KeyServiceSettings, start_hub, start_keyservice
 from hub._keyservice import RateLimit
@@ -105,6 +105,9 @@ def test_graceful_shutdown_finishes_a_request_in_flight(services: Services) -> N
 
     def items() -> Iterator[signal_pb2.SubmitSignalRequest]:
         yield _bad_signal()
+        deadline = time.monotonic() + 10
+        while services.hub.in_flight == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)  # until the hub is handling this call
         sent.set()
         time.sleep(1.0)  # the hub is stopping meanwhile
         yield _bad_signal()
@@ -120,6 +123,47 @@ def test_graceful_shutdown_finishes_a_request_in_flight(services: Services) -> N
     recipients.close()
     (response,) = result
     assert len(response.rejected) == 2  # both items were answered (refused: no keys)
+    assert services.hub.in_flight == 0
+
+
+def test_a_stopping_hub_refuses_new_calls_while_it_finishes_those_in_flight(
+        services: Services) -> None:
+    """While a call is in flight, a stopping hub answers new calls UNAVAILABLE (a client
+    retries them elsewhere) and health checks NOT_SERVING; the call in flight completes."""
+    first = HubClient(services.hub.address, rpc.Caller("org-a", "agent", "partner"))
+    second = HubClient(services.hub.address, rpc.Caller("org-a", "agent", "partner"))
+    release = threading.Event()
+    result: list[signal_pb2.SubmitSignalsResponse] = []
+
+    def items() -> Iterator[signal_pb2.SubmitSignalRequest]:
+        yield _bad_signal()
+        release.wait(20)
+        yield _bad_signal()
+
+    worker = threading.Thread(target=lambda: result.append(first.submit_many(items(),
+                                                                               timeout=30)))
+    worker.start()
+    deadline = time.monotonic() + 10
+    while services.hub.in_flight == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    stopper = threading.Thread(target=services.hub.stop, kwargs={"grace": 20})
+    stopper.start()
+    while not services.hub.stopping.is_set():
+        time.sleep(0.01)
+    with grpc.insecure_channel(services.hub.address) as channel:
+        status = health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(service="samenloop.v1.SignalService"), timeout=5)
+    assert status.status == health_pb2.HealthCheckResponse.NOT_SERVING
+    with pytest.raises(SamenloopError, match="shutting down"):
+        second.submit_many(iter([_bad_signal()]), timeout=5)
+    assert services.hub.in_flight == 1
+    release.set()
+    worker.join(30)
+    stopper.join(30)
+    first.close()
+    second.close()
+    (response,) = result
+    assert len(response.rejected) == 2
 
 
 def _bad_signal() -> signal_pb2.SubmitSignalRequest:
