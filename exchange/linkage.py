@@ -100,6 +100,9 @@ _WEIGHTS = {
     "given_some": 2.0,       # share from 0.3
     "given_low": -6.0,       # both have full given names, share < 0.15
     "given_initial": 1.0,    # the initials agree (one side has only initials)
+    # ... and they live at the same address: one of the household's members with that
+    # initial, most often the one with that name (a father and son of one initial aside)
+    "initial_address": 2.0,
     "surname_high": 4.0,     # surname bands: share >= 0.6
     "surname_some": 2.0,     # share from 0.3
     "surname_low": -3.0,     # share < 0.15
@@ -378,6 +381,13 @@ def _blocks(name: Name, birth: tuple[int, int, int] | None, address: str) -> lis
             out.append(f"dd:{initial}|{year}-{month}-{day}")
     if first and surname:
         out.append("gs:" + "|".join(sorted((first, surname))))  # also when swapped
+    # given name and surname swapped in one system ("Smit, Pepijn" read as surname
+    # Pepijn), with a typo in either: the two first letters, in either order
+    letters = "".join(sorted(initial + surname[:1])) if initial and surname else ""
+    if letters and address:
+        out.append(f"xa:{letters}|{address}")
+    if letters and birth is not None:
+        out.append("xd:{}|{}-{}-{}".format(letters, *birth))
     return out
 
 
@@ -438,6 +448,7 @@ def decide(profile: Profile, a: Keys, b: Keys) -> Decision:
             parts += given_parts
     elif initial_agrees:  # one of them knows only the initials
         parts.append(("given_initial", w("given_initial")))
+    by_initial = bool(parts) and parts[-1][0] == "given_initial"
     if surname_a and surname_b:
         parts += _tier("surname", surname_share, w)
     birth_a, birth_b = _bands(a, KeyKind.BIRTH_DATE), _bands(b, KeyKind.BIRTH_DATE)
@@ -455,6 +466,8 @@ def decide(profile: Profile, a: Keys, b: Keys) -> Decision:
             parts.append(("birth_differs", w("birth_differs")))
     if _bands(a, KeyKind.ADDRESS) & _bands(b, KeyKind.ADDRESS):
         parts.append(("address", w("address")))
+        if by_initial:
+            parts.append(("initial_address", w("initial_address")))
     elif _bands(a, KeyKind.BUILDING) & _bands(b, KeyKind.BUILDING):
         parts.append(("building", w("building")))
     score = sum(weight for _, weight in parts)

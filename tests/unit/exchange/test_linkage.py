@@ -115,6 +115,46 @@ def test_a_twin_of_another_sex_does_not_link_when_the_given_names_are_inconclusi
                   _sexed("F", "1994-01-27", full_name="Peeters, Jolien")).link
 
 
+def _living(address: str, birth: str = "", **name: str) -> dict[int, frozenset[bytes]]:
+    """A woman's tokens with the exact address key of where she lives."""
+    return _pseudonyms([*tokens(DEFAULT_PROFILE, name_parts(**name), birth, address=address,
+                                sex="F"), (KeyKind.ADDRESS, address.encode())])
+
+
+def test_initials_and_surname_at_the_same_address_link_without_a_date_of_birth() -> None:
+    full = _living("9732BW|2", "1989-02-16", full_name="Smit, Danielle")
+    decision = decide(DEFAULT_PROFILE, full, _living("9732BW|2", given_names="D.",
+                                                     surname="Smit"))
+    assert decision.link and ("initial_address", 2.0) in decision.parts
+    # elsewhere, the initial and surname alone are not enough
+    moved = _living("1011AB|5", given_names="D.", surname="Smit")
+    assert not decide(DEFAULT_PROFILE, full, moved).link
+    # nor at the same address when the initial differs (another member of the household)
+    sister = _living("9732BW|2", given_names="M.", surname="Smit")
+    assert not decide(DEFAULT_PROFILE, full, sister).link
+    # full given names at one address weigh what they weigh anywhere
+    named = _living("9732BW|2", full_name="Smit, Danielle")
+    assert ("initial_address", 2.0) not in decide(DEFAULT_PROFILE, full, named).parts
+
+
+def _blocks(items: list[tuple[KeyKind, bytes]]) -> set[bytes]:
+    return {value for kind, value in items if kind is KeyKind.BLOCK}
+
+
+@pytest.mark.parametrize(("birth", "address"), [("1996-08-22", ""), ("", "1051RH|37")])
+def test_swapped_names_with_a_typo_share_a_block(birth: str, address: str) -> None:
+    """Given name and surname swapped in one system, and a typo in one of them: the two
+    still share a block (by date of birth, or by address), so the hub compares them."""
+    right = tokens(DEFAULT_PROFILE, name_parts(given_names="Pepijn Roelof", surname="Smit"),
+                   birth, address=address)
+    swapped = tokens(DEFAULT_PROFILE, name_parts(full_name="Pepijn Roelff, Smit"), birth,
+                     address=address)
+    assert _blocks(right) & _blocks(swapped)
+    stranger = tokens(DEFAULT_PROFILE, name_parts(given_names="Karel", surname="Smit"), birth,
+                      address=address)
+    assert not (_blocks(swapped) - _blocks(right)) & _blocks(stranger)
+
+
 def test_the_same_birthday_in_another_century_is_not_a_near_date() -> None:
     grandfather = _sexed("", "1947-12-28", address="7606NX|55", full_name="Zwart, de, L.")
     child = _sexed("", "2021-12-28", address="7606NX|55", full_name="Zwart, de, L.")
