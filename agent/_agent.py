@@ -89,6 +89,8 @@ class SubmitSummary:
     resent: int = 0
     rejected: list[str] = field(default_factory=list)
     pseudonyms: int = 0
+    # earlier signals whose tokens another profile version or token scheme made
+    outdated: int = 0
 
     def describe_delivery(self) -> str:
         """What ``deliver`` did, in one line."""
@@ -115,7 +117,15 @@ class SubmitSummary:
             parts.append(f"{n(len(self.invalid), 'invalid row')} not submitted")
         if self.rejected:
             parts.append(f"{len(self.rejected)} rejected by the hub")
-        return ", ".join(parts)
+        return ", ".join(parts) + self.describe_outdated()
+
+    def describe_outdated(self) -> str:
+        if not self.outdated:
+            return ""
+        return (f"; {self.outdated} earlier signal{'' if self.outdated == 1 else 's'} "
+                "carry tokens of another linkage profile version or token scheme and link "
+                "with new signals only by BSN or address: 'samenloop agent rekey' with "
+                "the whole caseload re-submits them")
 
 
 @dataclass(frozen=True)
@@ -156,6 +166,9 @@ def _ts(value: datetime | None) -> object:
 
 
 _EXACT = (crypto.KeyKind.PERSON, crypto.KeyKind.ADDRESS, crypto.KeyKind.MEMBER)
+# The profile version and token scheme every submitted signal's tokens were made with,
+# when that was last checked (Agent.outdated).
+_MADE_WITH = "linkage:made-with"
 
 
 class Agent:
@@ -521,6 +534,13 @@ class Agent:
             self._profile_fetched = True
         return self._profile
 
+    def _made_with(self, rec: _source.Record) -> tuple[str, int]:
+        """How the record's fuzzy tokens were made, as the request says it: the profile
+        version and the token scheme (none without fuzzy tokens)."""
+        if self._profile is None or all(k in _EXACT for k, _ in rec.keys):
+            return "", 0
+        return self._profile.ref, linkage.TOKEN_SCHEME
+
     def records(self, path: Path | None, mapping: Path | None = None
                 ) -> Iterator[_source.Record | _source.RowError]:
         """The records of an export: a CSV with the standard columns, or any source a
@@ -569,6 +589,7 @@ class Agent:
             raise self._undelivered(exc, summary, all_read=False) from None
         if run.hub_down is not None:
             raise self._undelivered(run.hub_down, summary, all_read=True)
+        summary.outdated = self.outdated()
         _log.info("submission run done", rows=summary.rows, submitted=summary.submitted,
                   invalid=len(summary.invalid), rejected=len(summary.rejected),
                   duplicates=summary.duplicates)
@@ -659,13 +680,16 @@ class Agent:
 
     def rekey(self, records: Iterable[_source.Record | _source.RowError],
               progress: Callable[[int], None] | None = None) -> SubmitSummary:
-        """After a key rotation ('trust-key'): re-submit every case of the export whose
-        signal was made with another OPRF key. Each new signal carries the current key's
-        pseudonyms (and the retiring key's, while it is offered) and replaces the old one
-        at the hub, which keeps its place in alerts and tasks. Safe to run again."""
+        """Re-submit every case of the export whose signal was made with another OPRF key
+        (after a rotation, 'trust-key'), another linkage profile version or another token
+        scheme (after an upgrade of this agent). Each new signal carries the current key's
+        pseudonyms (and the retiring key's, while it is offered) and tokens, and replaces
+        the old one at the hub, which keeps its place in alerts and tasks. The records
+        must come with the linkage profile (:meth:`records`). Safe to run again."""
         summary = SubmitSummary()
         run = _Run(summary, progress)
         self._retry(self.witness_log, HUB)
+        self._retry(self.linkage_profile, HUB)
         _, key_id = self._retry(self.oprf_key, KEY_SERVICE)
         recipients = self._retry(self.recipients, HUB)
         batch: list[_source.Record] = []
@@ -686,7 +710,8 @@ class Agent:
             old = next((m for m in mine if m.state == "submitted"), None)
             if pending:
                 waiting += pending  # stored by a run that stopped: send it as it is
-            elif old is None or old.key_id == key_id:
+            elif old is None or (old.key_id == key_id
+                                 and self._still_made_with(old, item)):
                 summary.already_submitted += 1  # nothing to do, or done already
                 if progress:
                     progress(1)
@@ -703,9 +728,37 @@ class Agent:
             self._send(run, [w.signal_id for w in waiting],
                        [signal_pb2.SubmitSignalRequest.FromString(w.request) for w in waiting],
                        [0] * len(waiting))
+        summary.outdated = self.outdated()
         _log.info("rekey run done", rows=summary.rows, replaced=summary.submitted,
                   current=summary.already_submitted, rejected=len(summary.rejected))
         return summary
+
+    def outdated(self) -> int:
+        """How many submitted signals carry tokens of another linkage profile version or
+        token scheme than this agent makes now: they link with new signals only through
+        exact keys until 'rekey' re-submits them. Read only when that changed since the
+        last time there were none (a pin), so that a usual run reads nothing."""
+        if self._profile is None:
+            return 0
+        current = linkage.signal_ref(self._profile.ref, linkage.TOKEN_SCHEME).encode()
+        if self._pinned(_MADE_WITH) == current:
+            return 0
+        count = 0
+        with self._sessions() as s:
+            for raw in s.scalars(select(Submission.request)
+                                 .where(Submission.state == "submitted")):
+                sent = signal_pb2.SubmitSignalRequest.FromString(raw)
+                if sent.linkage_profile and linkage.signal_ref(
+                        sent.linkage_profile, sent.token_scheme).encode() != current:
+                    count += 1
+        if not count:
+            self._pin(_MADE_WITH, current, trust_new=True)
+        return count
+
+    def _still_made_with(self, old: Submission, rec: _source.Record) -> bool:
+        """Whether the old signal's tokens were made as this record's would be now."""
+        sent = signal_pb2.SubmitSignalRequest.FromString(old.request)
+        return (sent.linkage_profile, sent.token_scheme) == self._made_with(rec)
 
     def _active_submission(self, case_ref: str) -> Submission | None:
         with self._sessions() as s:
@@ -725,6 +778,7 @@ class Agent:
             signal_id = str(uuid.uuid4())
             keys = [(kind, value) for kind, _ in rec.keys for value in next(pseudonyms)]
             plaintext = rec.identity.to_bytes(signal_id, org)
+            made_with = self._made_with(rec)
             request = signal_pb2.SubmitSignalRequest(
                 signal_id=signal_id,
                 keys=[common_pb2.PseudonymousKey(kind=int(kind), value=value)  # type: ignore[arg-type]
@@ -745,8 +799,7 @@ class Agent:
                     for r in recipients
                 ],
                 replaces=(replaces or {}).get(rec.case_ref, ""),
-                linkage_profile=(self._profile.ref if self._profile is not None
-                                 and any(k not in _EXACT for k, _ in rec.keys) else ""),
+                linkage_profile=made_with[0], token_scheme=made_with[1],
             )
             person = next((v for k, v in keys if k is crypto.KeyKind.PERSON), None)
             out.append(Submission(

@@ -231,14 +231,22 @@ def _register_agent(sub: Any) -> None:
     exclude.set_defaults(func=_agent_exclude)
 
     rekey = a_sub.add_parser(
-        "rekey", help="after an OPRF key rotation: re-submit the caseload under the new key",
+        "rekey", help="after an OPRF key rotation, a new linkage profile version or an "
+        "agent upgrade: re-submit the caseload with the current key and tokens",
         description="Re-submit every case of the export whose signal was made with another "
-        "OPRF key: the new signal carries the new key's pseudonyms (and the retiring key's "
-        "while the key service offers it) and replaces the old signal at the hub, keeping "
-        "its place in alerts and tasks. Cases already under the current key are skipped; "
-        "running it again is safe. See docs/operations.md, 'Rotating the OPRF key'.")
-    rekey.add_argument("--input", type=Path, required=True, metavar="FILE.csv",
-                       help="the whole caseload export (as for 'agent submit')")
+        "OPRF key, another linkage profile version or another token scheme (an upgraded "
+        "agent may make tokens differently: the hub compares tokens only between signals "
+        "made alike). The new signal carries the current key's pseudonyms (and the "
+        "retiring key's while the key service offers it) and replaces the old signal at "
+        "the hub, keeping its place in alerts and tasks. Cases already current are "
+        "skipped; running it again is safe. See docs/operations.md, 'Rotating the OPRF "
+        "key' and 'Upgrading agents'.")
+    rekey.add_argument("--input", type=Path, metavar="FILE",
+                       help="the whole caseload export, as for 'agent submit' (not with an "
+                       "SQL mapping)")
+    rekey.add_argument("--mapping", type=Path, metavar="MAPPING.toml",
+                       help="how the export's columns map to the profile's fields (as for "
+                       "'agent submit')")
     common(rekey)
     rekey.set_defaults(func=_agent_rekey)
 
@@ -355,19 +363,20 @@ def _agent_exclude(args: argparse.Namespace) -> int:
 
 
 def _agent_rekey(args: argparse.Namespace) -> int:
-    from agent import _source
     from exchange.cli import Progress
 
-    rows = _count_rows(args.input)
+    rows = _count_input(args.input, args.mapping)
     with _agent(args) as agent, Progress(rows, "re-submitting") as bar:
-        summary = agent.rekey(_source.read_csv(args.input), progress=bar.advance)
+        summary = agent.rekey(agent.records(args.input, args.mapping), progress=bar.advance)
     for error in summary.invalid:
         print(f"  not re-submitted: {error}", file=sys.stderr)
     for message in summary.rejected:
         print(f"  rejected: {message}", file=sys.stderr)
-    print(f"{summary.rows} rows read, {summary.submitted} signals replaced under the "
-          f"current key, {summary.already_submitted} already current or not submitted"
-          + (f", {len(summary.rejected)} rejected" if summary.rejected else ""))
+    print(f"{summary.rows} rows read, {summary.submitted} signals replaced with the "
+          f"current key and tokens, {summary.already_submitted} already current or not "
+          "submitted"
+          + (f", {len(summary.rejected)} rejected" if summary.rejected else "")
+          + summary.describe_outdated())
     return 0 if not summary.rejected else 1
 
 

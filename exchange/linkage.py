@@ -44,6 +44,7 @@ from exchange.errors import InvalidInput
 
 __all__ = [
     "DEFAULT_PROFILE",
+    "TOKEN_SCHEME",
     "Decision",
     "Name",
     "Profile",
@@ -51,6 +52,8 @@ __all__ = [
     "decide",
     "name_parts",
     "parse_profile",
+    "profile_ref_of",
+    "signal_ref",
     "tokens",
 ]
 
@@ -160,6 +163,24 @@ def parse_profile(source: str) -> Profile:
 
 
 DEFAULT_PROFILE = parse_profile('id = "nl-household"\nname = "Dutch households"\n')
+
+# How tokens() makes tokens from a profile. Raise it with every change that makes one
+# record's tokens differ (normalisation, bands, near dates, blocks): the hub compares
+# fuzzy tokens only between signals of one profile version and one scheme, and
+# 'samenloop agent rekey' re-submits the cases whose tokens another scheme made.
+# 0 is an agent from before schemes were counted.
+TOKEN_SCHEME = 1
+
+
+def signal_ref(profile_ref: str, scheme: int) -> str:
+    """What a signal's tokens were made with, as the hub stores and compares it:
+    "nl-household@v2/t1" (or "nl-household@v2" from an agent before token schemes)."""
+    return f"{profile_ref}/t{scheme}" if scheme else profile_ref
+
+
+def profile_ref_of(ref: str) -> str:
+    """The profile version ("id@vN") of a signal_ref()."""
+    return ref.partition("/t")[0]
 
 
 # -- normalisation ---------------------------------------------------------------------

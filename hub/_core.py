@@ -251,11 +251,12 @@ class Hub(LogOperations):
     # -- linkage profiles -----------------------------------------------------------
 
     def _profile(self, s: Session) -> _linkage.Profiles:
-        """Profiles by reference ("id@vN"), parsed once; None for an unknown one."""
+        """Profiles by a signal's reference ("id@vN", "id@vN/tS"), parsed once; None for
+        an unknown one."""
 
         def lookup(ref: str) -> linkage.Profile | None:
             if ref not in self._profiles:
-                profile_id, _, version = ref.partition("@v")
+                profile_id, _, version = linkage.profile_ref_of(ref).partition("@v")
                 row = s.get(LinkageProfileVersion, (profile_id, int(version)))
                 if row is None:
                     return None
@@ -274,7 +275,7 @@ class Hub(LogOperations):
 
     def _current_profile(self, s: Session, ref: str) -> None:
         """Refuse tokens made with an unknown or outdated profile version."""
-        profile_id, _, version = ref.partition("@v")
+        profile_id, _, version = linkage.profile_ref_of(ref).partition("@v")
         latest = self._latest_profile_row(s, profile_id)
         if latest is None:
             raise NotFound(f"linkage profile {profile_id} is not registered")

@@ -12,8 +12,8 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
-from exchange import crypto, vocab
-from exchange.errors import InvalidInput
+from exchange import crypto, linkage, vocab
+from exchange.errors import FailedPrecondition, InvalidInput
 from exchange.rpc import from_timestamp
 from exchange.v1 import common_pb2, coordinator_pb2, signal_pb2
 
@@ -64,7 +64,8 @@ class SignalInput:
     content_sha256: bytes
     # The signal this one replaces (a key rotation), or "".
     replaces: str = ""
-    # The linkage profile ("id@vN") its fuzzy tokens were made with, or "".
+    # The linkage profile and token scheme its fuzzy tokens were made with
+    # ("id@vN/tS", see exchange.linkage.signal_ref), or "".
     linkage_profile: str = ""
 
 
@@ -143,12 +144,19 @@ def signal(req: signal_pb2.SubmitSignalRequest) -> SignalInput:
     fuzzy = {k for k, _ in keys} & FUZZY_KINDS
     if fuzzy and not profile:
         raise InvalidInput("keys holds fuzzy linkage tokens: linkage_profile is required")
+    if req.token_scheme and not profile:
+        raise InvalidInput("token_scheme is given without linkage_profile")
+    if req.token_scheme > linkage.TOKEN_SCHEME:
+        raise FailedPrecondition(
+            f"the tokens were made with token scheme {req.token_scheme}; this hub compares "
+            f"schemes up to {linkage.TOKEN_SCHEME}: upgrade the hub first")
     return SignalInput(
         signal_id=signal_id, keys=keys, category=category, region=region,
         professional=professional, observed_at=observed_at, expires_at=expires_at,
         envelopes=tuple(envelopes),
         content_sha256=hashlib.sha256(req.SerializeToString(deterministic=True)).digest(),
-        replaces=replaces, linkage_profile=profile,
+        replaces=replaces,
+        linkage_profile=linkage.signal_ref(profile, req.token_scheme) if profile else "",
     )
 
 

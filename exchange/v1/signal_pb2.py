@@ -27,19 +27,19 @@ from exchange.v1 import common_pb2 as samenloop_dot_v1_dot_common__pb2
 from exchange.v1 import admin_pb2 as samenloop_dot_v1_dot_admin__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19samenloop/v1/signal.proto\x12\x0csamenloop.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19samenloop/v1/common.proto\x1a\x18samenloop/v1/admin.proto\"\x1a\n\x18GetLinkageProfileRequest\"F\n\x17\x45xcludeAddressesRequest\x12+\n\x04keys\x18\x01 \x03(\x0b\x32\x1d.samenloop.v1.PseudonymousKey\"8\n\x18\x45xcludeAddressesResponse\x12\r\n\x05\x61\x64\x64\x65\x64\x18\x01 \x01(\r\x12\r\n\x05total\x18\x02 \x01(\r\"\x90\x01\n\tRecipient\x12\x16\n\x0e\x63oordinator_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63ovenant_id\x18\x02 \x01(\t\x12\x18\n\x10\x63ovenant_version\x18\x03 \x01(\r\x12\x12\n\npublic_key\x18\x04 \x01(\x0c\x12\x17\n\x0fkey_fingerprint\x18\x05 \x01(\x0c\x12\x0f\n\x07regions\x18\x06 \x03(\t\"\x16\n\x14GetRecipientsRequest\"D\n\x15GetRecipientsResponse\x12+\n\nrecipients\x18\x01 \x03(\x0b\x32\x17.samenloop.v1.Recipient\"\xe1\x02\n\x13SubmitSignalRequest\x12\x11\n\tsignal_id\x18\x01 \x01(\t\x12+\n\x04keys\x18\x02 \x03(\x0b\x32\x1d.samenloop.v1.PseudonymousKey\x12\x10\n\x08\x63\x61tegory\x18\x03 \x01(\t\x12\x0e\n\x06region\x18\x04 \x01(\t\x12+\n\x0cprofessional\x18\x05 \x01(\x0b\x32\x15.samenloop.v1.Contact\x12/\n\x0bobserved_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\tenvelopes\x18\x08 \x03(\x0b\x32\x1c.samenloop.v1.SealedEnvelope\x12\x10\n\x08replaces\x18\t \x01(\t\x12\x17\n\x0flinkage_profile\x18\n \x01(\t\"\x9d\x01\n\x14SubmitSignalResponse\x12\x11\n\tsignal_id\x18\x01 \x01(\t\x12\x11\n\tduplicate\x18\x02 \x01(\x08\x12/\n\x0breceived_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"L\n\tItemError\x12\r\n\x05index\x18\x01 \x01(\r\x12\x11\n\tsignal_id\x18\x02 \x01(\t\x12\x0c\n\x04\x63ode\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\"h\n\x15SubmitSignalsResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\r\x12\x12\n\nduplicates\x18\x02 \x01(\r\x12)\n\x08rejected\x18\x03 \x03(\x0b\x32\x17.samenloop.v1.ItemError\"Z\n\x15WithdrawSignalRequest\x12\x11\n\tsignal_id\x18\x01 \x01(\t\x12.\n\x06reason\x18\x02 \x01(\x0e\x32\x1e.samenloop.v1.WithdrawalReason\"]\n\x16WithdrawSignalResponse\x12\x11\n\tsignal_id\x18\x01 \x01(\t\x12\x30\n\x0cwithdrawn_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x83\x02\n\x14RecordConsentRequest\x12\x12\n\nconsent_id\x18\x01 \x01(\t\x12\x33\n\x0csubject_keys\x18\x02 \x03(\x0b\x32\x1d.samenloop.v1.PseudonymousKey\x12\x13\n\x0b\x63ovenant_id\x18\x03 \x01(\t\x12\x10\n\x08purposes\x18\x04 \x03(\t\x12\x1a\n\x12\x65vidence_reference\x18\x05 \x01(\t\x12.\n\nvalid_from\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bvalid_until\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"*\n\x14RevokeConsentRequest\x12\x12\n\nconsent_id\x18\x01 \x01(\t\"\x9b\x03\n\rConsentRecord\x12\x12\n\nconsent_id\x18\x01 \x01(\t\x12\x17\n\x0forganisation_id\x18\x02 \x01(\t\x12\x13\n\x0b\x63ovenant_id\x18\x03 \x01(\t\x12\x10\n\x08purposes\x18\x04 \x03(\t\x12\x1a\n\x12\x65vidence_reference\x18\x05 \x01(\t\x12.\n\nvalid_from\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bvalid_until\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0brecorded_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0brecorded_by\x18\t \x01(\t\x12.\n\nrevoked_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nrevoked_by\x18\x0b \x01(\t\x12\x18\n\x10\x63ovenant_version\x18\x0c \x01(\r\x12\x15\n\rorganisations\x18\r \x03(\t\"p\n\rNoticeContact\x12\x17\n\x0forganisation_id\x18\x01 \x01(\t\x12\x19\n\x11organisation_name\x18\x02 \x01(\t\x12+\n\x0cprofessional\x18\x03 \x01(\x0b\x32\x15.samenloop.v1.Contact\"\xb1\x02\n\x04Task\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12$\n\x04kind\x18\x02 \x01(\x0e\x32\x16.samenloop.v1.TaskKind\x12&\n\x05state\x18\x03 \x01(\x0e\x32\x17.samenloop.v1.TaskState\x12\x11\n\tsignal_id\x18\x04 \x01(\t\x12\x13\n\x0b\x63ovenant_id\x18\x05 \x01(\t\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rclosed_reason\x18\x08 \x01(\t\x12+\n\x06others\x18\t \x03(\x0b\x32\x1b.samenloop.v1.NoticeContact\"(\n\x10ListTasksRequest\x12\x14\n\x0cinclude_done\x18\x01 \x01(\x08\"6\n\x11ListTasksResponse\x12!\n\x05tasks\x18\x01 \x03(\x0b\x32\x12.samenloop.v1.Task\"%\n\x12\x44ismissTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t*y\n\x10WithdrawalReason\x12!\n\x1dWITHDRAWAL_REASON_UNSPECIFIED\x10\x00\x12\x1f\n\x1bWITHDRAWAL_REASON_RISK_GONE\x10\x01\x12!\n\x1dWITHDRAWAL_REASON_UNJUSTIFIED\x10\x02*}\n\x08TaskKind\x12\x19\n\x15TASK_KIND_UNSPECIFIED\x10\x00\x12\x1c\n\x18TASK_KIND_CONSENT_NEEDED\x10\x01\x12\x1a\n\x16TASK_KIND_MATCH_NOTICE\x10\x02\x12\x1c\n\x18TASK_KIND_ARCHIVED_MATCH\x10\x03*Q\n\tTaskState\x12\x1a\n\x16TASK_STATE_UNSPECIFIED\x10\x00\x12\x13\n\x0fTASK_STATE_OPEN\x10\x01\x12\x13\n\x0fTASK_STATE_DONE\x10\x02\x32\xed\x06\n\rSignalService\x12X\n\rGetRecipients\x12\".samenloop.v1.GetRecipientsRequest\x1a#.samenloop.v1.GetRecipientsResponse\x12U\n\x0cSubmitSignal\x12!.samenloop.v1.SubmitSignalRequest\x1a\".samenloop.v1.SubmitSignalResponse\x12Y\n\rSubmitSignals\x12!.samenloop.v1.SubmitSignalRequest\x1a#.samenloop.v1.SubmitSignalsResponse(\x01\x12[\n\x0eWithdrawSignal\x12#.samenloop.v1.WithdrawSignalRequest\x1a$.samenloop.v1.WithdrawSignalResponse\x12P\n\rRecordConsent\x12\".samenloop.v1.RecordConsentRequest\x1a\x1b.samenloop.v1.ConsentRecord\x12P\n\rRevokeConsent\x12\".samenloop.v1.RevokeConsentRequest\x1a\x1b.samenloop.v1.ConsentRecord\x12L\n\tListTasks\x12\x1e.samenloop.v1.ListTasksRequest\x1a\x1f.samenloop.v1.ListTasksResponse\x12\x43\n\x0b\x44ismissTask\x12 .samenloop.v1.DismissTaskRequest\x1a\x12.samenloop.v1.Task\x12Y\n\x11GetLinkageProfile\x12&.samenloop.v1.GetLinkageProfileRequest\x1a\x1c.samenloop.v1.LinkageProfile\x12\x61\n\x10\x45xcludeAddresses\x12%.samenloop.v1.ExcludeAddressesRequest\x1a&.samenloop.v1.ExcludeAddressesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19samenloop/v1/signal.proto\x12\x0csamenloop.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19samenloop/v1/common.proto\x1a\x18samenloop/v1/admin.proto\"\x1a\n\x18GetLinkageProfileRequest\"F\n\x17\x45xcludeAddressesRequest\x12+\n\x04keys\x18\x01 \x03(\x0b\x32\x1d.samenloop.v1.PseudonymousKey\"8\n\x18\x45xcludeAddressesResponse\x12\r\n\x05\x61\x64\x64\x65\x64\x18\x01 \x01(\r\x12\r\n\x05total\x18\x02 \x01(\r\"\x90\x01\n\tRecipient\x12\x16\n\x0e\x63oordinator_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63ovenant_id\x18\x02 \x01(\t\x12\x18\n\x10\x63ovenant_version\x18\x03 \x01(\r\x12\x12\n\npublic_key\x18\x04 \x01(\x0c\x12\x17\n\x0fkey_fingerprint\x18\x05 \x01(\x0c\x12\x0f\n\x07regions\x18\x06 \x03(\t\"\x16\n\x14GetRecipientsRequest\"D\n\x15GetRecipientsResponse\x12+\n\nrecipients\x18\x01 \x03(\x0b\x32\x17.samenloop.v1.Recipient\"\xf7\x02\n\x13SubmitSignalRequest\x12\x11\n\tsignal_id\x18\x01 \x01(\t\x12+\n\x04keys\x18\x02 \x03(\x0b\x32\x1d.samenloop.v1.PseudonymousKey\x12\x10\n\x08\x63\x61tegory\x18\x03 \x01(\t\x12\x0e\n\x06region\x18\x04 \x01(\t\x12+\n\x0cprofessional\x18\x05 \x01(\x0b\x32\x15.samenloop.v1.Contact\x12/\n\x0bobserved_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\tenvelopes\x18\x08 \x03(\x0b\x32\x1c.samenloop.v1.SealedEnvelope\x12\x10\n\x08replaces\x18\t \x01(\t\x12\x17\n\x0flinkage_profile\x18\n \x01(\t\x12\x14\n\x0ctoken_scheme\x18\x0b \x01(\r\"\x9d\x01\n\x14SubmitSignalResponse\x12\x11\n\tsignal_id\x18\x01 \x01(\t\x12\x11\n\tduplicate\x18\x02 \x01(\x08\x12/\n\x0breceived_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"L\n\tItemError\x12\r\n\x05index\x18\x01 \x01(\r\x12\x11\n\tsignal_id\x18\x02 \x01(\t\x12\x0c\n\x04\x63ode\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\"h\n\x15SubmitSignalsResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\r\x12\x12\n\nduplicates\x18\x02 \x01(\r\x12)\n\x08rejected\x18\x03 \x03(\x0b\x32\x17.samenloop.v1.ItemError\"Z\n\x15WithdrawSignalRequest\x12\x11\n\tsignal_id\x18\x01 \x01(\t\x12.\n\x06reason\x18\x02 \x01(\x0e\x32\x1e.samenloop.v1.WithdrawalReason\"]\n\x16WithdrawSignalResponse\x12\x11\n\tsignal_id\x18\x01 \x01(\t\x12\x30\n\x0cwithdrawn_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x83\x02\n\x14RecordConsentRequest\x12\x12\n\nconsent_id\x18\x01 \x01(\t\x12\x33\n\x0csubject_keys\x18\x02 \x03(\x0b\x32\x1d.samenloop.v1.PseudonymousKey\x12\x13\n\x0b\x63ovenant_id\x18\x03 \x01(\t\x12\x10\n\x08purposes\x18\x04 \x03(\t\x12\x1a\n\x12\x65vidence_reference\x18\x05 \x01(\t\x12.\n\nvalid_from\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bvalid_until\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"*\n\x14RevokeConsentRequest\x12\x12\n\nconsent_id\x18\x01 \x01(\t\"\x9b\x03\n\rConsentRecord\x12\x12\n\nconsent_id\x18\x01 \x01(\t\x12\x17\n\x0forganisation_id\x18\x02 \x01(\t\x12\x13\n\x0b\x63ovenant_id\x18\x03 \x01(\t\x12\x10\n\x08purposes\x18\x04 \x03(\t\x12\x1a\n\x12\x65vidence_reference\x18\x05 \x01(\t\x12.\n\nvalid_from\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bvalid_until\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0brecorded_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0brecorded_by\x18\t \x01(\t\x12.\n\nrevoked_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nrevoked_by\x18\x0b \x01(\t\x12\x18\n\x10\x63ovenant_version\x18\x0c \x01(\r\x12\x15\n\rorganisations\x18\r \x03(\t\"p\n\rNoticeContact\x12\x17\n\x0forganisation_id\x18\x01 \x01(\t\x12\x19\n\x11organisation_name\x18\x02 \x01(\t\x12+\n\x0cprofessional\x18\x03 \x01(\x0b\x32\x15.samenloop.v1.Contact\"\xb1\x02\n\x04Task\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12$\n\x04kind\x18\x02 \x01(\x0e\x32\x16.samenloop.v1.TaskKind\x12&\n\x05state\x18\x03 \x01(\x0e\x32\x17.samenloop.v1.TaskState\x12\x11\n\tsignal_id\x18\x04 \x01(\t\x12\x13\n\x0b\x63ovenant_id\x18\x05 \x01(\t\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rclosed_reason\x18\x08 \x01(\t\x12+\n\x06others\x18\t \x03(\x0b\x32\x1b.samenloop.v1.NoticeContact\"(\n\x10ListTasksRequest\x12\x14\n\x0cinclude_done\x18\x01 \x01(\x08\"6\n\x11ListTasksResponse\x12!\n\x05tasks\x18\x01 \x03(\x0b\x32\x12.samenloop.v1.Task\"%\n\x12\x44ismissTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t*y\n\x10WithdrawalReason\x12!\n\x1dWITHDRAWAL_REASON_UNSPECIFIED\x10\x00\x12\x1f\n\x1bWITHDRAWAL_REASON_RISK_GONE\x10\x01\x12!\n\x1dWITHDRAWAL_REASON_UNJUSTIFIED\x10\x02*}\n\x08TaskKind\x12\x19\n\x15TASK_KIND_UNSPECIFIED\x10\x00\x12\x1c\n\x18TASK_KIND_CONSENT_NEEDED\x10\x01\x12\x1a\n\x16TASK_KIND_MATCH_NOTICE\x10\x02\x12\x1c\n\x18TASK_KIND_ARCHIVED_MATCH\x10\x03*Q\n\tTaskState\x12\x1a\n\x16TASK_STATE_UNSPECIFIED\x10\x00\x12\x13\n\x0fTASK_STATE_OPEN\x10\x01\x12\x13\n\x0fTASK_STATE_DONE\x10\x02\x32\xed\x06\n\rSignalService\x12X\n\rGetRecipients\x12\".samenloop.v1.GetRecipientsRequest\x1a#.samenloop.v1.GetRecipientsResponse\x12U\n\x0cSubmitSignal\x12!.samenloop.v1.SubmitSignalRequest\x1a\".samenloop.v1.SubmitSignalResponse\x12Y\n\rSubmitSignals\x12!.samenloop.v1.SubmitSignalRequest\x1a#.samenloop.v1.SubmitSignalsResponse(\x01\x12[\n\x0eWithdrawSignal\x12#.samenloop.v1.WithdrawSignalRequest\x1a$.samenloop.v1.WithdrawSignalResponse\x12P\n\rRecordConsent\x12\".samenloop.v1.RecordConsentRequest\x1a\x1b.samenloop.v1.ConsentRecord\x12P\n\rRevokeConsent\x12\".samenloop.v1.RevokeConsentRequest\x1a\x1b.samenloop.v1.ConsentRecord\x12L\n\tListTasks\x12\x1e.samenloop.v1.ListTasksRequest\x1a\x1f.samenloop.v1.ListTasksResponse\x12\x43\n\x0b\x44ismissTask\x12 .samenloop.v1.DismissTaskRequest\x1a\x12.samenloop.v1.Task\x12Y\n\x11GetLinkageProfile\x12&.samenloop.v1.GetLinkageProfileRequest\x1a\x1c.samenloop.v1.LinkageProfile\x12\x61\n\x10\x45xcludeAddresses\x12%.samenloop.v1.ExcludeAddressesRequest\x1a&.samenloop.v1.ExcludeAddressesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'exchange.v1.signal_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_WITHDRAWALREASON']._serialized_start=2694
-  _globals['_WITHDRAWALREASON']._serialized_end=2815
-  _globals['_TASKKIND']._serialized_start=2817
-  _globals['_TASKKIND']._serialized_end=2942
-  _globals['_TASKSTATE']._serialized_start=2944
-  _globals['_TASKSTATE']._serialized_end=3025
+  _globals['_WITHDRAWALREASON']._serialized_start=2716
+  _globals['_WITHDRAWALREASON']._serialized_end=2837
+  _globals['_TASKKIND']._serialized_start=2839
+  _globals['_TASKKIND']._serialized_end=2964
+  _globals['_TASKSTATE']._serialized_start=2966
+  _globals['_TASKSTATE']._serialized_end=3047
   _globals['_GETLINKAGEPROFILEREQUEST']._serialized_start=129
   _globals['_GETLINKAGEPROFILEREQUEST']._serialized_end=155
   _globals['_EXCLUDEADDRESSESREQUEST']._serialized_start=157
@@ -53,33 +53,33 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETRECIPIENTSRESPONSE']._serialized_start=458
   _globals['_GETRECIPIENTSRESPONSE']._serialized_end=526
   _globals['_SUBMITSIGNALREQUEST']._serialized_start=529
-  _globals['_SUBMITSIGNALREQUEST']._serialized_end=882
-  _globals['_SUBMITSIGNALRESPONSE']._serialized_start=885
-  _globals['_SUBMITSIGNALRESPONSE']._serialized_end=1042
-  _globals['_ITEMERROR']._serialized_start=1044
-  _globals['_ITEMERROR']._serialized_end=1120
-  _globals['_SUBMITSIGNALSRESPONSE']._serialized_start=1122
-  _globals['_SUBMITSIGNALSRESPONSE']._serialized_end=1226
-  _globals['_WITHDRAWSIGNALREQUEST']._serialized_start=1228
-  _globals['_WITHDRAWSIGNALREQUEST']._serialized_end=1318
-  _globals['_WITHDRAWSIGNALRESPONSE']._serialized_start=1320
-  _globals['_WITHDRAWSIGNALRESPONSE']._serialized_end=1413
-  _globals['_RECORDCONSENTREQUEST']._serialized_start=1416
-  _globals['_RECORDCONSENTREQUEST']._serialized_end=1675
-  _globals['_REVOKECONSENTREQUEST']._serialized_start=1677
-  _globals['_REVOKECONSENTREQUEST']._serialized_end=1719
-  _globals['_CONSENTRECORD']._serialized_start=1722
-  _globals['_CONSENTRECORD']._serialized_end=2133
-  _globals['_NOTICECONTACT']._serialized_start=2135
-  _globals['_NOTICECONTACT']._serialized_end=2247
-  _globals['_TASK']._serialized_start=2250
-  _globals['_TASK']._serialized_end=2555
-  _globals['_LISTTASKSREQUEST']._serialized_start=2557
-  _globals['_LISTTASKSREQUEST']._serialized_end=2597
-  _globals['_LISTTASKSRESPONSE']._serialized_start=2599
-  _globals['_LISTTASKSRESPONSE']._serialized_end=2653
-  _globals['_DISMISSTASKREQUEST']._serialized_start=2655
-  _globals['_DISMISSTASKREQUEST']._serialized_end=2692
-  _globals['_SIGNALSERVICE']._serialized_start=3028
-  _globals['_SIGNALSERVICE']._serialized_end=3905
+  _globals['_SUBMITSIGNALREQUEST']._serialized_end=904
+  _globals['_SUBMITSIGNALRESPONSE']._serialized_start=907
+  _globals['_SUBMITSIGNALRESPONSE']._serialized_end=1064
+  _globals['_ITEMERROR']._serialized_start=1066
+  _globals['_ITEMERROR']._serialized_end=1142
+  _globals['_SUBMITSIGNALSRESPONSE']._serialized_start=1144
+  _globals['_SUBMITSIGNALSRESPONSE']._serialized_end=1248
+  _globals['_WITHDRAWSIGNALREQUEST']._serialized_start=1250
+  _globals['_WITHDRAWSIGNALREQUEST']._serialized_end=1340
+  _globals['_WITHDRAWSIGNALRESPONSE']._serialized_start=1342
+  _globals['_WITHDRAWSIGNALRESPONSE']._serialized_end=1435
+  _globals['_RECORDCONSENTREQUEST']._serialized_start=1438
+  _globals['_RECORDCONSENTREQUEST']._serialized_end=1697
+  _globals['_REVOKECONSENTREQUEST']._serialized_start=1699
+  _globals['_REVOKECONSENTREQUEST']._serialized_end=1741
+  _globals['_CONSENTRECORD']._serialized_start=1744
+  _globals['_CONSENTRECORD']._serialized_end=2155
+  _globals['_NOTICECONTACT']._serialized_start=2157
+  _globals['_NOTICECONTACT']._serialized_end=2269
+  _globals['_TASK']._serialized_start=2272
+  _globals['_TASK']._serialized_end=2577
+  _globals['_LISTTASKSREQUEST']._serialized_start=2579
+  _globals['_LISTTASKSREQUEST']._serialized_end=2619
+  _globals['_LISTTASKSRESPONSE']._serialized_start=2621
+  _globals['_LISTTASKSRESPONSE']._serialized_end=2675
+  _globals['_DISMISSTASKREQUEST']._serialized_start=2677
+  _globals['_DISMISSTASKREQUEST']._serialized_end=2714
+  _globals['_SIGNALSERVICE']._serialized_start=3050
+  _globals['_SIGNALSERVICE']._serialized_end=3927
 # @@protoc_insertion_point(module_scope)

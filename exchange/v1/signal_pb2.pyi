@@ -237,6 +237,7 @@ class SubmitSignalRequest(_message.Message):
     ENVELOPES_FIELD_NUMBER: _builtins.int
     REPLACES_FIELD_NUMBER: _builtins.int
     LINKAGE_PROFILE_FIELD_NUMBER: _builtins.int
+    TOKEN_SCHEME_FIELD_NUMBER: _builtins.int
     signal_id: _builtins.str
     """A UUID chosen by the agent: the signal's id and its idempotency key."""
     category: _builtins.str
@@ -252,6 +253,12 @@ class SubmitSignalRequest(_message.Message):
     """The linkage profile ("id@vN", from GetLinkageProfile) the fuzzy tokens among the
     keys were made with. Required with fuzzy tokens; a profile that is not the newest
     version is FAILED_PRECONDITION (fetch it again).
+    """
+    token_scheme: _builtins.int
+    """How the agent made the fuzzy tokens from that profile (exchange.linkage.TOKEN_SCHEME);
+    0: an agent from before token schemes. The hub compares fuzzy tokens only between
+    signals of the same profile version and scheme. A scheme newer than the hub knows is
+    FAILED_PRECONDITION (upgrade the hub); one without linkage_profile INVALID_ARGUMENT.
     """
     @_builtins.property
     def keys(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.PseudonymousKey]:
@@ -286,10 +293,11 @@ class SubmitSignalRequest(_message.Message):
         envelopes: _abc.Iterable[_common_pb2.SealedEnvelope] | None = ...,
         replaces: _builtins.str = ...,
         linkage_profile: _builtins.str = ...,
+        token_scheme: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at", "observed_at", b"observed_at", "professional", b"professional"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "envelopes", b"envelopes", "expires_at", b"expires_at", "keys", b"keys", "linkage_profile", b"linkage_profile", "observed_at", b"observed_at", "professional", b"professional", "region", b"region", "replaces", b"replaces", "signal_id", b"signal_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "envelopes", b"envelopes", "expires_at", b"expires_at", "keys", b"keys", "linkage_profile", b"linkage_profile", "observed_at", b"observed_at", "professional", b"professional", "region", b"region", "replaces", b"replaces", "signal_id", b"signal_id", "token_scheme", b"token_scheme"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -179,6 +179,50 @@ def test_tokens_of_an_outdated_profile_are_refused(hub: Hub, reg: Hub) -> None:
     assert stored.profile == "nl-household@v2"
 
 
+def test_tokens_of_another_token_scheme_are_not_compared(hub: Hub, reg: Hub) -> None:
+    """The same tokens from an agent before token schemes ("@v1") and from a current one
+    ("@v1/tN") are not compared: either might have been made another way. Exact keys
+    still link them."""
+    scheme = linkage.signal_ref(REF, linkage.TOKEN_SCHEME)
+    jan = {"given": "Jan Pieter", "surname": "van der Berg", "birth": "2001-02-03"}
+    old, _ = hub.submit(access("org-a"), person(hub, "org-a", **jan))
+    new, _ = hub.submit(access("org-b"), person(hub, "org-b", **jan, ref=scheme,
+                                                category="housing"))
+    assert _household(hub, old.id) != _household(hub, new.id)
+    same, _ = hub.submit(access("org-c"), person(hub, "org-c", **jan, ref=scheme,
+                                                 category="debt"))
+    assert _household(hub, same.id) == _household(hub, new.id)
+    assert (old.profile, new.profile) == (REF, scheme)
+    bsn, _ = hub.submit(access("org-a"), person(hub, "org-a", **jan, ref=scheme,
+                                                bsn="111222333"))
+    sure, _ = hub.submit(access("org-b"), person(hub, "org-b", bsn="111222333",
+                                                 address="home", category="housing"))
+    assert _household(hub, bsn.id) == _household(hub, sure.id)
+
+
+def test_the_token_scheme_is_checked() -> None:
+    from exchange.v1 import common_pb2, signal_pb2
+
+    request = signal_pb2.SubmitSignalRequest(
+        signal_id=str(uuid.uuid4()), category="housing", region="GM0014",
+        keys=[common_pb2.PseudonymousKey(kind=common_pb2.KEY_KIND_BIRTH_DATE,
+                                         value=bytes(32))],
+        professional=common_pb2.Contact(name="Pat", phone="050 1234567"),
+        linkage_profile=REF, token_scheme=linkage.TOKEN_SCHEME)
+    assert _inputs.signal(request).linkage_profile == f"{REF}/t{linkage.TOKEN_SCHEME}"
+    request.token_scheme = 0  # an agent from before token schemes
+    assert _inputs.signal(request).linkage_profile == REF
+    request.token_scheme = linkage.TOKEN_SCHEME + 1
+    with pytest.raises(FailedPrecondition, match="upgrade the hub"):
+        _inputs.signal(request)
+    del request.keys[:]
+    request.keys.append(common_pb2.PseudonymousKey(kind=common_pb2.KEY_KIND_PERSON,
+                                                   value=bytes(32)))
+    request.linkage_profile, request.token_scheme = "", 1
+    with pytest.raises(InvalidInput, match="token_scheme is given without linkage_profile"):
+        _inputs.signal(request)
+
+
 def test_fuzzy_tokens_need_a_profile_reference() -> None:
     from exchange.v1 import common_pb2, signal_pb2
 
