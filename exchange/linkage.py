@@ -106,6 +106,11 @@ _WEIGHTS = {
     # ... and they live at the same address: one of the household's members with that
     # initial, most often the one with that name (a father and son of one initial aside)
     "initial_address": 2.0,
+    # the same first name, or the same date of birth, at the same address: members of a
+    # household rarely share either (a junior named after his father has another birth
+    # date; twins have other names)
+    "given_address": 1.0,
+    "birth_address": 1.0,
     "surname_high": 4.0,     # surname bands: share >= 0.6
     "surname_some": 2.0,     # share from 0.3
     "surname_low": -3.0,     # share < 0.15
@@ -487,8 +492,13 @@ def decide(profile: Profile, a: Keys, b: Keys) -> Decision:
             parts.append(("birth_differs", w("birth_differs")))
     if _bands(a, KeyKind.ADDRESS) & _bands(b, KeyKind.ADDRESS):
         parts.append(("address", w("address")))
+        names = {name for name, _ in parts}
         if by_initial:
             parts.append(("initial_address", w("initial_address")))
+        if "given_high" in names:
+            parts.append(("given_address", w("given_address")))
+        if "birth_exact" in names and surname_a and surname_b:  # a name, if garbled
+            parts.append(("birth_address", w("birth_address")))
     elif _bands(a, KeyKind.BUILDING) & _bands(b, KeyKind.BUILDING):
         parts.append(("building", w("building")))
     score = sum(weight for _, weight in parts)

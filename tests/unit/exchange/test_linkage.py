@@ -137,6 +137,27 @@ def test_initials_and_surname_at_the_same_address_link_without_a_date_of_birth()
     assert ("initial_address", 2.0) not in decide(DEFAULT_PROFILE, full, named).parts
 
 
+def test_a_first_name_or_birth_date_shared_at_one_address_says_more() -> None:
+    # a typo that leaves the surname only half alike, at the same address
+    sterre = _living("1503VK|49", "1996-09-13", full_name="Smits, Sterre")
+    typo = _living("1503VK|49", "", given_names="Sterre", surname="Smidts")
+    decision = decide(DEFAULT_PROFILE, sterre, typo)
+    assert decision.link and ("given_address", 1.0) in decision.parts
+    assert decision.score == DEFAULT_PROFILE.threshold
+    assert not decide(DEFAULT_PROFILE, sterre, _living(
+        "1011AB|5", "", given_names="Sterre", surname="Smidts")).link  # not elsewhere
+    # the same date of birth at the same address, the names too garbled to say
+    janneke = _living("5616TX|186", "1982-04-01", full_name="Gils, Janneke Margaretha van")
+    garbled = _living("5616TX|186", "1982-04-01", given_names="JM", surname_prefix="van",
+                      surname="Igla")
+    decision = decide(DEFAULT_PROFILE, janneke, garbled)
+    assert decision.link and ("birth_address", 1.0) in decision.parts
+    assert decision.score == DEFAULT_PROFILE.threshold
+    # no name at all says nothing: twins share the date and the address
+    nameless = _living("5616TX|186", "1982-04-01")
+    assert not decide(DEFAULT_PROFILE, janneke, nameless).link
+
+
 def _blocks(items: list[tuple[KeyKind, bytes]]) -> set[bytes]:
     return {value for kind, value in items if kind is KeyKind.BLOCK}
 
