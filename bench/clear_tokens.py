@@ -22,6 +22,8 @@ from agent import _normalise as norm
 from exchange import linkage
 from hub import _bench, _linkage
 
+DEFAULT = 'id = "nl-household"\nname = "Dutch households"\n'
+
 
 def _excluded(directory: Path) -> set[tuple[int, bytes]]:
     """The institutions' address keys (synth writes institutions.csv), as the hub's
@@ -41,22 +43,17 @@ def _excluded(directory: Path) -> set[tuple[int, bytes]]:
     return out
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("directory", type=Path,
-                        help="exports with their *.mapping.toml and truth.csv (samenloop synth)")
-    parser.add_argument("--profile", type=Path,
-                        help="a linkage profile TOML (default: the built-in nl-household)")
-    args = parser.parse_args()
-    source = (args.profile.read_text() if args.profile
-              else 'id = "nl-household"\nname = "Dutch households"\n')
+def scores(directory: Path, source: str = DEFAULT) -> dict[str, _bench.Scores]:
+    """Person and household links of the exports in ``directory`` under the profile
+    ``source`` (TOML), scored against its truth.csv."""
     profile = linkage.Profile(**{**linkage.parse_profile(source).__dict__, "version": 1})
     ref = linkage.signal_ref(profile.ref, linkage.TOKEN_SCHEME)
-    started = time.perf_counter()
     refs: list[tuple[str, str]] = []
     signals: list[tuple[str, str | None, list[tuple[int, bytes]]]] = []
-    for mapping_path in sorted(args.directory.glob("*.mapping.toml")):
+    for mapping_path in sorted(directory.glob("*.mapping.toml")):
         mapping = _mapping.load_mapping(mapping_path)
+        if not mapping.file:
+            raise SystemExit(f"{mapping_path} reads an SQL query: export the rows to a file")
         export = mapping_path.parent / mapping.file
         label = export.stem.lower().replace("_", "-")
         for row in _mapping.read(mapping, export):
@@ -68,18 +65,32 @@ def main() -> None:
             refs.append((label, record.case_ref))
             signals.append((str(len(signals)), ref,
                             [(int(kind), value) for kind, value in record.keys]))
-    skip = _excluded(args.directory)
+    skip = _excluded(directory)
     profiles = {ref: profile}.get
-    persons_truth, households_truth = _bench._truth(args.directory / "truth.csv")
-    print(f"{len(signals):,} records, profile {profile.id}, token scheme "
-          f"{linkage.TOKEN_SCHEME}")
+    persons_truth, households_truth = _bench._truth(directory / "truth.csv")
+    out = {}
     for what, households, truth in (("persons", False, persons_truth),
                                     ("households", True, households_truth)):
-        predicted = {refs[i]: f"c{n}" for n, part in enumerate(_linkage.components(
-            signals, skip, profiles, households=households)) for i in part}
-        scores = _bench.Scores.of(predicted, truth)
-        print(f"{what:10} precision {scores.precision:.4f}  recall {scores.recall:.4f}  "
-              f"f1 {scores.f1:.4f}")
+        parts = _linkage.components(signals, skip, profiles, households=households)
+        predicted: dict[tuple[str, str], object] = {
+            refs[i]: f"c{n}" for n, part in enumerate(parts) for i in part}
+        out[what] = _bench.Scores.of(predicted, truth)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("directory", type=Path,
+                        help="exports with their *.mapping.toml and truth.csv (samenloop synth)")
+    parser.add_argument("--profile", type=Path,
+                        help="a linkage profile TOML (default: the built-in nl-household)")
+    args = parser.parse_args()
+    started = time.perf_counter()
+    found = scores(args.directory, args.profile.read_text() if args.profile else DEFAULT)
+    print(f"token scheme {linkage.TOKEN_SCHEME}")
+    for what, got in found.items():
+        print(f"{what:10} precision {got.precision:.4f}  recall {got.recall:.4f}  "
+              f"f1 {got.f1:.4f}  ({got.true_pairs:,} true pairs)")
     print(f"{time.perf_counter() - started:.1f} s")
 
 

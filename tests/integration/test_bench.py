@@ -4,6 +4,7 @@ gRPC on loopback) and the plaintext baseline on synthetic data."""
 from __future__ import annotations
 
 import json
+import runpy
 from pathlib import Path
 
 import pytest
@@ -42,6 +43,12 @@ def test_bench_linkage_runs_the_real_path_and_the_baseline(
     assert (keep / "hub.db").exists()
     assert sorted(p.name for p in keep.glob("partner*.db")) == [
         "partner1.db", "partner2.db", "partner3.db"]
+    # the tuning tool, on clear tokens, finds exactly what the real path found
+    clear = runpy.run_path(str(Path(__file__).parents[2] / "bench" / "clear_tokens.py"))
+    for what, got in clear["scores"](synthetic).items():
+        assert (got.precision, got.recall, got.predicted_pairs) == (
+            private[what]["precision"], private[what]["recall"],
+            private[what]["predicted_pairs"]), what
 
 
 def test_bench_linkage_says_what_is_missing(
