@@ -8,13 +8,14 @@ does what it always does: households, the disclosure gate, alerts, the access lo
 side only inserts households, signals, their keys and envelopes with executemany.
 
     python bench/ingest.py --database-url postgresql+psycopg://postgres@127.0.0.1:5432/test \
-        [--signals 12000] [--writers 3]
+        [--signals 12000] [--writers 3] [--order lockstep|shuffled]
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import random
 import re
 import subprocess
 import sys
@@ -72,8 +73,11 @@ def fresh_database(base: str, label: str) -> Iterator[str]:
         admin.dispose()
 
 
-def signals(n: int, coord_key: bytes) -> dict[str, list[signal_pb2.SubmitSignalRequest]]:
-    """n signals, per organisation, about n/3 families: one per partner per family."""
+def signals(n: int, coord_key: bytes, *, shuffled: bool = False
+            ) -> dict[str, list[signal_pb2.SubmitSignalRequest]]:
+    """n signals, per organisation, about n/3 families: one per partner per family; in
+    family order (the partners submit the same families at the same moment), or each
+    partner's in its own seeded order."""
     fingerprint = crypto.fingerprint(coord_key)
     out: dict[str, list[signal_pb2.SubmitSignalRequest]] = {org: [] for org in ORGS}
     for i in range(n):
@@ -90,6 +94,9 @@ def signals(n: int, coord_key: bytes) -> dict[str, list[signal_pb2.SubmitSignalR
                 recipient_id="coord-a", key_fingerprint=fingerprint,
                 scheme=crypto.ENVELOPE_SCHEME,
                 ciphertext=crypto.seal(b'{"bsn": "x"}', coord_key, sid.encode()))]))
+    if shuffled:
+        for org, requests in out.items():
+            random.Random(org).shuffle(requests)
     return out
 
 
@@ -194,11 +201,14 @@ def main() -> None:
     parser.add_argument("--database-url", required=True,
                         help="a PostgreSQL server URL; two scratch databases are made on it")
     parser.add_argument("--signals", type=int, default=12000)
+    parser.add_argument("--order", choices=("lockstep", "shuffled"), default="lockstep",
+                        help="lockstep: the partners submit the same families at the same "
+                        "moment (the most lock contention); shuffled: each in its own order")
     parser.add_argument("--writers", type=int, default=3,
                         help="concurrent writers (a multiple of 3: one per partner or more)")
     args = parser.parse_args()
     coord = crypto.EnvelopeKey.generate()
-    work = signals(args.signals, coord.public_key)
+    work = signals(args.signals, coord.public_key, shuffled=args.order == "shuffled")
     n = sum(len(v) for v in work.values())
     with tempfile.TemporaryDirectory() as tmp, \
             fresh_database(args.database_url, "grpc") as grpc_url, \
@@ -207,7 +217,7 @@ def main() -> None:
         took_grpc = through_grpc(grpc_url, work, coord.public_key, args.writers, Path(tmp))
     grpc_rate, raw_rate = n / took_grpc, n / took_raw
     print(f"{n} signals, {n // 3} families (every one a match and an alert), "
-          f"{args.writers} writers, {CHUNK} signals per transaction")
+          f"{args.writers} writers, {CHUNK} signals per transaction, {args.order} order")
     print(f"through the hub over gRPC: {took_grpc:7.2f} s = {grpc_rate:8,.0f} signals/s")
     print(f"raw inserts, same tables:  {took_raw:7.2f} s = {raw_rate:8,.0f} signals/s")
     print(f"ratio hub / raw: {grpc_rate / raw_rate:.2f} (target >= 0.5)")
