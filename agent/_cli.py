@@ -240,7 +240,7 @@ def _register_agent(sub: Any) -> None:
         "retiring key's while the key service offers it) and replaces the old signal at "
         "the hub, keeping its place in alerts and tasks. Cases already current are "
         "skipped; running it again is safe. See docs/operations.md, 'Rotating the OPRF "
-        "key' and 'Upgrading agents'.")
+        "key' and 'Upgrading agents and linkage profiles'.")
     rekey.add_argument("--input", type=Path, metavar="FILE",
                        help="the whole caseload export, as for 'agent submit' (not with an "
                        "SQL mapping)")
