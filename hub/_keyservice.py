@@ -61,7 +61,18 @@ class RateLimit:
                 self._buckets[organisation] = (tokens - count, now)
                 return 0.0
             self._buckets[organisation] = (tokens, now)
-            return (min(count, self._burst) - tokens) / self._rate
+            return max(count - tokens, 1.0) / self._rate  # more than the burst: never
+
+    @property
+    def burst(self) -> int:
+        return int(self._burst)
+
+    def give_back(self, organisation: str, count: int) -> None:
+        """Return tokens taken for a request that was then refused: bad input changes
+        nothing, not even the caller's budget."""
+        with self._lock:
+            tokens, when = self._buckets.get(organisation, (self._burst, self._clock()))
+            self._buckets[organisation] = (min(self._burst, tokens + count), when)
 
 
 class KeyService(keyservice_pb2_grpc.KeyServiceServicer):
@@ -124,12 +135,20 @@ class KeyService(keyservice_pb2_grpc.KeyServiceServicer):
                         f"key {request.key_id} is not the current key ({key.key_id}): "
                         "fetch the public key again")
                 key = self._previous
+            if len(request.blinded_elements) > self.limit.burst:
+                raise InvalidInput(  # not RateLimited: retrying would not help
+                    f"a batch of {len(request.blinded_elements)} elements is more than the "
+                    f"rate limit's burst ({self.limit.burst}): send smaller batches")
             wait = self.limit.take(org, len(request.blinded_elements))
             if wait:
                 _ops.RATE_LIMITED.labels(org).inc()
                 raise RateLimited(f"organisation {org} is over its rate limit of the key "
                                   f"service: retry in {wait:.1f} s")
-            evaluated, proof = key.evaluate([bytes(b) for b in request.blinded_elements])
+            try:
+                evaluated, proof = key.evaluate([bytes(b) for b in request.blinded_elements])
+            except InvalidInput:
+                self.limit.give_back(org, len(request.blinded_elements))
+                raise
             with self._lock:
                 self.usage[org] += len(evaluated)
                 total = self.usage[org]

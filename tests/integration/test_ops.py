@@ -17,7 +17,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from agent._client import HubClient, KeyServiceClient
 from exchange import crypto, rpc
-from exchange.errors import PermissionDenied, RateLimited, SamenloopError
+from exchange.errors import InvalidInput, PermissionDenied, RateLimited, SamenloopError
 from exchange.v1 import keyservice_pb2, signal_pb2
 from hub import HubSettings, KeyServiceSettings, start_hub, start_keyservice
 from hub._keyservice import RateLimit
@@ -187,6 +187,16 @@ def test_the_key_service_limits_each_organisation(tmp_path: Path) -> None:
         _, text = _get(f"http://{running.ops.address}/metrics")
         assert 'samenloop_oprf_rate_limited_total{organisation="org-a"} 1.0' in text
         assert running.service.usage == {"org-a": 8, "org-b": 8}
+        with pytest.raises(InvalidInput, match=r"batch of 11 elements is more than the "
+                           r"rate limit's burst \(10\)"):
+            a.call(a._stub.Evaluate, keyservice_pb2.EvaluateRequest(
+                blinded_elements=elements + elements[:3]))
+        # a refused request costs nothing: org-b's 2 elements left are still there
+        bad = keyservice_pb2.EvaluateRequest(blinded_elements=[bytes(32)] * 2)
+        with pytest.raises(InvalidInput, match="not a valid ristretto255 element"):
+            b.call(b._stub.Evaluate, bad)
+        two = keyservice_pb2.EvaluateRequest(blinded_elements=elements[:2])
+        assert len(b.call(b._stub.Evaluate, two).evaluated_elements) == 2
         a.close()
         b.close()
     finally:
@@ -204,5 +214,10 @@ def test_the_bucket_refills_at_its_rate() -> None:
     now[0] = 1000.0
     assert limit.take("org-a", 100) == 0.0  # never more than the burst
     assert limit.take("org-a", 1) > 0
+    limit.give_back("org-a", 30)  # a refused request's elements
+    assert limit.take("org-a", 30) == 0.0 and limit.take("org-a", 1) > 0
+    limit.give_back("org-a", 500)
+    assert limit.take("org-a", 101) > 0  # still never more than the burst
+    assert limit.take("org-a", 100) == 0.0
     with pytest.raises(ValueError, match="positive"):
         RateLimit(per_minute=0, burst=1)
