@@ -18,63 +18,42 @@ import time
 from pathlib import Path
 
 from agent import _mapping, _source
-from agent import _normalise as norm
 from exchange import linkage
 from hub import _bench, _linkage
 
-DEFAULT = 'id = "nl-household"\nname = "Dutch households"\n'
 
-
-def _excluded(directory: Path) -> set[tuple[int, bytes]]:
-    """The institutions' address keys (synth writes institutions.csv), as the hub's
-    exclusion list."""
-    path = directory / "institutions.csv"
-    out: set[tuple[int, bytes]] = set()
-    if not path.exists():
-        return out
-    for _, cells in _source.read_rows(path):
-        try:
-            number = norm.house_number(f"{cells.get('house_number', '')} "
-                                       f"{cells.get('house_addition', '')}".strip())
-            out.add((_linkage.ADDRESS,
-                     norm.address_key(norm.postcode(cells.get("postcode", "")), number).encode()))
-        except norm.FieldError:
-            continue
-    return out
-
-
-def scores(directory: Path, source: str = DEFAULT) -> dict[str, _bench.Scores]:
+def scores(directory: Path, source: str = linkage.DEFAULT_PROFILE.source
+           ) -> dict[str, _bench.Scores]:
     """Person and household links of the exports in ``directory`` under the profile
     ``source`` (TOML), scored against its truth.csv."""
     profile = linkage.Profile(**{**linkage.parse_profile(source).__dict__, "version": 1})
     ref = linkage.signal_ref(profile.ref, linkage.TOKEN_SCHEME)
+    truth = directory / "truth.csv"
     refs: list[tuple[str, str]] = []
     signals: list[tuple[str, str | None, list[tuple[int, bytes]]]] = []
-    for mapping_path in sorted(directory.glob("*.mapping.toml")):
-        mapping = _mapping.load_mapping(mapping_path)
-        if not mapping.file:
-            raise SystemExit(f"{mapping_path} reads an SQL query: export the rows to a file")
-        export = mapping_path.parent / mapping.file
-        label = export.stem.lower().replace("_", "-")
-        for row in _mapping.read(mapping, export):
+    for partner in _bench.partners(truth):
+        for row in _mapping.read(_mapping.load_mapping(partner.mapping), partner.path):
             if not isinstance(row, _mapping.MappedRow):
                 continue
             record = _source.record(row.row, row.values, profile)
             if isinstance(record, _source.RowError):
                 continue
-            refs.append((label, record.case_ref))
+            refs.append((partner.label, record.case_ref))
             signals.append((str(len(signals)), ref,
                             [(int(kind), value) for kind, value in record.keys]))
-    skip = _excluded(directory)
+    institutions = directory / "institutions.csv"
+    skip = ({(_linkage.ADDRESS, key.encode())
+             for key in _bench.excluded_addresses(institutions)}
+            if institutions.exists() else set())
     profiles = {ref: profile}.get
-    persons_truth, households_truth = _bench._truth(directory / "truth.csv")
+    persons_truth, households_truth = _bench._truth(truth)
     out = {}
-    for what, households, truth in (("persons", False, persons_truth),
-                                    ("households", True, households_truth)):
+    for what, households, wanted in (("persons", False, persons_truth),
+                                     ("households", True, households_truth)):
         parts = _linkage.components(signals, skip, profiles, households=households)
         predicted: dict[tuple[str, str], object] = {
             refs[i]: f"c{n}" for n, part in enumerate(parts) for i in part}
-        out[what] = _bench.Scores.of(predicted, truth)
+        out[what] = _bench.Scores.of(predicted, wanted)
     return out
 
 
@@ -86,7 +65,8 @@ def main() -> None:
                         help="a linkage profile TOML (default: the built-in nl-household)")
     args = parser.parse_args()
     started = time.perf_counter()
-    found = scores(args.directory, args.profile.read_text() if args.profile else DEFAULT)
+    found = scores(args.directory, args.profile.read_text() if args.profile
+                   else linkage.DEFAULT_PROFILE.source)
     print(f"token scheme {linkage.TOKEN_SCHEME}")
     for what, got in found.items():
         print(f"{what:10} precision {got.precision:.4f}  recall {got.recall:.4f}  "

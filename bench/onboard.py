@@ -31,7 +31,7 @@ from pathlib import Path
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from agent import _mapping
+from exchange import linkage
 from hub import _bench
 
 SAMENLOOP = str(Path(sys.executable).parent / "samenloop")
@@ -140,9 +140,7 @@ def main() -> None:
                     "--database-url", hub_url, "--migrate",
                     "--checkpoint-key", str(root / "checkpoint.key"),
                     "--oversight-organisation", MUNICIPALITY)
-        partners = [_bench.Partner(m.stem.split(".")[0], m,
-                                   data / str(_mapping.load_mapping(m).file))
-                    for m in sorted(data.glob("*.mapping.toml"))]
+        partners = _bench.partners(data / "truth.csv")
         regions, categories, records = _bench.survey(partners)
         admin = ["--organisation", MUNICIPALITY, "--hub", hub]
         run("admin", "add-organisation", MUNICIPALITY, "--name", "Gemeente", *admin)
@@ -152,7 +150,7 @@ def main() -> None:
         run("admin", "add-coordinator", "regie", "--of", MUNICIPALITY, "--name", "Regie",
             "--phone", "050 1234567", "--public-key-file", str(root / "coordinator.key.pub"),
             *admin)
-        (root / "profile.toml").write_text('id = "nl-household"\nname = "Dutch households"\n')
+        (root / "profile.toml").write_text(linkage.DEFAULT_PROFILE.source)
         run("admin", "add-profile", str(root / "profile.toml"), *admin)
         (root / "covenant.toml").write_text(_bench._covenant(
             [p.label for p in partners], sorted(regions - {""}), sorted(categories - {""}),

@@ -474,7 +474,6 @@ def decide(profile: Profile, a: Keys, b: Keys) -> Decision:
             parts += given_parts
     elif initial_agrees:  # one of them knows only the initials
         parts.append(("given_initial", w("given_initial")))
-    by_initial = bool(parts) and parts[-1][0] == "given_initial"
     if surname_a and surname_b:
         parts += _tier("surname", surname_share, w)
     birth_a, birth_b = _bands(a, KeyKind.BIRTH_DATE), _bands(b, KeyKind.BIRTH_DATE)
@@ -493,7 +492,7 @@ def decide(profile: Profile, a: Keys, b: Keys) -> Decision:
     if _bands(a, KeyKind.ADDRESS) & _bands(b, KeyKind.ADDRESS):
         parts.append(("address", w("address")))
         names = {name for name, _ in parts}
-        if by_initial:
+        if "given_initial" in names:
             parts.append(("initial_address", w("initial_address")))
         if "given_high" in names:
             parts.append(("given_address", w("given_address")))

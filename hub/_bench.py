@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from exchange import crypto, log
+from exchange import crypto, linkage, log
 from exchange.errors import InvalidInput
 
 _log = log.get("bench")
@@ -72,16 +72,24 @@ class Partner:
 
 
 def _partners(args: argparse.Namespace) -> list[Partner]:
+    files = [getattr(args, letter) for letter in "abcdef" if getattr(args, letter)]
+    return partners(args.truth, files, args.mapping or [])
+
+
+def partners(truth: Path, files: list[Path] | None = None,
+             mappings: list[Path] | None = None) -> list[Partner]:
+    """The exports and their mapping files: ``files`` with ``mappings`` (default: the
+    mapping beside each), or the files the ``mappings`` name (default: every mapping
+    beside the truth file)."""
     from agent import _mapping
 
-    files = [getattr(args, letter) for letter in "abcdef" if getattr(args, letter)]
     if files:
-        mappings = args.mapping or [f.with_name(f.stem + ".mapping.toml") for f in files]
+        mappings = mappings or [f.with_name(f.stem + ".mapping.toml") for f in files]
         if len(mappings) != len(files):
             raise InvalidInput("give one --mapping per export, in the same order")
         pairs = list(zip(files, mappings, strict=True))
     else:
-        found = args.mapping or sorted(args.truth.parent.glob("*.mapping.toml"))
+        found = mappings or sorted(truth.parent.glob("*.mapping.toml"))
         if not found:
             raise InvalidInput("give the exports (--a, --b, ...) or their --mapping files "
                                "(none lies beside the truth file)")
@@ -180,7 +188,7 @@ def _main(args: argparse.Namespace) -> int:
     persons, households = _truth(args.truth)
     institutions = args.institutions or args.truth.with_name("institutions.csv")
     profile_text = (args.profile.read_text(encoding="utf-8") if args.profile else
-                    'id = "nl-household"\nname = "Dutch households"\n')
+                    linkage.DEFAULT_PROFILE.source)
     with ExitStack() as stack:
         data_dir = args.data_dir or Path(stack.enter_context(
             tempfile.TemporaryDirectory(prefix="samenloop-bench-")))
@@ -345,8 +353,6 @@ def _predictions(root: Path, partners: list[Partner], hub_url: str | None = None
     engine = make_engine(hub_url or f"sqlite:///{root}/hub.db")
     try:
         with session_factory(engine)() as s:
-            from exchange import linkage
-
             profiles = {f"{r.id}@v{r.version}": linkage.Profile(
                 **{**linkage.parse_profile(r.source).__dict__, "version": r.version})
                 for r in s.scalars(select(LinkageProfileVersion))}
@@ -370,21 +376,29 @@ def _predictions(root: Path, partners: list[Partner], hub_url: str | None = None
     return persons, households
 
 
-def _plaintext(partners: list[Partner], institutions: Path | None) -> Result:
-    from agent import _mapping, _source
+def excluded_addresses(institutions: Path) -> set[str]:
+    """The address keys (in the clear) of the institutions' CSV; rows without a valid
+    address are left out."""
     from agent import _normalise as norm
-    from hub import _baseline
+    from agent import _source
 
     excluded: set[str] = set()
-    if institutions is not None:
-        for _, cells in _source.read_rows(institutions):
-            try:
-                excluded.add(norm.address_key(norm.postcode(cells.get("postcode", "")),
-                                              norm.house_number(
-                    f"{cells.get('house_number', '')} "
-                    f"{cells.get('house_addition', '')}".strip())))
-            except norm.FieldError:
-                continue
+    for _, cells in _source.read_rows(institutions):
+        try:
+            excluded.add(norm.address_key(norm.postcode(cells.get("postcode", "")),
+                                          norm.house_number(
+                f"{cells.get('house_number', '')} "
+                f"{cells.get('house_addition', '')}".strip())))
+        except norm.FieldError:
+            continue
+    return excluded
+
+
+def _plaintext(partners: list[Partner], institutions: Path | None) -> Result:
+    from agent import _mapping
+    from hub import _baseline
+
+    excluded = excluded_addresses(institutions) if institutions is not None else set()
     result = Result()
     records = []
     start = time.perf_counter()

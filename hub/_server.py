@@ -185,26 +185,22 @@ class Running:
     server: grpc.Server
     address: str
     stopping: threading.Event
+    drain: _Drain
     health: HealthServicer | None = None
     ops: _ops.OpsServer | None = None
-    drain: _Drain | None = None
     _cleanup: list[Callable[[], None]] = field(default_factory=list)
 
     @property
     def in_flight(self) -> int:
         """The calls being handled now (health checks aside)."""
-        return 0 if self.drain is None else self.drain.in_flight
+        return self.drain.in_flight
 
     def stop(self, grace: float = 5.0) -> None:
         """Say NOT_SERVING, refuse new calls, end watch streams, let in-flight calls
         finish (for up to ``grace`` seconds; then they are cancelled)."""
         if self.health is not None:
             self.health.enter_graceful_shutdown()
-        if self.drain is None:
-            self.stopping.set()
-        else:
-            grace = self.drain.stop(grace)
-        self.server.stop(grace).wait()
+        self.server.stop(self.drain.stop(grace)).wait()
         if self.ops is not None:
             self.ops.stop()
         for cleanup in self._cleanup:
@@ -306,7 +302,7 @@ def start_hub(
     _log.info("hub listening", address=address, database=redact_url(settings.database_url),
               checkpoint_key=crypto.fingerprint(hub.checkpoint_public_key).hex(),
               tls=server_tls is not None, ops=ops.address if ops else "")
-    running = RunningHub(server, address, stopping, health, ops, drain, hub=hub)
+    running = RunningHub(server, address, stopping, drain, health, ops, hub=hub)
     running._cleanup.append(lambda: listener.join(5))
     if ops is not None:
         running._cleanup.append(_ops.register_database(hub.engine))
@@ -367,7 +363,7 @@ def start_keyservice(
     log.get("keyservice").info("key service listening", address=address, key_id=key.key_id,
                                previous_key_id=previous.key_id if previous else "",
                                tls=server_tls is not None, ops=ops.address if ops else "")
-    return RunningKeyService(server, address, stopping, health, ops, drain, service=service)
+    return RunningKeyService(server, address, stopping, drain, health, ops, service=service)
 
 
 def _ops_server(listen: str, ready: Callable[[], bool]) -> _ops.OpsServer | None:
