@@ -56,6 +56,7 @@ from hub._models import (
 CLOCK_SKEW = timedelta(minutes=5)
 _SWEEP_LOCK = 0x53776565703A6875  # "Sweep:hu": one replica sweeps at a time
 _log = log.get("hub")
+_Times = tuple[datetime, datetime]  # a new signal's observed_at and expires_at
 
 
 @dataclass(frozen=True)
@@ -447,63 +448,75 @@ class Hub(LogOperations):
     ) -> list[tuple[Signal, bool] | SamenloopError]:
         """Store a chunk of signals in one transaction, each accepted or refused on its own.
 
-        An item that is refused (or arrives as the error its validation raised) changes
-        nothing: it runs in a savepoint that is rolled back, and its refusal is logged.
-        Households touched by the chunk are decided once, at the end.
+        New signals are checked one by one, then stored together: their households are
+        decided at once and their rows written in a few statements. A signal sent before
+        (a duplicate or a conflict), sent twice in the chunk, or one that replaces
+        another is stored on its own after them, in a savepoint; so is every signal of
+        the chunk when storing them together fails in the database. A refused item (or
+        one that arrives as the error its validation raised) changes nothing and its
+        refusal is logged. Households touched by the chunk are decided once, at the end.
         """
-        results: list[tuple[Signal, bool] | SamenloopError] = []
+        results: list[tuple[Signal, bool] | SamenloopError | None] = [None] * len(items)
         with self._tx() as (s, changes):
             self._require_org(s, access)
             now = self.now()
             recipients = self._recipient_map(s, access.organisation_id, now)
-            # Which ids are stored already, in one query; one sent twice in the chunk is
-            # looked up (in the session) the second time.
-            maybe_stored = {sid for (sid,) in _linkage.among(s, select(Signal.id), sorted(
-                {i.signal_id for i in items if not isinstance(i, SamenloopError)}))}
-            for index, item in enumerate(items):
-                if isinstance(item, SamenloopError):
-                    error = item
-                else:
-                    touched, feed = set(changes.households), len(changes.feed)
-                    try:
-                        with s.begin_nested():
-                            results.append(self._store(
-                                s, changes, access, item, now, recipients,
-                                stored=item.signal_id in maybe_stored))
-                        maybe_stored.add(item.signal_id)
-                        continue
-                    except SamenloopError as exc:
-                        changes.households = touched
-                        del changes.feed[feed:]
-                        error = exc
-                    except DBAPIError as exc:  # a constraint the checks missed: this item only
-                        if conflict(exc):
-                            raise  # another replica's transaction: the chunk is retried
-                        changes.households = touched
-                        del changes.feed[feed:]
-                        _log.error("signal refused by the database", index=index,
-                                   error=type(exc.orig).__name__)
-                        error = SamenloopError(f"item {index} could not be stored")
-                results.append(error)
+
+            def refuse(index: int, error: SamenloopError) -> None:
+                results[index] = error
                 _audit.append(s, access, _audit.refusal(
                     "signal.submit", "create", error, {"index": index}), now)
-            self._evaluate(s, changes.households, access, changes, now)
-        return results
 
-    def _store(self, s: Session, changes: _matching.Changes, access: _audit.Access,
-               item: _inputs.SignalInput, now: datetime,
-               recipients: dict[str, Recipient], *,
-               stored: bool = True) -> tuple[Signal, bool]:
-        """Store one signal; ``stored`` False says its id is known not to be stored yet."""
-        existing = s.get(Signal, item.signal_id) if stored else None
-        if existing is not None:
-            if (existing.organisation_id != access.organisation_id
-                    or existing.content_sha256 != item.content_sha256):
-                raise AlreadyExists(f"signal {item.signal_id} exists with other content")
-            _audit.append(s, access, _audit.Event(
-                "signal.submit", "create", subject_ref=existing.household_id,
-                detail={"signal": existing.id, "duplicate": True}), now)
-            return existing, True
+            # Which ids are stored already, in one query.
+            maybe_stored = {sid for (sid,) in _linkage.among(s, select(Signal.id), sorted(
+                {i.signal_id for i in items if not isinstance(i, SamenloopError)}))}
+            one_by_one = any(not isinstance(i, SamenloopError) and i.replaces for i in items)
+            together: list[tuple[int, _inputs.SignalInput, _Times]] = []
+            profiles: dict[str, SamenloopError | None] = {}
+            for index, item in enumerate(items):
+                if isinstance(item, SamenloopError):
+                    refuse(index, item)
+                elif not (one_by_one or item.signal_id in maybe_stored):
+                    try:
+                        times = self._check(s, item, now, recipients, profiles)
+                    except SamenloopError as exc:
+                        refuse(index, exc)
+                        continue
+                    maybe_stored.add(item.signal_id)  # sent again: stored on its own
+                    together.append((index, item, times))
+            if together:
+                try:
+                    with _undoable(s, changes):
+                        stored = self._store_new(s, changes, access, now,
+                                                 [(i, t) for _, i, t in together])
+                    for (index, _, _), signal in zip(together, stored, strict=True):
+                        results[index] = (signal, False)
+                except DBAPIError as exc:  # a constraint the checks missed: one by one
+                    _log.warning("storing a chunk together failed; storing one by one",
+                                 error=type(exc.orig).__name__)
+            for index, item in enumerate(items):
+                if results[index] is not None or isinstance(item, SamenloopError):
+                    continue
+                try:
+                    with _undoable(s, changes):
+                        results[index] = self._store(s, changes, access, item, now,
+                                                     recipients, profiles)
+                except SamenloopError as exc:
+                    refuse(index, exc)
+                except DBAPIError as exc:  # a constraint the checks missed: this item only
+                    _log.error("signal refused by the database", index=index,
+                               error=type(exc.orig).__name__)
+                    refuse(index, SamenloopError(f"item {index} could not be stored"))
+            self._evaluate(s, changes.households, access, changes, now)
+        done = [r for r in results if r is not None]
+        assert len(done) == len(items), "every item is stored or refused"
+        return done
+
+    def _check(self, s: Session, item: _inputs.SignalInput, now: datetime,
+               recipients: dict[str, Recipient],
+               profiles: dict[str, SamenloopError | None]) -> _Times:
+        """A new signal's times (observed, expires), or the error that refuses it;
+        ``profiles`` remembers what checking a profile reference gave."""
         observed = item.observed_at or now
         if observed > now + CLOCK_SKEW:
             raise InvalidInput("observed_at is in the future")
@@ -516,43 +529,94 @@ class Hub(LogOperations):
                 f"expires_at must be in the future and at most "
                 f"{self.limits.max_signal_age.days} days ahead")
         self._check_envelopes(item, recipients)
-        replaced = self._replaced(s, access, item, now) if item.replaces else None
         if item.linkage_profile:
-            self._current_profile(s, item.linkage_profile)
-        household, near = _matching.household_for(
-            s, item.keys, now, access, changes, item.linkage_profile or None,
-            self._profile(s))
-        signal = Signal(
-            id=item.signal_id, organisation_id=access.organisation_id,
-            household_id=household, category=item.category, region=item.region,
-            professional_name=item.professional.name,
-            professional_phone=item.professional.phone,
-            professional_email=item.professional.email,
-            observed_at=observed, received_at=now, expires_at=min(expires, latest),
-            state="active", withdrawn_at=None, withdrawal_reason=None,
-            content_sha256=item.content_sha256, profile=item.linkage_profile or None,
-        )
-        signal.envelopes = [
-            Envelope(recipient_id=e.recipient_id, key_fingerprint=e.key_fingerprint,
-                     scheme=e.scheme, ciphertext=e.ciphertext)
-            for e in item.envelopes
-        ]
-        s.add(signal)
-        s.flush()
-        # A signal carries up to MAX_KEYS keys: one executemany, not an ORM object each.
-        s.execute(insert(SignalKey), [{"signal_id": signal.id, "kind": k, "value": v}
-                                      for k, v in sorted(item.keys)])
-        s.expire(signal, ["keys"])
-        _audit.append(s, access, _audit.Event(
-            "signal.submit", "create", subject_ref=household,
-            detail={"signal": signal.id, "keys": len(item.keys),
-                    "envelopes": len(item.envelopes),
-                    **({"replaces": item.replaces} if replaced else {})}), now)
-        if replaced is not None:
-            self._replace(s, access, changes, replaced, signal, now)
-        else:
-            self._archived_notice(s, signal, near, now)
+            ref = item.linkage_profile
+            if ref not in profiles:
+                try:
+                    self._current_profile(s, ref)
+                    profiles[ref] = None
+                except SamenloopError as exc:
+                    profiles[ref] = exc
+            if (error := profiles[ref]) is not None:
+                raise type(error)(str(error))
+        return observed, min(expires, latest)
+
+    def _store(self, s: Session, changes: _matching.Changes, access: _audit.Access,
+               item: _inputs.SignalInput, now: datetime,
+               recipients: dict[str, Recipient],
+               profiles: dict[str, SamenloopError | None] | None = None,
+               ) -> tuple[Signal, bool]:
+        """Store one signal, or find it stored already (a duplicate)."""
+        existing = s.get(Signal, item.signal_id)
+        if existing is not None:
+            if (existing.organisation_id != access.organisation_id
+                    or existing.content_sha256 != item.content_sha256):
+                raise AlreadyExists(f"signal {item.signal_id} exists with other content")
+            _audit.append(s, access, _audit.Event(
+                "signal.submit", "create", subject_ref=existing.household_id,
+                detail={"signal": existing.id, "duplicate": True}), now)
+            return existing, True
+        times = self._check(s, item, now, recipients, {} if profiles is None else profiles)
+        replaced = self._replaced(s, access, item, now) if item.replaces else None
+        (signal,) = self._store_new(s, changes, access, now, [(item, times)],
+                                    replaced=replaced)
         return signal, False
+
+    def _store_new(self, s: Session, changes: _matching.Changes, access: _audit.Access,
+                   now: datetime, items: list[tuple[_inputs.SignalInput, _Times]], *,
+                   replaced: Signal | None = None) -> list[Signal]:
+        """Store new, checked signals together: households, rows, keys, log events and
+        archived-match notices; ``replaced`` is the one signal the only item replaces."""
+        profiles = self._profile(s)
+        decided = _matching.households_for(
+            s, [(item.keys, item.linkage_profile or None) for item, _ in items], now,
+            access, changes, profiles)
+        signals = []
+        for (item, (observed, expires)), (household, _) in zip(items, decided, strict=True):
+            signal = Signal(
+                id=item.signal_id, organisation_id=access.organisation_id,
+                household_id=household, category=item.category, region=item.region,
+                professional_name=item.professional.name,
+                professional_phone=item.professional.phone,
+                professional_email=item.professional.email,
+                observed_at=observed, received_at=now, expires_at=expires,
+                state="active", withdrawn_at=None, withdrawal_reason=None,
+                content_sha256=item.content_sha256, profile=item.linkage_profile or None,
+            )
+            signal.envelopes = [
+                Envelope(recipient_id=e.recipient_id, key_fingerprint=e.key_fingerprint,
+                         scheme=e.scheme, ciphertext=e.ciphertext)
+                for e in item.envelopes
+            ]
+            signals.append(signal)
+        s.add_all(signals)
+        s.flush()
+        # Keys are many and never read back here: one executemany, not an ORM object each.
+        rows = [{"signal_id": item.signal_id, "kind": k, "value": v}
+                for item, _ in items for k, v in sorted(item.keys)]
+        if rows:
+            s.execute(insert(SignalKey), rows)
+        for signal, (item, _) in zip(signals, items, strict=True):
+            s.expire(signal, ["keys"])
+            _audit.append(s, access, _audit.Event(
+                "signal.submit", "create", subject_ref=signal.household_id,
+                detail={"signal": signal.id, "keys": len(item.keys),
+                        "envelopes": len(item.envelopes),
+                        **({"replaces": item.replaces} if replaced else {})}), now)
+        if replaced is not None:
+            self._replace(s, access, changes, replaced, signals[0], now)
+            return signals
+        # Archived signals are found by exact keys only; all of them in one query.
+        exact = sorted({sid for _, near in decided for sid in near.exact})
+        archived = [sig for (sig,) in _linkage.among(
+            s, select(Signal).order_by(Signal.id), exact, Signal.state == "archived",
+            Signal.notice_used_at.is_(None),
+            Signal.organisation_id != access.organisation_id)] if exact else []
+        for signal, (_, near) in zip(signals, decided, strict=True):
+            mine = set(near.exact)
+            if related := [a for a in archived if a.id in mine]:
+                self._archived_notice(s, signal, related, now)
+        return signals
 
     @staticmethod
     def _replaced(s: Session, access: _audit.Access, item: _inputs.SignalInput,
@@ -582,18 +646,12 @@ class Hub(LogOperations):
         if household != new.household_id:
             _matching.split(s, household, now, access, changes, self._profile(s))
 
-    def _archived_notice(self, s: Session, signal: Signal, near: _linkage.Neighbours,
+    def _archived_notice(self, s: Session, signal: Signal, archived: list[Signal],
                          now: datetime) -> None:
-        """A new signal that matches only archived signals gives its reporter a one-time
-        notice of the archived signals' reporters, where a covenant allows notices for
-        both categories. Each archived signal gives such a notice once."""
-        if not near.exact:  # archived signals are found by exact keys only
-            return
-        archived = [sig for (sig,) in _linkage.among(
-            s, select(Signal).order_by(Signal.id), near.exact, Signal.state == "archived",
-            Signal.notice_used_at.is_(None), Signal.organisation_id != signal.organisation_id)]
-        if not archived:
-            return
+        """A new signal that matches only archived signals (``archived``: those of other
+        organisations it shares an exact key with) gives its reporter a one-time notice
+        of the archived signals' reporters, where a covenant allows notices for both
+        categories. Each archived signal gives such a notice once."""
         others_active = s.scalar(select(Signal.id).where(
             Signal.household_id == signal.household_id, _linkage.unindexed(
                 _matching.active(now)),
@@ -1368,6 +1426,23 @@ class Hub(LogOperations):
             covs = [(s.get_one(CovenantVersion, (c.id, c.version)), c) for c in self._covenants(s)]
             _audit.append(s, access, _audit.Event("admin.list", "read"), self.now())
             return orgs, coords, covs
+
+
+@contextmanager
+def _undoable(s: Session, changes: _matching.Changes) -> Iterator[None]:
+    """A savepoint that, rolled back, also forgets what it added to ``changes``. A
+    conflict with another replica's transaction is not caught here: the whole
+    transaction is retried."""
+    touched, feed = set(changes.households), len(changes.feed)
+    try:
+        with s.begin_nested():
+            yield
+    except (SamenloopError, DBAPIError) as exc:
+        if isinstance(exc, DBAPIError) and conflict(exc):
+            raise
+        changes.households = touched
+        del changes.feed[feed:]
+        raise
 
 
 def _encode_token(created_at: datetime, alert_id: str) -> str:

@@ -15,7 +15,7 @@ components) do not depend on the order in which signals arrive.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVarTuple
@@ -150,44 +150,63 @@ class Neighbours:
     fuzzy: list[str]   # active, same profile, sharing a block, and the profile links them
     skip: frozenset[Key]  # the new signal's excluded address keys
 
-    def households(self, session: Session, now: datetime) -> set[str]:
-        """The households of those that are active."""
-        return {household for (household,) in among(
-            session, select(Signal.household_id), sorted({*self.exact, *self.fuzzy}),
-            active(now))}
+
+def neighbours(session: Session, signals: Sequence[tuple[frozenset[Key], str | None]],
+               profiles: Profiles, now: datetime) -> list[Neighbours]:
+    """The stored signals that each new signal (its keys, its profile ref) links to,
+    looked up for all of them at once: a few queries however many signals."""
+    mine = [keys for keys, _ in signals]
+    skip = excluded(session, {k for keys in mine for k in keys})
+    lookups = exact_lookups({k for keys in mine for k in keys}, skip)
+    holders: dict[Key, set[str]] = defaultdict(set)
+    for i in range(0, len(lookups), CHUNK):
+        for sid, kind, value in session.execute(select(
+                SignalKey.signal_id, SignalKey.kind, SignalKey.value).where(
+                pairs_in(SignalKey.kind, SignalKey.value, lookups[i:i + CHUNK]))):
+            holders[(kind, value)].add(sid)
+    exact = [sorted({sid for k in exact_lookups(keys, skip) for sid in holders[k]})
+             for keys in mine]
+    # Fuzzy: active signals made with the same profile that share a blocking token.
+    wanted = [(i, ref, profile) for i, (keys, ref) in enumerate(signals)
+              if ref and (profile := profiles(ref)) is not None]
+    blocks = sorted({value for i, _, _ in wanted for kind, value in mine[i] if kind == BLOCK})
+    sharing: dict[bytes, set[str]] = defaultdict(set)
+    for i in range(0, len(blocks), CHUNK):
+        for sid, value in session.execute(select(SignalKey.signal_id, SignalKey.value).where(
+                SignalKey.kind == BLOCK, SignalKey.value.in_(blocks[i:i + CHUNK]))):
+            sharing[value].add(sid)
+    candidates = {i: {sid for kind, value in mine[i] if kind == BLOCK
+                      for sid in sharing[value]} - set(exact[i]) for i, _, _ in wanted}
+    made_with = dict(among(session, select(Signal.id, Signal.profile),
+                           sorted(set().union(*candidates.values())), active(now)))
+    theirs = _keys_of(session, sorted(sid for i, ref, _ in wanted for sid in candidates[i]
+                                      if made_with.get(sid) == ref), skip)
+    fuzzy: dict[int, list[str]] = {}
+    for i, ref, profile in wanted:
+        own = grouped(k for k in mine[i] if k not in skip)
+        fuzzy[i] = sorted(sid for sid in candidates[i] if made_with.get(sid) == ref
+                          and sid in theirs and linkage.decide(profile, own, theirs[sid]).link)
+    return [Neighbours(exact[i], fuzzy.get(i, []), frozenset(skip & keys))
+            for i, keys in enumerate(mine)]
 
 
-def neighbours(session: Session, keys: frozenset[Key], profile_ref: str | None,
-               profiles: Profiles, now: datetime) -> Neighbours:
-    """The stored signals that a new signal with these keys links to."""
-    skip = excluded(session, keys)
-    lookups = exact_lookups(keys, skip)
-    exact = keyed(session, pairs_in(SignalKey.kind, SignalKey.value, lookups)) if lookups \
-        else []
-    profile = profiles(profile_ref) if profile_ref else None
-    blocks = [value for kind, value in keys if kind == BLOCK]
-    fuzzy: list[str] = []
-    if profile is not None and blocks:
-        known = set(exact)
-        candidates = [sid for (sid,) in among(
-            session, select(Signal.id),
-            [sid for sid in keyed(session, and_(SignalKey.kind == BLOCK,
-                                                SignalKey.value.in_(blocks)))
-             if sid not in known], active(now), Signal.profile == profile_ref)]
-        mine = grouped(k for k in keys if k not in skip)
-        fuzzy = sorted(sid for sid, theirs in _keys_of(session, candidates, skip).items()
-                       if linkage.decide(profile, mine, theirs).link)
-    return Neighbours(exact, fuzzy, frozenset(skip))
+def households_of(session: Session, signal_ids: Iterable[str], now: datetime
+                  ) -> dict[str, str]:
+    """The households of those of these signals that are active, by signal id."""
+    return dict(among(session, select(Signal.id, Signal.household_id),
+                      sorted(set(signal_ids)), active(now)))
 
 
 def _keys_of(session: Session, signal_ids: list[str],
              skip: set[Key]) -> dict[str, dict[int, frozenset[bytes]]]:
-    rows = session.execute(select(SignalKey.signal_id, SignalKey.kind, SignalKey.value).where(
-        SignalKey.signal_id.in_(signal_ids), SignalKey.kind.in_(sorted(_DECIDED_BY)))).all()
     by_signal: dict[str, list[Key]] = defaultdict(list)
-    for sid, kind, value in rows:
-        if (kind, value) not in skip:
-            by_signal[sid].append((kind, value))
+    for i in range(0, len(signal_ids), CHUNK):
+        for sid, kind, value in session.execute(select(
+                SignalKey.signal_id, SignalKey.kind, SignalKey.value).where(
+                SignalKey.signal_id.in_(signal_ids[i:i + CHUNK]),
+                SignalKey.kind.in_(sorted(_DECIDED_BY)))):
+            if (kind, value) not in skip:
+                by_signal[sid].append((kind, value))
     return {sid: grouped(keys) for sid, keys in by_signal.items()}
 
 

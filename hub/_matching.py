@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -130,38 +130,69 @@ def write_feed(session: Session, changes: Changes) -> None:
         session.execute(select(func.pg_notify(FEED_CHANNEL, "")))
 
 
-def household_for(
-    session: Session, keys: Iterable[Key], now: datetime, access: _audit.Access,
-    changes: Changes, profile_ref: str | None = None,
-    profiles: _linkage.Profiles = _no_profiles,
-) -> tuple[str, _linkage.Neighbours]:
-    """The household a new signal with these keys belongs to (merging when it bridges),
-    and the stored signals it links to."""
-    keys = frozenset(keys)
-    lock_keys(session, _linkage.lock_values(keys))
-    near = _linkage.neighbours(session, keys, profile_ref, profiles, now)
-    ids = near.households(session, now)
+def households_for(
+    session: Session, signals: Sequence[tuple[frozenset[Key], str | None]], now: datetime,
+    access: _audit.Access, changes: Changes, profiles: _linkage.Profiles = _no_profiles,
+) -> list[tuple[str, _linkage.Neighbours]]:
+    """The household each new signal (its keys, its profile ref) belongs to, and the
+    stored signals it links to; decided for all of them at once, before they are stored.
+
+    The new signals link to stored ones and to each other; each connected group of them
+    joins the households its stored neighbours are in (merging them into the oldest when
+    there are several) or forms a new one: the households that storing them one after
+    another would give.
+    """
+    lock_keys(session, _linkage.lock_values(k for keys, _ in signals for k in keys))
+    near = _linkage.neighbours(session, signals, profiles, now)
+    linked = {sid for n in near for sid in (*n.exact, *n.fuzzy)}
+    home = _linkage.households_of(session, linked, now)
     # PostgreSQL: lock them; a merge committed meanwhile may have moved the signals.
     # (SQLite's one writer holds the whole database already.)
-    while ids and _postgres(session):
-        lock_households(session, ids)
-        again = near.households(session, now)
-        if again == ids:
+    while home and _postgres(session):
+        lock_households(session, home.values())
+        again = _linkage.households_of(session, linked, now)
+        if again == home:
             break
-        ids = again
-    if not ids:
-        household = Household(id=uuid.uuid4().hex, created_at=now, merged_into=None,
-                              split_from=None)
-        session.add(household)
-        session.flush()
-        changes.households.add(household.id)
-        return household.id, near
-    found = session.scalars(select(Household).where(Household.id.in_(ids))).all()
-    survivor, *others = sorted(found, key=lambda h: (h.created_at, h.id))
-    for other in others:
-        _merge(session, other, survivor, now, access, changes)
-    changes.households.add(survivor.id)
-    return survivor.id, near
+        home = again
+    # Group the new signals: by their links to each other and by a household they share.
+    skip = set().union(*(n.skip for n in near))
+    parts = _linkage.components([(str(i), ref, list(keys))
+                                 for i, (keys, ref) in enumerate(signals)], skip, profiles)
+    part_of = {i: p for p, part in enumerate(parts) for i in part}
+    parent = list(range(len(parts)))
+
+    def find(p: int) -> int:
+        while parent[p] != p:
+            parent[p] = parent[parent[p]]
+            p = parent[p]
+        return p
+
+    first_part: dict[str, int] = {}
+    for i, n in enumerate(near):
+        for sid in (*n.exact, *n.fuzzy):
+            if sid in home:
+                p = first_part.setdefault(home[sid], part_of[i])
+                parent[find(part_of[i])] = find(p)
+    joined = {h: find(p) for h, p in first_part.items()}
+    found = {h.id: h for h in _chunked(session, select(Household), Household.id,
+                                       sorted(joined))}
+    chosen: dict[int, str] = {}
+    for root in sorted({find(p) for p in range(len(parts))}):
+        existing = sorted((found[h] for h, r in joined.items() if r == root),
+                          key=lambda h: (h.created_at, h.id))
+        if not existing:
+            household = Household(id=uuid.uuid4().hex, created_at=now, merged_into=None,
+                                  split_from=None)
+            session.add(household)
+            chosen[root] = household.id
+            continue
+        survivor, *others = existing
+        for other in others:
+            _merge(session, other, survivor, now, access, changes)
+        chosen[root] = survivor.id
+    session.flush()
+    changes.households.update(chosen.values())
+    return [(chosen[find(part_of[i])], n) for i, n in enumerate(near)]
 
 
 def _merge(
@@ -450,6 +481,7 @@ def evaluate(
     pre = _prefetch(session, ids, now)
     for household_id in ids:
         _evaluate_one(session, household_id, covenants, now, system, changes, pre)
+    session.flush()  # one flush: the rows of all households, an insert per table
 
 
 def _evaluate_one(
@@ -505,7 +537,6 @@ def _evaluate_one(
         else:
             for other in cov.coordinators:
                 close_reasons.setdefault(other, "basis_lapsed")
-    session.flush()
     alerts: dict[str, Alert] = {}
     for coordinator_id in sorted(set(shown) | {a.coordinator_id for a in open_alerts}):
         synced = _sync_alert(session, household_id, coordinator_id, shown.get(coordinator_id),
@@ -587,7 +618,6 @@ def _sync_tasks(
             action = "update"
         else:
             continue
-        session.flush()
         _audit.append(session, system, _audit.Event(
             f"task.{kind}", action, owner=task.organisation_id, subject_ref=household_id,
             detail={"task": task.id, "signal": sid, "covenant": cov_id,
@@ -653,7 +683,6 @@ def _sync_alert(
                       closed_by=None, closed_reason=None, reminded_at=None, escalated_at=None,
                       escalated_to=None)
         session.add(alert)
-        session.flush()
         change = "created"
     else:
         links = pre.links[alert.id]
@@ -673,7 +702,6 @@ def _sync_alert(
         session.delete(links[sid])
     alert.updated_at = now
     alert.covenant_id = shown.covenant_id
-    session.flush()
     add_feed(alert, change, now, changes)
     for org, ids in sorted(added.items()):
         bases = sorted({shown.signals[i][1] for i in ids})

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import uuid
 from pathlib import Path
 from typing import Any
@@ -248,14 +249,55 @@ FAMILY = [  # (org, given, surname, birth, bsn, address, members)
     ("org-b", "Eva", "Smit", "1990-09-09", "", "elsewhere", ()),
     ("org-c", "Eva", "Smit", "1990-09-09", "", "shelter-2", ()),
     ("org-a", "Piet", "Kok", "1955-05-05", "", "shelter-2", ()),
+    # Linked only to each other, both from one organisation: if they arrive in one
+    # chunk, the link is inside it.
+    ("org-a", "Kees", "Bakker", "1970-01-01", "kees", "", ()),
+    ("org-a", "Kees", "Bakker", "1970-01-01", "kees", "", ()),
+    ("org-b", "Anna Maria", "de Vries", "1985-03-03", "", "", ()),
+    ("org-b", "Ana Maria", "Vries, de", "1985-03-03", "", "", ()),
 ]
 
 
-@settings(max_examples=8, deadline=None,
+def _arrive(hub: Hub, order: list[int], cuts: set[int]) -> dict[int, str]:
+    """Submit FAMILY's signals in this order, in batches split at ``cuts``; each batch
+    as one chunk per organisation (submit_many decides a chunk together)."""
+    ids: dict[int, str] = {}
+    bounds = [0, *sorted(cuts), len(order)]
+    for start, end in itertools.pairwise(bounds):
+        batch = order[start:end]
+        for org in sorted({FAMILY[i][0] for i in batch}):
+            mine = [i for i in batch if FAMILY[i][0] == org]
+            items = []
+            for i in mine:
+                _, given_name, surname, birth, bsn, address, members = FAMILY[i]
+                items.append(person(hub, org, given=given_name, surname=surname, birth=birth,
+                                    bsn=bsn, address=address, members=members))
+            results = hub.submit_many(access(org), list(items))
+            for i, item, result in zip(mine, items, results, strict=True):
+                assert isinstance(result, tuple), result
+                ids[i] = item.signal_id
+    return ids
+
+
+def _partition(hub: Hub, ids: dict[int, str]) -> list[list[int]]:
+    partition: dict[str, set[int]] = {}
+    for i, sid in ids.items():
+        partition.setdefault(_household(hub, sid), set()).add(i)
+    return sorted(map(sorted, partition.values()))
+
+
+FAMILY_HOUSEHOLDS = [[0, 1, 2, 3], [4, 5, 6], [7, 8], [9, 10]]
+
+
+@settings(max_examples=16, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(order=st.permutations(range(len(FAMILY))))
+@given(order=st.permutations(range(len(FAMILY))),
+       cuts=st.sets(st.integers(1, len(FAMILY) - 1)))
 def test_households_do_not_depend_on_the_order_of_arrival(tmp_path_factory: pytest.TempPathFactory,
-                                                          order: list[int]) -> None:
+                                                          order: list[int],
+                                                          cuts: set[int]) -> None:
+    """... nor on which signals arrive together: one at a time (every cut) or in chunks
+    that link among themselves and bridge households stored before."""
     from exchange import checkpoint
 
     root = tmp_path_factory.mktemp("order")
@@ -265,18 +307,20 @@ def test_households_do_not_depend_on_the_order_of_arrival(tmp_path_factory: pyte
     setup_registry(hub, covenant=None)
     hub.register_profile(ADMIN, PROFILE)
     hub.register_covenant(ADMIN, _covenant())
-    ids = {}
-    for i in order:
-        org, given_name, surname, birth, bsn, address, members = FAMILY[i]
-        stored, _ = hub.submit(access(org), person(
-            hub, org, given=given_name, surname=surname, birth=birth, bsn=bsn,
-            address=address, members=members))
-        ids[i] = stored.id
-    partition = {}
-    for i, sid in ids.items():
-        partition.setdefault(_household(hub, sid), set()).add(i)
-    hub.close()
-    assert sorted(map(sorted, partition.values())) == [[0, 1, 2, 3], [4, 5, 6]]
+    try:
+        assert _partition(hub, _arrive(hub, list(order), cuts)) == FAMILY_HOUSEHOLDS
+    finally:
+        hub.close()
+
+
+@pytest.mark.parametrize("cuts", [set(), {3}], ids=["all-at-once", "bridging"])
+def test_signals_arriving_together_form_the_same_households(hub: Hub, reg: Hub,
+                                                            cuts: set[int]) -> None:
+    """On both databases: every organisation's signals in one chunk (Kees's exact and
+    Anna's fuzzy links are inside a chunk), and two batches where the second bridges
+    households the first made (Eva at shelter-2 joins Eva and Piet)."""
+    order = [4, 6, 1, 2, 0, 3, 5, 7, 8, 9, 10]
+    assert _partition(hub, _arrive(hub, order, cuts)) == FAMILY_HOUSEHOLDS
 
 
 def test_signals_looked_up_by_id_use_the_primary_key_on_sqlite(tmp_path: Path) -> None:

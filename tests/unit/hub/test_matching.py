@@ -4,15 +4,17 @@ deciding them one signal at a time gives."""
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from typing import Any
 
 from sqlalchemy import select
 
 from exchange.db import session_factory
+from exchange.errors import SamenloopError
 from hub._core import Hub
 from hub._models import Alert, AlertSignal, Match, Signal, Task
-from tests.support import access, consent_input, setup_registry, signal
+from tests.support import access, consent_input, row_counts, setup_registry, signal
 
 # Each family: the organisations that signal about its one person, with their category.
 # org-d is no party to the covenant; mental health needs the household's consent.
@@ -92,3 +94,30 @@ def test_households_decided_together_end_as_one_at_a_time(hub: Hub) -> None:
     assert disclosed == [True, False, True, False, True, False, False]
     assert [len(f["alerts"]) for f in together] == [1, 0, 1, 0, 1, 0, 0]
     assert ("org-b", "consent_needed", "open", "test-covenant", 0) in together[1]["tasks"]
+
+
+def test_a_chunk_that_fails_in_the_database_is_stored_one_by_one(hub: Hub) -> None:
+    """An item the checks let through but the database refuses (two envelopes for one
+    recipient, which the gRPC validation would have caught) is refused on its own: the
+    others of its chunk are stored, in the households they belong to."""
+    setup_registry(hub)
+    first = hub.submit_many(access("org-a"), [signal(hub, "org-a", person="p1")])
+    assert isinstance(first[0], tuple)
+    good = signal(hub, "org-b", person="p1", category="housing")
+    bad = signal(hub, "org-b", person="p2", category="housing")
+    bad = dataclasses.replace(bad, envelopes=bad.envelopes * 2)
+    other = signal(hub, "org-b", person="p3", category="housing")
+    before = row_counts(hub.engine)
+    results = hub.submit_many(access("org-b"), [good, bad, other])
+    assert isinstance(results[0], tuple) and isinstance(results[2], tuple)
+    assert isinstance(results[1], SamenloopError)
+    assert str(results[1]) == "item 1 could not be stored"
+    after = row_counts(hub.engine)
+    assert after["signals"] == before["signals"] + 2
+    assert after["envelopes"] == before["envelopes"] + 2
+    with session_factory(hub.engine)() as s:
+        assert s.get(Signal, bad.signal_id) is None
+        homes = {sid: s.get_one(Signal, sid).household_id
+                 for sid in (first[0][0].id, good.signal_id, other.signal_id)}
+        assert len(s.scalars(select(Alert)).all()) == 1  # p1 is a match of two partners
+    assert homes[good.signal_id] == homes[first[0][0].id] != homes[other.signal_id]
