@@ -1,20 +1,23 @@
 """Hub ingest: signals/s through the real gRPC path with matching on, against the same rows
 inserted raw into the same tables, in one run on the same database server.
 
-Both sides get the same pre-pseudonymised signals (three partners per family, so every
-family becomes a match and an alert), the same number of concurrent writers and the same
-200 signals per transaction. The hub runs as its own process (`samenloop hub serve`) and
-does what it always does: households, the disclosure gate, alerts, the access log. The raw
-side only inserts households, signals, their keys and envelopes with executemany.
+The hub gets pre-pseudonymised signals (three partners per family, so every family
+becomes a match and an alert) from concurrent writers, 200 signals per transaction. It
+runs as its own process (`samenloop hub serve`) and does what it always does: households,
+the disclosure gate, alerts, the access log. Then every row it wrote (households,
+signals, keys, envelopes, matches, alerts, their links and feed, the access log's events,
+tree nodes and checkpoints) is inserted raw into the same tables of a fresh database with
+executemany: as many transactions, each holding whole households, the same writers.
 
     python bench/ingest.py --database-url postgresql+psycopg://postgres@127.0.0.1:5432/test \
-        [--signals 12000] [--writers 3] [--order lockstep|shuffled]
+        [--signals 12000] [--writers 3] [--order lockstep|shuffled] [--replicas 1]
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import itertools
 import random
 import re
 import subprocess
@@ -23,12 +26,12 @@ import tempfile
 import threading
 import time
 import uuid
+from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import create_engine, insert, text
+from sqlalchemy import create_engine, insert, select, text
 from sqlalchemy.engine import make_url
 
 from agent import Admin, AdminSettings
@@ -36,7 +39,7 @@ from exchange import crypto, rpc
 from exchange.db import make_engine, migrate
 from exchange.v1 import common_pb2, signal_pb2, signal_pb2_grpc
 from hub import MIGRATIONS
-from hub._models import Envelope, Household, Signal, SignalKey
+from hub._models import Base
 
 ORGS = {"org-a": "youth_care", "org-b": "housing", "org-c": "debt"}
 CHUNK = 200
@@ -114,31 +117,44 @@ def run_threads(work: dict[str, list[signal_pb2.SubmitSignalRequest]], job: obje
     return time.perf_counter() - start
 
 
+def start_hub(url: str, root: Path, index: int) -> tuple[subprocess.Popen[str], str]:
+    """A hub process on the database (one of several replicas); its address."""
+    script = Path(sys.executable).parent / "samenloop"
+    proc = subprocess.Popen([str(script), "hub", "serve", "--listen", "127.0.0.1:0",
+                             "--database-url", url, "--checkpoint-key", str(root / "cp.key"),
+                             ],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert proc.stdout is not None
+    found = re.search(r"listening on (\S+)", proc.stdout.readline())
+    assert found, f"hub {index} did not start"
+    return proc, found.group(1)
+
+
 def through_grpc(url: str, work: dict[str, list[signal_pb2.SubmitSignalRequest]],
-                 coord_key: bytes, writers: int, root: Path) -> float:
+                 coord_key: bytes, writers: int, replicas: int, root: Path) -> float:
     engine = make_engine(url)
     migrate(engine, MIGRATIONS)
     engine.dispose()
-    script = Path(sys.executable).parent / "samenloop"
-    proc = subprocess.Popen([str(script), "hub", "serve", "--listen", "127.0.0.1:0",
-                             "--database-url", url, "--checkpoint-key", str(root / "cp.key")],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                            text=True)
+    hubs: list[subprocess.Popen[str]] = []
     try:
-        assert proc.stdout is not None
-        found = re.search(r"listening on (\S+)", proc.stdout.readline())
-        assert found, "the hub did not start"
-        address = found.group(1)
-        with Admin(AdminSettings(organisation="gemeente", hub=address)) as adm:
+        addresses = []
+        for index in range(replicas):
+            proc, address = start_hub(url, root, index)
+            hubs.append(proc)
+            addresses.append(address)
+        with Admin(AdminSettings(organisation="gemeente", hub=addresses[0])) as adm:
             adm.organisation("gemeente", "Gemeente")
             for org in ORGS:
                 adm.organisation(org, org)
             adm.coordinator("coord-a", "gemeente", "C", "050 1234567", "", coord_key)
             (root / "cov.toml").write_text(COVENANT)
             adm.covenant(root / "cov.toml")
+        turn = itertools.count()
 
         def submit(org: str, requests: list[signal_pb2.SubmitSignalRequest]) -> None:
-            channel = rpc.channel(address, rpc.Caller(org, "agent", "partner"))
+            # writers take the replicas in turn, as a load balancer would spread them
+            channel = rpc.channel(addresses[next(turn) % len(addresses)],
+                                  rpc.Caller(org, "agent", "partner"))
             stub = signal_pb2_grpc.SignalServiceStub(channel)
             for i in range(0, len(requests), CHUNK):
                 response = stub.SubmitSignals(iter(requests[i:i + CHUNK]), timeout=600)
@@ -147,51 +163,74 @@ def through_grpc(url: str, work: dict[str, list[signal_pb2.SubmitSignalRequest]]
 
         return run_threads(work, submit, writers)
     finally:
-        proc.terminate()
-        proc.wait(60)
+        for proc in hubs:
+            proc.terminate()
+        for proc in hubs:
+            proc.wait(60)
 
 
-def raw(url: str, work: dict[str, list[signal_pb2.SubmitSignalRequest]],
+# Written once before either side is timed (the same on both), or kept by the hub in one
+# row it updates (audit_head); every other table's rows are what ingesting wrote.
+REGISTRY = ("organisations", "coordinators", "covenants", "linkage_profiles",
+            "excluded_keys")
+NOT_ROWS = ("audit_head", "audit_queue")  # one head row updated; a queue emptied again
+
+
+def written(url: str) -> dict[str, list[dict[str, object]]]:
+    """Every row of every table in the database, by table."""
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return {table.name: [dict(row._mapping) for row in conn.execute(select(table))]
+                    for table in Base.metadata.sorted_tables if table.name not in NOT_ROWS}
+    finally:
+        engine.dispose()
+
+
+def raw(url: str, rows: dict[str, list[dict[str, object]]], transactions: int,
         writers: int) -> float:
+    """Insert the rows the hub wrote into the same tables of a fresh database: in as
+    many transactions as the hub used, each holding whole households (the household,
+    its signals, keys, envelopes, matches, alerts, alert links and feed entries) and an
+    equal share of the access log (events, tree nodes, checkpoints), by ``writers``
+    threads with executemany. Returns the wall time."""
     engine = make_engine(url, pool_size=writers + 2)
     migrate(engine, MIGRATIONS)
     with engine.begin() as conn:
-        conn.execute(text("INSERT INTO organisations (id, name, registered_at) VALUES "
-                          "('org-a','a',now()),('org-b','b',now()),('org-c','c',now()),"
-                          "('gemeente','g',now())"))
-        conn.execute(text("INSERT INTO coordinators (id, organisation_id, name, phone, email, "
-                          "public_key, key_fingerprint, registered_at) VALUES ('coord-a', "
-                          "'gemeente', 'C', '', '', :k, :f, now())"),
-                     {"k": bytes(32), "f": bytes(16)})
-    now = datetime.now(UTC)
+        for name in REGISTRY:
+            if rows[name]:
+                conn.execute(insert(Base.metadata.tables[name]), rows[name])
+    home = {r["id"]: r["id"] for r in rows["households"]}
+    home |= {r["id"]: r["household_id"] for r in rows["signals"]}
+    home |= {r["id"]: r["household_id"] for r in rows["alerts"]}
+    order = {h: i % transactions for i, h in enumerate(sorted(map(str, home.values())))}
+    parts: list[dict[str, list[dict[str, object]]]] = [
+        defaultdict(list) for _ in range(transactions)]
+    for table in Base.metadata.sorted_tables:
+        if table.name in REGISTRY or table.name in NOT_ROWS:
+            continue
+        for i, row in enumerate(rows[table.name]):
+            owner = next((row[c] for c in ("household_id", "signal_id", "alert_id")
+                          if c in row), row["id"] if table.name == "households" else None)
+            part = order[str(home[owner])] if owner is not None else i % transactions
+            parts[part][table.name].append(row)
 
-    def insert_rows(org: str, requests: list[signal_pb2.SubmitSignalRequest]) -> None:
-        for i in range(0, len(requests), CHUNK):
-            chunk = requests[i:i + CHUNK]
-            households = [{"id": uuid.uuid4().hex, "created_at": now, "merged_into": None,
-                           "split_from": None} for _ in chunk]
+    def insert_rows(mine: list[dict[str, list[dict[str, object]]]]) -> None:
+        for part in mine:
             with engine.begin() as conn:
-                conn.execute(insert(Household), households)
-                conn.execute(insert(Signal), [{
-                    "id": r.signal_id, "organisation_id": org, "household_id": h["id"],
-                    "category": r.category, "region": r.region, "professional_name": "Pat",
-                    "professional_phone": "050 1234567", "professional_email": "",
-                    "observed_at": now, "received_at": now,
-                    "expires_at": now + timedelta(days=730), "state": "active",
-                    "withdrawn_at": None, "withdrawal_reason": None,
-                    "content_sha256": hashlib.sha256(r.SerializeToString()).digest(),
-                    "archived_at": None, "archive_reason": None, "purge_after": None,
-                    "notice_used_at": None} for r, h in zip(chunk, households, strict=True)])
-                conn.execute(insert(SignalKey), [
-                    {"signal_id": r.signal_id, "kind": k.kind, "value": k.value}
-                    for r in chunk for k in r.keys])
-                conn.execute(insert(Envelope), [
-                    {"signal_id": r.signal_id, "recipient_id": e.recipient_id,
-                     "key_fingerprint": e.key_fingerprint, "scheme": e.scheme,
-                     "ciphertext": e.ciphertext} for r in chunk for e in r.envelopes])
+                for table in Base.metadata.sorted_tables:
+                    if part.get(table.name):
+                        conn.execute(insert(table), part[table.name])
 
+    threads = [threading.Thread(target=insert_rows, args=(parts[w::writers],))
+               for w in range(writers)]
     try:
-        return run_threads(work, insert_rows, writers)
+        start = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return time.perf_counter() - start
     finally:
         engine.dispose()
 
@@ -204,22 +243,33 @@ def main() -> None:
     parser.add_argument("--order", choices=("lockstep", "shuffled"), default="lockstep",
                         help="lockstep: the partners submit the same families at the same "
                         "moment (the most lock contention); shuffled: each in its own order")
+    parser.add_argument("--replicas", type=int, default=1,
+                        help="hub processes on the one database; the writers take them in "
+                        "turn (a load balancer in front of hub replicas)")
     parser.add_argument("--writers", type=int, default=3,
                         help="concurrent writers (a multiple of 3: one per partner or more)")
     args = parser.parse_args()
     coord = crypto.EnvelopeKey.generate()
     work = signals(args.signals, coord.public_key, shuffled=args.order == "shuffled")
     n = sum(len(v) for v in work.values())
+    transactions = sum(-(-len(reqs) // CHUNK) for reqs in work.values())
     with tempfile.TemporaryDirectory() as tmp, \
             fresh_database(args.database_url, "grpc") as grpc_url, \
             fresh_database(args.database_url, "raw") as raw_url:
-        took_raw = raw(raw_url, work, args.writers)
-        took_grpc = through_grpc(grpc_url, work, coord.public_key, args.writers, Path(tmp))
+        took_grpc = through_grpc(grpc_url, work, coord.public_key, args.writers,
+                                 args.replicas, Path(tmp))
+        rows = written(grpc_url)
+        took_raw = raw(raw_url, rows, transactions, args.writers)
     grpc_rate, raw_rate = n / took_grpc, n / took_raw
+    counts = {name: len(r) for name, r in rows.items() if r and name not in REGISTRY}
     print(f"{n} signals, {n // 3} families (every one a match and an alert), "
-          f"{args.writers} writers, {CHUNK} signals per transaction, {args.order} order")
+          f"{args.writers} writers, {CHUNK} signals per transaction, {args.order} order, "
+          f"{args.replicas} hub process{'es' if args.replicas > 1 else ''}")
+    print(f"rows the hub wrote: {sum(counts.values()):,} in {len(counts)} tables ("
+          + ", ".join(f"{name} {count:,}" for name, count in counts.items()) + ")")
     print(f"through the hub over gRPC: {took_grpc:7.2f} s = {grpc_rate:8,.0f} signals/s")
-    print(f"raw inserts, same tables:  {took_raw:7.2f} s = {raw_rate:8,.0f} signals/s")
+    print(f"the same rows raw:         {took_raw:7.2f} s = {raw_rate:8,.0f} signals/s "
+          f"({transactions} transactions)")
     print(f"ratio hub / raw: {grpc_rate / raw_rate:.2f} (target >= 0.5)")
 
 

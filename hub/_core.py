@@ -57,6 +57,7 @@ CLOCK_SKEW = timedelta(minutes=5)
 _SWEEP_LOCK = 0x53776565703A6875  # "Sweep:hu": one replica sweeps at a time
 _log = log.get("hub")
 _Times = tuple[datetime, datetime]  # a new signal's observed_at and expires_at
+_SIGNAL_COLUMNS = tuple(c.key for c in Signal.__table__.columns)
 
 
 @dataclass(frozen=True)
@@ -571,33 +572,31 @@ class Hub(LogOperations):
         decided = _matching.households_for(
             s, [(item.keys, item.linkage_profile or None) for item, _ in items], now,
             access, changes, profiles)
-        signals = []
-        for (item, (observed, expires)), (household, _) in zip(items, decided, strict=True):
-            signal = Signal(
-                id=item.signal_id, organisation_id=access.organisation_id,
-                household_id=household, category=item.category, region=item.region,
-                professional_name=item.professional.name,
-                professional_phone=item.professional.phone,
-                professional_email=item.professional.email,
-                observed_at=observed, received_at=now, expires_at=expires,
-                state="active", withdrawn_at=None, withdrawal_reason=None,
-                content_sha256=item.content_sha256, profile=item.linkage_profile or None,
-            )
-            signal.envelopes = [
-                Envelope(recipient_id=e.recipient_id, key_fingerprint=e.key_fingerprint,
-                         scheme=e.scheme, ciphertext=e.ciphertext)
-                for e in item.envelopes
-            ]
-            signals.append(signal)
-        s.add_all(signals)
-        s.flush()
-        # Keys are many and never read back here: one executemany, not an ORM object each.
+        # Rows in one executemany per table, not an ORM object each (the objects
+        # returned are not in the session; what reads signals later loads them).
+        signals = [Signal(
+            id=item.signal_id, organisation_id=access.organisation_id,
+            household_id=household, category=item.category, region=item.region,
+            professional_name=item.professional.name,
+            professional_phone=item.professional.phone,
+            professional_email=item.professional.email,
+            observed_at=observed, received_at=now, expires_at=expires,
+            state="active", withdrawn_at=None, withdrawal_reason=None,
+            archived_at=None, archive_reason=None, purge_after=None, notice_used_at=None,
+            content_sha256=item.content_sha256, profile=item.linkage_profile or None,
+        ) for (item, (observed, expires)), (household, _) in zip(items, decided, strict=True)]
+        s.execute(insert(Signal), [{c: getattr(signal, c) for c in _SIGNAL_COLUMNS}
+                                   for signal in signals])
+        envelopes = [{"signal_id": item.signal_id, "recipient_id": e.recipient_id,
+                      "key_fingerprint": e.key_fingerprint, "scheme": e.scheme,
+                      "ciphertext": e.ciphertext} for item, _ in items for e in item.envelopes]
+        if envelopes:
+            s.execute(insert(Envelope), envelopes)
         rows = [{"signal_id": item.signal_id, "kind": k, "value": v}
                 for item, _ in items for k, v in sorted(item.keys)]
         if rows:
             s.execute(insert(SignalKey), rows)
         for signal, (item, _) in zip(signals, items, strict=True):
-            s.expire(signal, ["keys"])
             _audit.append(s, access, _audit.Event(
                 "signal.submit", "create", subject_ref=signal.household_id,
                 detail={"signal": signal.id, "keys": len(item.keys),

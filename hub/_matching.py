@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, func, select, text, update
+from sqlalchemy import ColumnElement, Select, and_, delete, func, insert, select, text, update
 from sqlalchemy.orm import Session, selectinload
 
 import consent
@@ -177,20 +177,21 @@ def households_for(
     found = {h.id: h for h in _chunked(session, select(Household), Household.id,
                                        sorted(joined))}
     chosen: dict[int, str] = {}
+    new: list[dict[str, Any]] = []
     for root in sorted({find(p) for p in range(len(parts))}):
         existing = sorted((found[h] for h, r in joined.items() if r == root),
                           key=lambda h: (h.created_at, h.id))
         if not existing:
-            household = Household(id=uuid.uuid4().hex, created_at=now, merged_into=None,
-                                  split_from=None)
-            session.add(household)
-            chosen[root] = household.id
+            chosen[root] = uuid.uuid4().hex
+            new.append({"id": chosen[root], "created_at": now, "merged_into": None,
+                        "split_from": None})
             continue
         survivor, *others = existing
         for other in others:
             _merge(session, other, survivor, now, access, changes)
         chosen[root] = survivor.id
-    session.flush()
+    if new:
+        session.execute(insert(Household), new)
     changes.households.update(chosen.values())
     return [(chosen[find(part_of[i])], n) for i, n in enumerate(near)]
 
@@ -379,7 +380,8 @@ class _Prefetched:
     matches: dict[str, dict[str, Match]] = field(default_factory=lambda: defaultdict(dict))
     open_alerts: dict[str, list[Alert]] = field(default_factory=lambda: defaultdict(list))
     closed_alerts: dict[str, list[Alert]] = field(default_factory=lambda: defaultdict(list))
-    links: dict[str, dict[str, AlertSignal]] = field(default_factory=lambda: defaultdict(dict))
+    # open alerts' signals: alert -> signal -> the basis it is shown on
+    links: dict[str, dict[str, str]] = field(default_factory=lambda: defaultdict(dict))
     open_tasks: dict[str, list[Task]] = field(default_factory=lambda: defaultdict(list))
     # (signal, covenant, alert) of match notices their partner dismissed
     dismissed: set[tuple[str, str, str | None]] = field(default_factory=set)
@@ -410,8 +412,11 @@ def _prefetch(session: Session, household_ids: list[str], now: datetime) -> _Pre
         (pre.closed_alerts if alert.state == "closed" else pre.open_alerts)[
             alert.household_id].append(alert)
     open_ids = [a.id for alerts in pre.open_alerts.values() for a in alerts]
-    for link in _chunked(session, select(AlertSignal), AlertSignal.alert_id, open_ids):
-        pre.links[link.alert_id][link.signal_id] = link
+    for i in range(0, len(open_ids), _linkage.CHUNK):
+        for alert_id, signal_id, basis in session.execute(select(
+                AlertSignal.alert_id, AlertSignal.signal_id, AlertSignal.basis).where(
+                AlertSignal.alert_id.in_(open_ids[i:i + _linkage.CHUNK]))):
+            pre.links[alert_id][signal_id] = basis
     signal_ids = [s.id for sigs in pre.signals.values() for s in sigs]
     for task in _chunked(session, select(Task).where(
             (Task.state == "open") | (Task.closed_reason == "dismissed")).order_by(Task.id),
@@ -671,7 +676,7 @@ def _sync_alert(
                 reason=close_reason, detail={"alert": alert.id, "recipient": coordinator_id},
             ), now)
         return None
-    links = {}
+    links: dict[str, str] = {}
     if alert is None and _closed_with_same_involvement(
             session, pre.closed_alerts[household_id], coordinator_id, set(shown.signals)):
         return None
@@ -686,7 +691,7 @@ def _sync_alert(
         change = "created"
     else:
         links = pre.links[alert.id]
-        if {k: v.basis for k, v in links.items()} == {k: v[1] for k, v in shown.signals.items()}:
+        if links == {k: v[1] for k, v in shown.signals.items()}:
             return alert
         change = "updated"
     removed = sorted(set(links) - set(shown.signals))
@@ -695,11 +700,14 @@ def _sync_alert(
         if sid not in links:
             session.add(AlertSignal(alert_id=alert.id, signal_id=sid, basis=basis))
             added[org].append(sid)
-        elif links[sid].basis != basis:
-            links[sid].basis = basis
+        elif links[sid] != basis:
+            session.execute(update(AlertSignal).where(
+                AlertSignal.alert_id == alert.id, AlertSignal.signal_id == sid)
+                .values(basis=basis))
             added[org].append(sid)
-    for sid in removed:
-        session.delete(links[sid])
+    if removed:
+        session.execute(delete(AlertSignal).where(
+            AlertSignal.alert_id == alert.id, AlertSignal.signal_id.in_(removed)))
     alert.updated_at = now
     alert.covenant_id = shown.covenant_id
     add_feed(alert, change, now, changes)

@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 import runpy
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from exchange.cli import main
+from tests.support import access, setup_registry, signal
 
 
 @pytest.fixture(scope="module")
@@ -58,3 +60,31 @@ def test_bench_linkage_says_what_is_missing(
     assert main(["bench", "linkage", "--truth", str(truth)]) == 1
     err = capsys.readouterr().err
     assert "--mapping" in err and "beside the truth file" in err
+
+
+def test_the_ingest_benchmarks_raw_side_writes_the_rows_the_hub_wrote(
+        hub: Any, postgres_url: str) -> None:
+    """bench/ingest.py's ratio compares the hub with inserting the same rows raw: after a
+    hub has ingested signals (matches, alerts, log events), its raw side must leave a
+    fresh database holding exactly the rows the hub's holds."""
+    if hub.engine.dialect.name != "postgresql":
+        pytest.skip("the ingest benchmark runs on PostgreSQL")
+    ingest = runpy.run_path(str(Path(__file__).parents[2] / "bench" / "ingest.py"))
+    setup_registry(hub)
+    for org, category in (("org-a", "youth_care"), ("org-b", "housing")):
+        items = [signal(hub, org, person=f"p{i}", category=category) for i in range(7)]
+        assert all(isinstance(r, tuple) for r in hub.submit_many(access(org), items))
+    hub.sign_if_due()
+    url = hub.engine.url.render_as_string(hide_password=False)
+    rows = ingest["written"](url)
+    assert {name for name, r in rows.items() if r} >= {
+        "households", "signals", "signal_keys", "envelopes", "matches", "alerts",
+        "alert_signals", "alert_feed", "audit_events", "audit_nodes"}
+    ingest["raw"](postgres_url, rows, 3, 2)
+    again = ingest["written"](postgres_url)
+
+    def canonical(tables: dict[str, list[dict[str, Any]]]) -> dict[str, list[str]]:
+        return {name: sorted(repr(sorted(r.items())) for r in table)
+                for name, table in tables.items()}
+
+    assert canonical(again) == canonical(rows)
