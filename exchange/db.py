@@ -19,7 +19,18 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import DateTime, Engine, and_, create_engine, event, false, or_, text
+from sqlalchemy import (
+    Connection,
+    DateTime,
+    Engine,
+    Table,
+    and_,
+    create_engine,
+    event,
+    false,
+    or_,
+    text,
+)
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
@@ -240,6 +251,32 @@ def run_alembic_env(metadata: Any) -> None:
         finally:
             if sqlite and raw is not None:
                 raw.execute("PRAGMA foreign_keys=ON")
+
+
+def insert_rows(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+    """Insert many rows of ``table``, each with the same columns (the others take their
+    defaults): with COPY on PostgreSQL, a fraction of executemany's cost per row;
+    executemany elsewhere. On PostgreSQL values go in as psycopg adapts them, without
+    SQLAlchemy's type processing: times must be timezone-aware datetimes, and no column
+    may need a TypeDecorator's conversion beyond that."""
+    if not rows:
+        return
+    if conn.dialect.name != "postgresql":
+        conn.execute(table.insert(), rows)
+        return
+    names = [c.name for c in table.columns if c.name in rows[0]]
+    columns = ", ".join(f'"{name}"' for name in names)
+    statement = f"COPY {table.name} ({columns}) FROM STDIN"
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    import psycopg
+
+    try:
+        with raw.cursor() as cursor, cursor.copy(statement) as copy:
+            for row in rows:
+                copy.write_row([row[name] for name in names])
+    except psycopg.Error as exc:  # as SQLAlchemy raises it for any other statement
+        raise DBAPIError.instance(statement, None, exc, psycopg.Error) from exc
 
 
 def pairs_in(first: Any, second: Any, pairs: Iterable[tuple[Any, Any]]) -> Any:

@@ -28,11 +28,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import String, bindparam, delete, event, func, insert, select, update
+from sqlalchemy import String, bindparam, delete, event, func, select, update
 from sqlalchemy.orm import Session, SessionTransaction
 
 from exchange import auditlog, checkpoint, merkle
-from exchange.db import pairs_in
+from exchange.db import insert_rows, pairs_in
 from exchange.errors import VerificationError
 from hub._models import (
     AuditCheckpoint,
@@ -41,6 +41,7 @@ from hub._models import (
     AuditNode,
     AuditPruned,
     AuditQueued,
+    Base,
 )
 
 ZERO = bytes(32)
@@ -144,16 +145,15 @@ def _fold(stack: list[bytes]) -> bytes:
 
 
 _HEAD = AuditHead.__table__
-_QUEUE = AuditQueued.__table__
+_QUEUE = Base.metadata.tables[AuditQueued.__tablename__]
 # Built once: appending runs for every access, and building statements costs more than
 # running them.
 _LOCK_HEAD = (select(_HEAD.c.size, _HEAD.c.frontier, _HEAD.c.chain_hash)
               .where(_HEAD.c.id == 1).with_for_update())
 _READ_HEAD = select(_HEAD.c.size, _HEAD.c.root_hash).where(_HEAD.c.id == 1)
-_INSERT_QUEUED = insert(AuditQueued)
 _NEXT_QUEUED = select(_QUEUE.c.id, _QUEUE.c.payload).order_by(_QUEUE.c.id)
-_INSERT_EVENT = insert(AuditEvent)
-_INSERT_NODES = insert(AuditNode)
+_EVENTS = Base.metadata.tables[AuditEvent.__tablename__]
+_NODES = Base.metadata.tables[AuditNode.__tablename__]
 _UPDATE_HEAD = update(AuditHead).where(AuditHead.id == 1).values(
     size=bindparam("new_size"), frontier=bindparam("new_frontier"),
     root_hash=bindparam("new_root"), chain_hash=bindparam("new_chain"))
@@ -175,7 +175,7 @@ _ROLLED_BACK = "samenloop.audit_rolled_back"
 def _flush(session: Session) -> None:
     pending: list[dict[str, str]] | None = session.info.pop(_PENDING, None)
     if pending:
-        session.connection().execute(_INSERT_QUEUED, pending)
+        insert_rows(session.connection(), _QUEUE, pending)
         session.info[_WROTE] = True
 
 
@@ -312,9 +312,8 @@ def integrate(session: Session) -> int:
                 nodes.append({"level": level, "index": index, "hash": node})
             stack.append(node)
             size += 1
-        conn.execute(_INSERT_EVENT, events)
-        if nodes:
-            conn.execute(_INSERT_NODES, nodes)
+        insert_rows(conn, _EVENTS, events)
+        insert_rows(conn, _NODES, nodes)
         ids = [qid for qid, _ in queued]
         for start in range(0, len(ids), 500):
             conn.execute(delete(AuditQueued).where(AuditQueued.id.in_(ids[start:start + 500])))

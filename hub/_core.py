@@ -17,13 +17,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Engine, delete, func, insert, or_, select, tuple_, update
+from sqlalchemy import Engine, delete, func, or_, select, tuple_, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 import consent
 from exchange import checkpoint, crypto, linkage, log, vocab
-from exchange.db import conflict, retried, session_factory
+from exchange.db import conflict, insert_rows, retried, session_factory
 from exchange.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -39,6 +39,7 @@ from hub._models import (
     Alert,
     AlertFeed,
     AlertSignal,
+    Base,
     Consent,
     ConsentKey,
     Coordinator,
@@ -49,7 +50,6 @@ from hub._models import (
     Match,
     Organisation,
     Signal,
-    SignalKey,
     Task,
 )
 
@@ -57,7 +57,7 @@ CLOCK_SKEW = timedelta(minutes=5)
 _SWEEP_LOCK = 0x53776565703A6875  # "Sweep:hu": one replica sweeps at a time
 _log = log.get("hub")
 _Times = tuple[datetime, datetime]  # a new signal's observed_at and expires_at
-_SIGNAL_COLUMNS = tuple(c.key for c in Signal.__table__.columns)
+_TABLES = Base.metadata.tables
 
 
 @dataclass(frozen=True)
@@ -439,15 +439,16 @@ class Hub(LogOperations):
             self._require_org(s, access)
             now = self.now()
             recipients = self._recipient_map(s, access.organisation_id, now)
-            stored = self._store(s, changes, access, item, now, recipients)
+            signal_id, duplicate = self._store(s, changes, access, item, now, recipients)
             self._evaluate(s, changes.households, access, changes, now)
-            return stored
+            return s.get_one(Signal, signal_id), duplicate
 
     @retried
     def submit_many(
         self, access: _audit.Access, items: list[_inputs.SignalInput | SamenloopError]
-    ) -> list[tuple[Signal, bool] | SamenloopError]:
-        """Store a chunk of signals in one transaction, each accepted or refused on its own.
+    ) -> list[tuple[str, bool] | SamenloopError]:
+        """Store a chunk of signals in one transaction, each accepted or refused on its own:
+        (its id, whether it was a duplicate of a stored one) or the refusal.
 
         New signals are checked one by one, then stored together: their households are
         decided at once and their rows written in a few statements. A signal sent before
@@ -457,7 +458,7 @@ class Hub(LogOperations):
         one that arrives as the error its validation raised) changes nothing and its
         refusal is logged. Households touched by the chunk are decided once, at the end.
         """
-        results: list[tuple[Signal, bool] | SamenloopError | None] = [None] * len(items)
+        results: list[tuple[str, bool] | SamenloopError | None] = [None] * len(items)
         with self._tx() as (s, changes):
             self._require_org(s, access)
             now = self.now()
@@ -490,8 +491,8 @@ class Hub(LogOperations):
                     with _undoable(s, changes):
                         stored = self._store_new(s, changes, access, now,
                                                  [(i, t) for _, i, t in together])
-                    for (index, _, _), signal in zip(together, stored, strict=True):
-                        results[index] = (signal, False)
+                    for (index, _, _), signal_id in zip(together, stored, strict=True):
+                        results[index] = (signal_id, False)
                 except DBAPIError as exc:  # a constraint the checks missed: one by one
                     _log.warning("storing a chunk together failed; storing one by one",
                                  error=type(exc.orig).__name__)
@@ -546,8 +547,9 @@ class Hub(LogOperations):
                item: _inputs.SignalInput, now: datetime,
                recipients: dict[str, Recipient],
                profiles: dict[str, SamenloopError | None] | None = None,
-               ) -> tuple[Signal, bool]:
-        """Store one signal, or find it stored already (a duplicate)."""
+               ) -> tuple[str, bool]:
+        """Store one signal, or find it stored already (a duplicate): its id, and
+        whether it was."""
         existing = s.get(Signal, item.signal_id)
         if existing is not None:
             if (existing.organisation_id != access.organisation_id
@@ -556,66 +558,68 @@ class Hub(LogOperations):
             _audit.append(s, access, _audit.Event(
                 "signal.submit", "create", subject_ref=existing.household_id,
                 detail={"signal": existing.id, "duplicate": True}), now)
-            return existing, True
+            return existing.id, True
         times = self._check(s, item, now, recipients, {} if profiles is None else profiles)
         replaced = self._replaced(s, access, item, now) if item.replaces else None
-        (signal,) = self._store_new(s, changes, access, now, [(item, times)],
-                                    replaced=replaced)
-        return signal, False
+        (signal_id,) = self._store_new(s, changes, access, now, [(item, times)],
+                                       replaced=replaced)
+        return signal_id, False
 
     def _store_new(self, s: Session, changes: _matching.Changes, access: _audit.Access,
                    now: datetime, items: list[tuple[_inputs.SignalInput, _Times]], *,
-                   replaced: Signal | None = None) -> list[Signal]:
+                   replaced: Signal | None = None) -> list[str]:
         """Store new, checked signals together: households, rows, keys, log events and
-        archived-match notices; ``replaced`` is the one signal the only item replaces."""
+        archived-match notices; ``replaced`` is the one signal the only item replaces.
+        Returns their ids."""
         profiles = self._profile(s)
         decided = _matching.households_for(
             s, [(item.keys, item.linkage_profile or None) for item, _ in items], now,
             access, changes, profiles)
-        # Rows in one executemany per table, not an ORM object each (the objects
-        # returned are not in the session; what reads signals later loads them).
-        signals = [Signal(
-            id=item.signal_id, organisation_id=access.organisation_id,
-            household_id=household, category=item.category, region=item.region,
-            professional_name=item.professional.name,
-            professional_phone=item.professional.phone,
-            professional_email=item.professional.email,
-            observed_at=observed, received_at=now, expires_at=expires,
-            state="active", withdrawn_at=None, withdrawal_reason=None,
-            archived_at=None, archive_reason=None, purge_after=None, notice_used_at=None,
-            content_sha256=item.content_sha256, profile=item.linkage_profile or None,
-        ) for (item, (observed, expires)), (household, _) in zip(items, decided, strict=True)]
-        s.execute(insert(Signal), [{c: getattr(signal, c) for c in _SIGNAL_COLUMNS}
-                                   for signal in signals])
+        # Rows in one executemany per table, not an ORM object each: what reads these
+        # signals later (deciding their households) loads them.
+        signals = [{
+            "id": item.signal_id, "organisation_id": access.organisation_id,
+            "household_id": household, "category": item.category, "region": item.region,
+            "professional_name": item.professional.name,
+            "professional_phone": item.professional.phone,
+            "professional_email": item.professional.email,
+            "observed_at": observed, "received_at": now, "expires_at": expires,
+            "state": "active", "withdrawn_at": None, "withdrawal_reason": None,
+            "archived_at": None, "archive_reason": None, "purge_after": None,
+            "notice_used_at": None, "content_sha256": item.content_sha256,
+            "profile": item.linkage_profile or None,
+        } for (item, (observed, expires)), (household, _) in zip(items, decided, strict=True)]
+        conn = s.connection()
+        insert_rows(conn, _TABLES["signals"], signals)
         envelopes = [{"signal_id": item.signal_id, "recipient_id": e.recipient_id,
                       "key_fingerprint": e.key_fingerprint, "scheme": e.scheme,
                       "ciphertext": e.ciphertext} for item, _ in items for e in item.envelopes]
-        if envelopes:
-            s.execute(insert(Envelope), envelopes)
+        insert_rows(conn, _TABLES["envelopes"], envelopes)
         rows = [{"signal_id": item.signal_id, "kind": k, "value": v}
                 for item, _ in items for k, v in sorted(item.keys)]
-        if rows:
-            s.execute(insert(SignalKey), rows)
-        for signal, (item, _) in zip(signals, items, strict=True):
+        insert_rows(conn, _TABLES["signal_keys"], rows)
+        for (item, _), (household, _) in zip(items, decided, strict=True):
             _audit.append(s, access, _audit.Event(
-                "signal.submit", "create", subject_ref=signal.household_id,
-                detail={"signal": signal.id, "keys": len(item.keys),
+                "signal.submit", "create", subject_ref=household,
+                detail={"signal": item.signal_id, "keys": len(item.keys),
                         "envelopes": len(item.envelopes),
                         **({"replaces": item.replaces} if replaced else {})}), now)
         if replaced is not None:
-            self._replace(s, access, changes, replaced, signals[0], now)
-            return signals
+            self._replace(s, access, changes, replaced, items[0][0].signal_id,
+                          decided[0][0], now)
+            return [items[0][0].signal_id]
         # Archived signals are found by exact keys only; all of them in one query.
         exact = sorted({sid for _, near in decided for sid in near.exact})
         archived = [sig for (sig,) in _linkage.among(
             s, select(Signal).order_by(Signal.id), exact, Signal.state == "archived",
             Signal.notice_used_at.is_(None),
             Signal.organisation_id != access.organisation_id)] if exact else []
-        for signal, (_, near) in zip(signals, decided, strict=True):
+        for (item, _), (household, near) in zip(items, decided, strict=True):
             mine = set(near.exact)
             if related := [a for a in archived if a.id in mine]:
-                self._archived_notice(s, signal, related, now)
-        return signals
+                self._archived_notice(s, item, access.organisation_id, household, related,
+                                      now)
+        return [item.signal_id for item, _ in items]
 
     @staticmethod
     def _replaced(s: Session, access: _audit.Access, item: _inputs.SignalInput,
@@ -630,51 +634,51 @@ class Hub(LogOperations):
         return old
 
     def _replace(self, s: Session, access: _audit.Access, changes: _matching.Changes,
-                 old: Signal, new: Signal, now: datetime) -> None:
+                 old: Signal, new_id: str, new_household: str, now: datetime) -> None:
         """The new signal takes the old one's place in every alert and task (a closed
         alert sees no new involvement), then the old one is deleted; the log keeps both."""
         s.execute(update(AlertSignal).where(AlertSignal.signal_id == old.id)
-                  .values(signal_id=new.id))
-        s.execute(update(Task).where(Task.signal_id == old.id).values(signal_id=new.id))
+                  .values(signal_id=new_id))
+        s.execute(update(Task).where(Task.signal_id == old.id).values(signal_id=new_id))
         household = old.household_id
         s.delete(old)
         s.flush()
         _audit.append(s, access, _audit.Event(
             "signal.withdraw", "delete", subject_ref=household, reason="replaced",
-            detail={"signal": old.id, "replaced_by": new.id}), now)
-        if household != new.household_id:
+            detail={"signal": old.id, "replaced_by": new_id}), now)
+        if household != new_household:
             _matching.split(s, household, now, access, changes, self._profile(s))
 
-    def _archived_notice(self, s: Session, signal: Signal, archived: list[Signal],
-                         now: datetime) -> None:
+    def _archived_notice(self, s: Session, item: _inputs.SignalInput, organisation_id: str,
+                         household_id: str, archived: list[Signal], now: datetime) -> None:
         """A new signal that matches only archived signals (``archived``: those of other
         organisations it shares an exact key with) gives its reporter a one-time notice
         of the archived signals' reporters, where a covenant allows notices for both
         categories. Each archived signal gives such a notice once."""
         others_active = s.scalar(select(Signal.id).where(
-            Signal.household_id == signal.household_id, _linkage.unindexed(
+            Signal.household_id == household_id, _linkage.unindexed(
                 _matching.active(now)),
-            Signal.organisation_id != signal.organisation_id).limit(1))
+            Signal.organisation_id != organisation_id).limit(1))
         if others_active is not None:
             return
         for cov in self._covenants(s):
             basis = consent.CovenantBasis(cov)
 
-            def noticed(sig: Signal, cov: consent.Covenant = cov,
-                        basis: consent.Policy = basis) -> bool:
+            def noticed(org: str, category: str, region: str,
+                        cov: consent.Covenant = cov, basis: consent.Policy = basis) -> bool:
                 """The covenant itself would disclose it, and lets its professional know."""
-                return cov.notices_for(sig.category) and basis.decide(consent.MatchFacts(
-                    organisations=frozenset({sig.organisation_id}),
-                    categories=frozenset({sig.category}), regions=frozenset({sig.region})),
-                    now).permitted
+                return cov.notices_for(category) and basis.decide(consent.MatchFacts(
+                    organisations=frozenset({org}), categories=frozenset({category}),
+                    regions=frozenset({region})), now).permitted
 
-            if not noticed(signal):
+            if not noticed(organisation_id, item.category, item.region):
                 continue
-            related = [a for a in archived if a.notice_used_at is None and noticed(a)]
+            related = [a for a in archived if a.notice_used_at is None
+                       and noticed(a.organisation_id, a.category, a.region)]
             if not related:
                 continue
-            task = Task(id=str(uuid.uuid4()), organisation_id=signal.organisation_id,
-                        signal_id=signal.id, kind="archived_match", covenant_id=cov.id,
+            task = Task(id=str(uuid.uuid4()), organisation_id=organisation_id,
+                        signal_id=item.signal_id, kind="archived_match", covenant_id=cov.id,
                         alert_id=None, related=[a.id for a in related], state="open",
                         created_at=now, updated_at=now, closed_at=None, closed_reason=None)
             s.add(task)
@@ -682,9 +686,9 @@ class Hub(LogOperations):
                 a.notice_used_at = now
             s.flush()
             _audit.append(s, _audit.Access.system(), _audit.Event(
-                "task.archived_match", "create", owner=signal.organisation_id,
-                subject_ref=signal.household_id, basis=cov.ref,
-                detail={"task": task.id, "signal": signal.id, "covenant": cov.id,
+                "task.archived_match", "create", owner=organisation_id,
+                subject_ref=household_id, basis=cov.ref,
+                detail={"task": task.id, "signal": item.signal_id, "covenant": cov.id,
                         "others": len(related)}), now)
 
     def _recipient_map(self, s: Session, org: str, now: datetime) -> dict[str, Recipient]:

@@ -29,16 +29,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, delete, func, insert, select, text, update
+from sqlalchemy import ColumnElement, Select, and_, delete, func, select, text, update
 from sqlalchemy.orm import Session, selectinload
 
 import consent
-from exchange.db import pairs_in
+from exchange.db import insert_rows, pairs_in
 from hub import _audit, _linkage
 from hub._models import (
     Alert,
-    AlertFeed,
     AlertSignal,
+    Base,
     Consent,
     ConsentKey,
     Household,
@@ -123,9 +123,10 @@ def write_feed(session: Session, changes: Changes) -> None:
         return
     if _postgres(session):
         session.execute(select(func.pg_advisory_xact_lock(_FEED_LOCK)))
-    session.add_all([AlertFeed(coordinator_id=coordinator, alert_id=alert, change=change,
-                               at=at) for coordinator, alert, change, at in changes.feed])
-    session.flush()
+    session.flush()  # the alerts they are about
+    insert_rows(session.connection(), Base.metadata.tables["alert_feed"], [
+        {"coordinator_id": coordinator, "alert_id": alert, "change": change, "at": at}
+        for coordinator, alert, change, at in changes.feed])
     if _postgres(session):
         session.execute(select(func.pg_notify(FEED_CHANNEL, "")))
 
@@ -190,8 +191,7 @@ def households_for(
         for other in others:
             _merge(session, other, survivor, now, access, changes)
         chosen[root] = survivor.id
-    if new:
-        session.execute(insert(Household), new)
+    insert_rows(session.connection(), Base.metadata.tables["households"], new)
     changes.households.update(chosen.values())
     return [(chosen[find(part_of[i])], n) for i, n in enumerate(near)]
 
@@ -426,12 +426,15 @@ def _prefetch(session: Session, household_ids: list[str], now: datetime) -> _Pre
         elif task.kind == "match_notice":
             pre.dismissed.add((task.signal_id, task.covenant_id, task.alert_id))
     household_of = {s.id: s.household_id for sigs in pre.signals.values() for s in sigs}
-    for key in _chunked(session, select(SignalKey).where(
-            SignalKey.kind.in_((_linkage.PERSON, _linkage.MEMBER))),
-            SignalKey.signal_id, signal_ids):
-        # consent is recorded for person keys: a household's own person keys, and the
-        # members its signals name (a parent's consent covers the child's signal)
-        pre.persons[household_of[key.signal_id]].add((_linkage.PERSON, key.value))
+    for i in range(0, len(signal_ids), _linkage.CHUNK):
+        for signal_id, value in session.execute(select(SignalKey.signal_id, SignalKey.value)
+                                                .where(SignalKey.kind.in_((_linkage.PERSON,
+                                                                           _linkage.MEMBER)),
+                                                       SignalKey.signal_id.in_(
+                                                           signal_ids[i:i + _linkage.CHUNK]))):
+            # consent is recorded for person keys: a household's own person keys, and the
+            # members its signals name (a parent's consent covers the child's signal)
+            pre.persons[household_of[signal_id]].add((_linkage.PERSON, value))
     wanted = sorted(set().union(*pre.persons.values())) if pre.persons else []
     by_consent: dict[str, set[Key]] = defaultdict(set)
     for i in range(0, len(wanted), _linkage.CHUNK):

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
 import pytest
-from sqlalchemy import text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import Integer, func, select, text
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from exchange import db
 
@@ -43,4 +46,50 @@ def test_a_connection_in_steady_use_is_not_pinged(
     with pytest.raises(OperationalError):  # no round trip spent checking it
         _backend(engine)
     assert _backend(engine) != first  # the pool replaced it after the failure
+    engine.dispose()
+
+
+def _table() -> Any:
+    from sqlalchemy import (
+        BigInteger,
+        Boolean,
+        Column,
+        LargeBinary,
+        MetaData,
+        String,
+        Table,
+        UniqueConstraint,
+    )
+
+    return Table("copied", MetaData(),
+                 Column("id", BigInteger().with_variant(Integer(), "sqlite"),
+                        primary_key=True, autoincrement=True),
+                 Column("name", String(20)), Column("at", db.UTCDateTime()),
+                 Column("flag", Boolean), Column("blob", LargeBinary),
+                 Column("note", String(20), nullable=True),
+                 Column("comma", String(40)),
+                 UniqueConstraint("name", name="uq_copied_name"))
+
+
+def test_insert_rows_stores_what_executemany_would(database_url: str) -> None:
+    """COPY on PostgreSQL, executemany elsewhere: the rows read back are the rows given
+    (times, booleans, bytes, NULLs, text COPY would have to escape), ids from the
+    sequence; a constraint it breaks is the IntegrityError SQLAlchemy raises."""
+    table = _table()
+    engine = db.make_engine(database_url)
+    table.metadata.create_all(engine)
+    at = datetime(2026, 12, 6, 3, 0, 1, 250, tzinfo=UTC)
+    rows = [{"name": f"n{i}", "at": at + timedelta(seconds=i), "flag": i % 2 == 0,
+             "blob": bytes([i, 0, 92, 10, 9]), "note": None if i % 2 else "x\\y",
+             "comma": 'a,b\t"c"\nd'} for i in range(5)]
+    with engine.begin() as conn:
+        db.insert_rows(conn, table, rows)
+    with engine.connect() as conn:
+        back = [dict(r._mapping) for r in conn.execute(select(table).order_by(table.c.id))]
+    assert [r.pop("id") for r in back] == [1, 2, 3, 4, 5]
+    assert back == rows
+    with pytest.raises(IntegrityError), engine.begin() as conn:
+        db.insert_rows(conn, table, [{**rows[0], "name": "new"}, rows[1]])
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(table)).scalar_one() == 5
     engine.dispose()

@@ -118,6 +118,6 @@ def test_a_chunk_that_fails_in_the_database_is_stored_one_by_one(hub: Hub) -> No
     with session_factory(hub.engine)() as s:
         assert s.get(Signal, bad.signal_id) is None
         homes = {sid: s.get_one(Signal, sid).household_id
-                 for sid in (first[0][0].id, good.signal_id, other.signal_id)}
+                 for sid in (first[0][0], good.signal_id, other.signal_id)}
         assert len(s.scalars(select(Alert)).all()) == 1  # p1 is a match of two partners
-    assert homes[good.signal_id] == homes[first[0][0].id] != homes[other.signal_id]
+    assert homes[good.signal_id] == homes[first[0][0]] != homes[other.signal_id]
