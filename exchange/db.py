@@ -25,12 +25,15 @@ from sqlalchemy import (
     Engine,
     Table,
     and_,
+    any_,
     create_engine,
     event,
     false,
+    literal,
     or_,
     text,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
@@ -279,18 +282,32 @@ def insert_rows(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> N
         raise DBAPIError.instance(statement, None, exc, psycopg.Error) from exc
 
 
-def pairs_in(first: Any, second: Any, pairs: Iterable[tuple[Any, Any]]) -> Any:
+def one_of(bind: Session | Connection, column: Any, values: Iterable[Any]) -> Any:
+    """``column IN values``; on PostgreSQL ``column = ANY(:array)``, one parameter: the
+    statement's text is the same for any number of values, so neither SQLAlchemy nor
+    psycopg renders and parses a statement with hundreds of placeholders each time."""
+    values = list(values)
+    dialect = bind.get_bind().dialect if isinstance(bind, Session) else bind.dialect
+    if dialect.name != "postgresql":
+        return column.in_(values)
+    return column == any_(literal(values, ARRAY(column.type)))
+
+
+def pairs_in(first: Any, second: Any, pairs: Iterable[tuple[Any, Any]],
+             bind: Session | Connection | None = None) -> Any:
     """``(first, second) IN pairs`` written so that SQLite uses the index on them.
 
     SQLite scans the whole table for a row-value IN; one ``first = a AND second IN (...)``
-    per distinct first value is an index search on SQLite and PostgreSQL alike.
+    per distinct first value is an index search on SQLite and PostgreSQL alike. With
+    ``bind``, each IN is :func:`one_of`.
     """
     grouped: dict[Any, list[Any]] = {}
     for a, b in pairs:
         grouped.setdefault(a, []).append(b)
     if not grouped:
         return false()
-    return or_(*(and_(first == a, second.in_(bs)) for a, bs in grouped.items()))
+    return or_(*(and_(first == a, second.in_(bs) if bind is None else one_of(bind, second, bs))
+                 for a, bs in grouped.items()))
 
 
 def _alembic_config(script_location: Path, engine: Engine) -> Config:

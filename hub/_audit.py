@@ -32,7 +32,7 @@ from sqlalchemy import String, bindparam, delete, event, func, select, update
 from sqlalchemy.orm import Session, SessionTransaction
 
 from exchange import auditlog, checkpoint, merkle
-from exchange.db import insert_rows, pairs_in
+from exchange.db import insert_rows, one_of, pairs_in
 from exchange.errors import VerificationError
 from hub._models import (
     AuditCheckpoint,
@@ -316,7 +316,8 @@ def integrate(session: Session) -> int:
         insert_rows(conn, _NODES, nodes)
         ids = [qid for qid, _ in queued]
         for start in range(0, len(ids), 500):
-            conn.execute(delete(AuditQueued).where(AuditQueued.id.in_(ids[start:start + 500])))
+            conn.execute(delete(AuditQueued).where(
+                one_of(conn, AuditQueued.id, ids[start:start + 500])))
         moved += len(queued)
         if len(queued) < INTEGRATE_BATCH:
             break

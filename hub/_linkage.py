@@ -28,7 +28,7 @@ from sqlalchemy.sql.functions import FunctionElement
 
 from exchange import linkage
 from exchange.crypto import KeyKind
-from exchange.db import pairs_in
+from exchange.db import one_of, pairs_in
 from hub._models import ExcludedKey, Signal, SignalKey
 
 Key = tuple[int, bytes]
@@ -86,17 +86,18 @@ def among(session: Session, stmt: Select[*_Ts], ids: list[str],
     meet ``conditions``, found by id."""
     rows: list[Row[*_Ts]] = []
     for i in range(0, len(ids), CHUNK):
-        rows.extend(session.execute(by_id(stmt, ids[i:i + CHUNK], *conditions)).all())
+        rows.extend(session.execute(by_id(session, stmt, ids[i:i + CHUNK],
+                                          *conditions)).all())
     return rows
 
 
-def by_id(stmt: Select[*_Ts], ids: list[str], *conditions: ColumnElement[bool]
-          ) -> Select[*_Ts]:
+def by_id(session: Session, stmt: Select[*_Ts], ids: list[str],
+          *conditions: ColumnElement[bool]) -> Select[*_Ts]:
     """``stmt`` for the signals with these ids that meet ``conditions``, which no index
     may serve: the rows are found by primary key."""
     if conditions:
         stmt = stmt.where(unindexed(*conditions))
-    return stmt.where(Signal.id.in_(ids))
+    return stmt.where(one_of(session, Signal.id, ids))
 
 
 def unindexed(*conditions: ColumnElement[bool]) -> ColumnElement[bool]:
@@ -111,7 +112,7 @@ def excluded(session: Session, keys: Iterable[Key]) -> set[Key]:
     if not addresses:
         return set()
     return {(ADDRESS, v) for v in session.scalars(select(ExcludedKey.value).where(
-        ExcludedKey.kind == ADDRESS, ExcludedKey.value.in_(addresses)))}
+        ExcludedKey.kind == ADDRESS, one_of(session, ExcludedKey.value, addresses)))}
 
 
 def exact_lookups(keys: Iterable[Key], skip: set[Key]) -> list[Key]:
@@ -162,7 +163,8 @@ def neighbours(session: Session, signals: Sequence[tuple[frozenset[Key], str | N
     for i in range(0, len(lookups), CHUNK):
         for sid, kind, value in session.execute(select(
                 SignalKey.signal_id, SignalKey.kind, SignalKey.value).where(
-                pairs_in(SignalKey.kind, SignalKey.value, lookups[i:i + CHUNK]))):
+                pairs_in(SignalKey.kind, SignalKey.value, lookups[i:i + CHUNK],
+                         session))):
             holders[(kind, value)].add(sid)
     exact = [sorted({sid for k in exact_lookups(keys, skip) for sid in holders[k]})
              for keys in mine]
@@ -173,7 +175,8 @@ def neighbours(session: Session, signals: Sequence[tuple[frozenset[Key], str | N
     sharing: dict[bytes, set[str]] = defaultdict(set)
     for i in range(0, len(blocks), CHUNK):
         for sid, value in session.execute(select(SignalKey.signal_id, SignalKey.value).where(
-                SignalKey.kind == BLOCK, SignalKey.value.in_(blocks[i:i + CHUNK]))):
+                SignalKey.kind == BLOCK, one_of(session, SignalKey.value,
+                                                blocks[i:i + CHUNK]))):
             sharing[value].add(sid)
     candidates = {i: {sid for kind, value in mine[i] if kind == BLOCK
                       for sid in sharing[value]} - set(exact[i]) for i, _, _ in wanted}
@@ -203,7 +206,7 @@ def _keys_of(session: Session, signal_ids: list[str],
     for i in range(0, len(signal_ids), CHUNK):
         for sid, kind, value in session.execute(select(
                 SignalKey.signal_id, SignalKey.kind, SignalKey.value).where(
-                SignalKey.signal_id.in_(signal_ids[i:i + CHUNK]),
+                one_of(session, SignalKey.signal_id, signal_ids[i:i + CHUNK]),
                 SignalKey.kind.in_(sorted(_DECIDED_BY)))):
             if (kind, value) not in skip:
                 by_signal[sid].append((kind, value))

@@ -33,7 +33,7 @@ from sqlalchemy import ColumnElement, Select, and_, delete, func, select, text, 
 from sqlalchemy.orm import Session, selectinload
 
 import consent
-from exchange.db import insert_rows, pairs_in
+from exchange.db import insert_rows, one_of, pairs_in
 from hub import _audit, _linkage
 from hub._models import (
     Alert,
@@ -113,7 +113,7 @@ def lock_households(session: Session, ids: Iterable[str]) -> None:
     """Row-lock households (in id order) before deciding them."""
     wanted = sorted(set(ids))
     if wanted and _postgres(session):
-        session.execute(select(Household.id).where(Household.id.in_(wanted))
+        session.execute(select(Household.id).where(one_of(session, Household.id, wanted))
                         .order_by(Household.id).with_for_update())
 
 
@@ -394,7 +394,8 @@ def _chunked(session: Session, stmt: Select[Any], column: Any, ids: list[str]) -
     """The entities of ``stmt`` whose ``column`` is one of ``ids``, a chunk per query."""
     out: list[Any] = []
     for i in range(0, len(ids), _linkage.CHUNK):
-        out.extend(session.scalars(stmt.where(column.in_(ids[i:i + _linkage.CHUNK]))))
+        out.extend(session.scalars(stmt.where(one_of(session, column,
+                                                     ids[i:i + _linkage.CHUNK]))))
     return out
 
 
@@ -415,7 +416,7 @@ def _prefetch(session: Session, household_ids: list[str], now: datetime) -> _Pre
     for i in range(0, len(open_ids), _linkage.CHUNK):
         for alert_id, signal_id, basis in session.execute(select(
                 AlertSignal.alert_id, AlertSignal.signal_id, AlertSignal.basis).where(
-                AlertSignal.alert_id.in_(open_ids[i:i + _linkage.CHUNK]))):
+                one_of(session, AlertSignal.alert_id, open_ids[i:i + _linkage.CHUNK]))):
             pre.links[alert_id][signal_id] = basis
     signal_ids = [s.id for sigs in pre.signals.values() for s in sigs]
     for task in _chunked(session, select(Task).where(
@@ -430,8 +431,8 @@ def _prefetch(session: Session, household_ids: list[str], now: datetime) -> _Pre
         for signal_id, value in session.execute(select(SignalKey.signal_id, SignalKey.value)
                                                 .where(SignalKey.kind.in_((_linkage.PERSON,
                                                                            _linkage.MEMBER)),
-                                                       SignalKey.signal_id.in_(
-                                                           signal_ids[i:i + _linkage.CHUNK]))):
+                                                       one_of(session, SignalKey.signal_id,
+                                                              signal_ids[i:i + _linkage.CHUNK]))):
             # consent is recorded for person keys: a household's own person keys, and the
             # members its signals name (a parent's consent covers the child's signal)
             pre.persons[household_of[signal_id]].add((_linkage.PERSON, value))

@@ -340,7 +340,27 @@ def test_signals_looked_up_by_id_use_the_primary_key_on_sqlite(tmp_path: Path) -
     ids = ["a", "b", "c"]
     bare = select(Signal.id).where(Signal.state == "active", Signal.id.in_(ids))
     assert "ix_signals_state" in plan(bare)  # what the wrapper is there to prevent
-    wrapped = _linkage.by_id(select(Signal.id), ids, Signal.state == "active",
-                             Signal.profile == "nl-household@v1")
+    with session_factory(engine)() as session:
+        wrapped = _linkage.by_id(session, select(Signal.id), ids, Signal.state == "active",
+                                 Signal.profile == "nl-household@v1")
     assert "USING INDEX sqlite_autoindex_signals_1 (id=?)" in plan(wrapped)
+    engine.dispose()
+
+
+@pytest.mark.postgres
+def test_lookups_by_many_ids_are_one_statement_text_on_postgresql(postgres_url: str) -> None:
+    """On PostgreSQL a lookup by ids binds one array, so the statement's text is the same
+    for 3 ids or 900 (neither SQLAlchemy nor psycopg re-renders it); every other test on
+    PostgreSQL shows that it finds what it should."""
+    engine = make_engine(postgres_url)
+    migrate(engine, MIGRATIONS)
+    texts = set()
+    with session_factory(engine)() as session:
+        for n in (3, 900):
+            stmt = _linkage.by_id(session, select(Signal.id), [f"id-{i}" for i in range(n)],
+                                  Signal.state == "active")
+            texts.add(str(stmt.compile(dialect=engine.dialect)))
+            assert session.execute(stmt).all() == []
+    assert len(texts) == 1, texts
+    assert "ANY" in texts.pop()
     engine.dispose()
