@@ -388,6 +388,8 @@ class _Prefetched:
     persons: dict[str, set[Key]] = field(default_factory=lambda: defaultdict(set))
     # consents with a key among the households' persons: (consent, its person keys)
     consents: list[tuple[Consent, set[Key]]] = field(default_factory=list)
+    # matches decided for the first time, as rows to insert
+    new_matches: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _chunked(session: Session, stmt: Select[Any], column: Any, ids: list[str]) -> list[Any]:
@@ -442,7 +444,7 @@ def _prefetch(session: Session, household_ids: list[str], now: datetime) -> _Pre
         for consent_id, kind, value in session.execute(
                 select(ConsentKey.consent_id, ConsentKey.kind, ConsentKey.value).where(
                     pairs_in(ConsentKey.kind, ConsentKey.value,
-                             wanted[i:i + _linkage.CHUNK]))):
+                             wanted[i:i + _linkage.CHUNK], session))):
             by_consent[consent_id].add((kind, value))
     for c in _chunked(session, select(Consent), Consent.id, sorted(by_consent)):
         pre.consents.append((c, by_consent[c.id]))
@@ -491,6 +493,7 @@ def evaluate(
     for household_id in ids:
         _evaluate_one(session, household_id, covenants, now, system, changes, pre)
     session.flush()  # one flush: the rows of all households, an insert per table
+    insert_rows(session.connection(), Base.metadata.tables["matches"], pre.new_matches)
 
 
 def _evaluate_one(
@@ -528,12 +531,12 @@ def _evaluate_one(
         coordinator = _coordinator(cov, [s for s in party if s.id in permitted]) \
             if permitted else ""
         status, reason, basis = _outcome(permitted if coordinator else {}, denied)
-        if match is None:
-            match = Match(household_id=household_id, covenant_id=cov.id, status="",
-                          reason="", basis=None, withheld=0, decided_at=now)
-            session.add(match)
-            matches[cov.id] = match
-        if (match.status, match.reason, match.basis, match.withheld) != (
+        if match is None:  # nothing refers to a match: its row is written at the end
+            pre.new_matches.append({
+                "household_id": household_id, "covenant_id": cov.id, "status": status,
+                "reason": reason, "basis": basis, "withheld": len(denied), "decided_at": now})
+            _log_withheld(session, system, household_id, cov, party, denied, now)
+        elif (match.status, match.reason, match.basis, match.withheld) != (
                 status, reason, basis, len(denied)):
             match.status, match.reason, match.basis, match.withheld, match.decided_at = (
                 status, reason, basis, len(denied), now)
