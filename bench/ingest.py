@@ -209,7 +209,10 @@ def raw(url: str, rows: dict[str, list[dict[str, object]]], transactions: int,
     equal share of the access log (events, tree nodes, checkpoints), by ``writers``
     threads with executemany (or, with ``copy``, PostgreSQL's COPY, as the hub writes its
     signals, keys, envelopes, households, feed and log). Returns the wall time."""
-    engine = make_engine(url, pool_size=writers + 2)
+    # PostgreSQL's default plan caching (the hub plans each lookup with its values; for
+    # prepared inserts that would only cost)
+    engine = make_engine(url, pool_size=writers + 2,
+                         connect_args={"options": "-c plan_cache_mode=auto"})
     migrate(engine, MIGRATIONS)
     with engine.begin() as conn:
         for name in REGISTRY:

@@ -159,8 +159,9 @@ def make_engine(url: str, *, must_exist: bool = False, **kwargs: Any) -> Engine:
         # that plan is made once, while the tables are small, and stays a sequential scan
         # as they grow: planning each execution with its values halved ingest time.
         connect_args = dict(kwargs.pop("connect_args", {}))
+        # (The caller's options come after, and win.)
         connect_args["options"] = " ".join(
-            filter(None, (connect_args.get("options"), "-c plan_cache_mode=force_custom_plan")))
+            filter(None, ("-c plan_cache_mode=force_custom_plan", connect_args.get("options"))))
         engine = create_engine(parsed, hide_parameters=True, connect_args=connect_args,
                                **kwargs)
         _ping_when_idle(engine)

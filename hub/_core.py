@@ -1195,7 +1195,7 @@ class Hub(LogOperations):
             household, closed_reason = alert.household_id, alert.closed_reason or "closed"
             if not closed and alert.state != state:
                 if state == "closed":
-                    _matching.close_alert(s, alert, reason, now, changes)
+                    _matching.close_alert(alert, reason, now, changes)
                     alert.closed_by = access.user_id
                     for task in s.scalars(select(Task).where(Task.alert_id == alert.id,
                                                              Task.state == "open")):

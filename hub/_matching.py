@@ -217,7 +217,7 @@ def _merge(
             alert.household_id = survivor.id
             session.flush()
         else:
-            close_alert(session, alert, "merged", now, changes)
+            close_alert(alert, "merged", now, changes)
     _audit.append(session, _audit.Access.system(access), _audit.Event(
         "household.merge", "update", subject_ref=survivor.id,
         detail={"merged": other.id, "into": survivor.id},
@@ -278,13 +278,11 @@ def add_feed(alert: Alert, change: str, now: datetime, changes: Changes,
     changes.feed.append((coordinator_id or alert.coordinator_id, alert.id, change, now))
 
 
-def close_alert(session: Session, alert: Alert, reason: str, now: datetime,
-                changes: Changes) -> None:
+def close_alert(alert: Alert, reason: str, now: datetime, changes: Changes) -> None:
     alert.state = "closed"
     alert.closed_at = now
     alert.closed_reason = reason
     alert.updated_at = now
-    session.flush()
     add_feed(alert, "closed", now, changes)
 
 
@@ -388,8 +386,12 @@ class _Prefetched:
     persons: dict[str, set[Key]] = field(default_factory=lambda: defaultdict(set))
     # consents with a key among the households' persons: (consent, its person keys)
     consents: list[tuple[Consent, set[Key]]] = field(default_factory=list)
-    # matches decided for the first time, as rows to insert
+    # Rows written once every household is decided: matches decided for the first
+    # time (nothing refers to them), new alerts and their signals. Until then nothing
+    # is flushed (a task of a new alert needs the alert's row first).
     new_matches: list[dict[str, Any]] = field(default_factory=list)
+    new_alerts: list[Alert] = field(default_factory=list)
+    new_links: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _chunked(session: Session, stmt: Select[Any], column: Any, ids: list[str]) -> list[Any]:
@@ -490,10 +492,16 @@ def evaluate(
     system = _audit.Access.system(access)
     lock_households(session, ids)
     pre = _prefetch(session, ids, now)
-    for household_id in ids:
-        _evaluate_one(session, household_id, covenants, now, system, changes, pre)
-    session.flush()  # one flush: the rows of all households, an insert per table
-    insert_rows(session.connection(), Base.metadata.tables["matches"], pre.new_matches)
+    with session.no_autoflush:
+        for household_id in ids:
+            _evaluate_one(session, household_id, covenants, now, system, changes, pre)
+    tables = Base.metadata.tables
+    insert_rows(session.connection(), tables["alerts"], [
+        {c.name: getattr(alert, c.key) for c in tables["alerts"].columns}
+        for alert in pre.new_alerts])
+    session.flush()  # changed matches, alerts and tasks, and new tasks
+    insert_rows(session.connection(), tables["alert_signals"], pre.new_links)
+    insert_rows(session.connection(), tables["matches"], pre.new_matches)
 
 
 def _evaluate_one(
@@ -640,7 +648,6 @@ def _sync_tasks(
 def close_task(session: Session, task: Task, reason: str, now: datetime,
                system: _audit.Access, household_id: str) -> None:
     task.state, task.closed_at, task.closed_reason, task.updated_at = "done", now, reason, now
-    session.flush()
     _audit.append(session, system, _audit.Event(
         f"task.{task.kind}", "update", owner=task.organisation_id, subject_ref=household_id,
         reason=reason, detail={"task": task.id, "signal": task.signal_id,
@@ -677,7 +684,7 @@ def _sync_alert(
                   if a.coordinator_id == coordinator_id), None)
     if shown is None:
         if alert is not None:
-            close_alert(session, alert, close_reason, now, changes)
+            close_alert(alert, close_reason, now, changes)
             _audit.append(session, system, _audit.Event(
                 "alert.close", "update", owner="", subject_ref=household_id,
                 reason=close_reason, detail={"alert": alert.id, "recipient": coordinator_id},
@@ -694,7 +701,7 @@ def _sync_alert(
                       contact_made_at=None, contact_made_by=None, closed_at=None,
                       closed_by=None, closed_reason=None, reminded_at=None, escalated_at=None,
                       escalated_to=None)
-        session.add(alert)
+        pre.new_alerts.append(alert)  # not in the session: written as a row
         change = "created"
     else:
         links = pre.links[alert.id]
@@ -705,7 +712,7 @@ def _sync_alert(
     added: dict[str, list[str]] = defaultdict(list)
     for sid, (org, basis, _) in sorted(shown.signals.items()):
         if sid not in links:
-            session.add(AlertSignal(alert_id=alert.id, signal_id=sid, basis=basis))
+            pre.new_links.append({"alert_id": alert.id, "signal_id": sid, "basis": basis})
             added[org].append(sid)
         elif links[sid] != basis:
             session.execute(update(AlertSignal).where(

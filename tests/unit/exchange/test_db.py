@@ -98,9 +98,13 @@ def test_insert_rows_stores_what_executemany_would(database_url: str) -> None:
 @pytest.mark.postgres
 def test_postgresql_plans_each_execution_with_its_values(postgres_url: str) -> None:
     """A prepared lookup by an array must not keep a generic plan made while the tables
-    were small; options given by the caller are kept."""
+    were small; options given by the caller are kept, and win."""
     engine = db.make_engine(postgres_url, connect_args={"options": "-c work_mem=8MB"})
     with engine.connect() as conn:
         assert conn.execute(text("SHOW plan_cache_mode")).scalar_one() == "force_custom_plan"
         assert conn.execute(text("SHOW work_mem")).scalar_one() == "8MB"
+    engine.dispose()
+    engine = db.make_engine(postgres_url, connect_args={"options": "-c plan_cache_mode=auto"})
+    with engine.connect() as conn:
+        assert conn.execute(text("SHOW plan_cache_mode")).scalar_one() == "auto"
     engine.dispose()
