@@ -14,7 +14,14 @@ from exchange.db import session_factory
 from exchange.errors import SamenloopError
 from hub._core import Hub
 from hub._models import Alert, AlertSignal, Match, Signal, Task
-from tests.support import access, consent_input, row_counts, setup_registry, signal
+from tests.support import (
+    COVENANT,
+    access,
+    consent_input,
+    row_counts,
+    setup_registry,
+    signal,
+)
 
 # Each family: the organisations that signal about its one person, with their category.
 # org-d is no party to the covenant; mental health needs the household's consent.
@@ -94,6 +101,21 @@ def test_households_decided_together_end_as_one_at_a_time(hub: Hub) -> None:
     assert disclosed == [True, False, True, False, True, False, False]
     assert [len(f["alerts"]) for f in together] == [1, 0, 1, 0, 1, 0, 0]
     assert ("org-b", "consent_needed", "open", "test-covenant", 0) in together[1]["tasks"]
+
+
+def test_new_alerts_with_match_notices_decided_together_end_as_one_at_a_time(
+        hub: Hub) -> None:
+    """With match notices, a chunk opens alerts and tasks that refer to them for many
+    households at once (their rows are written after every household is decided)."""
+    setup_registry(hub, covenant=COVENANT.replace(
+        "purposes = ", 'match_notices = ["youth_care", "housing", "debt"]\npurposes = '))
+    _submit(hub, "together", together=True)
+    _submit(hub, "alone", together=False)
+    together, alone = _outcome(hub, "together"), _outcome(hub, "alone")
+    assert together == alone
+    notices = [t for family in together for t in family["tasks"] if t[1] == "match_notice"]
+    assert len(notices) == 5  # families 0 and 2: two and three parties told of each other
+    assert all(t[2] == "open" for t in notices)
 
 
 def test_a_chunk_that_fails_in_the_database_is_stored_one_by_one(hub: Hub) -> None:
