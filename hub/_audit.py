@@ -160,6 +160,11 @@ _UPDATE_HEAD = update(AuditHead).where(AuditHead.id == 1).values(
 # Column lengths of the event's text fields, checked as an event is appended.
 _LIMITS: dict[str, int] = {c.name: c.type.length for c in AuditEvent.__table__.columns
                            if isinstance(c.type, String) and c.type.length is not None}
+# Encoders made once (json.dumps with options makes one per call): an event's detail,
+# and the queued payload.
+_DETAIL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode
+_PAYLOAD_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"),
+                                 ensure_ascii=False).encode
 # Queued events moved into the tree per statement batch (and per lock, see integrate).
 INTEGRATE_BATCH = 2000
 
@@ -256,7 +261,7 @@ def append(session: Session, access: Access, event: Event, at: datetime) -> None
         "source_system": SOURCE_SYSTEM,
         "network_address": access.network_address[:128],
         "request_id": access.request_id,
-        "detail": json.dumps(dict(event.detail), sort_keys=True, separators=(",", ":")),
+        "detail": _DETAIL_JSON(dict(event.detail)),
     }
     for name, value in row.items():
         limit = _LIMITS.get(name)
@@ -264,7 +269,7 @@ def append(session: Session, access: Access, event: Event, at: datetime) -> None
             # Refuse here, with the request, not later in integrate, where one bad row
             # would hold up the whole log.
             raise ValueError(f"audit field {name} is longer than {limit}")
-    payload = json.dumps(row, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    payload = _PAYLOAD_JSON(row)
     session.info.setdefault(_PENDING, []).append({"payload": payload})
 
 
