@@ -494,6 +494,8 @@ class Hub(LogOperations):
                     for (index, _, _), signal_id in zip(together, stored, strict=True):
                         results[index] = (signal_id, False)
                 except DBAPIError as exc:  # a constraint the checks missed: one by one
+                    if conflict(exc):
+                        raise  # another replica's transaction: the chunk is retried
                     _log.warning("storing a chunk together failed; storing one by one",
                                  error=type(exc.orig).__name__)
             for index, item in enumerate(items):
@@ -506,6 +508,8 @@ class Hub(LogOperations):
                 except SamenloopError as exc:
                     refuse(index, exc)
                 except DBAPIError as exc:  # a constraint the checks missed: this item only
+                    if conflict(exc):
+                        raise
                     _log.error("signal refused by the database", index=index,
                                error=type(exc.orig).__name__)
                     refuse(index, SamenloopError(f"item {index} could not be stored"))
@@ -1433,16 +1437,12 @@ class Hub(LogOperations):
 
 @contextmanager
 def _undoable(s: Session, changes: _matching.Changes) -> Iterator[None]:
-    """A savepoint that, rolled back, also forgets what it added to ``changes``. A
-    conflict with another replica's transaction is not caught here: the whole
-    transaction is retried."""
+    """A savepoint that, rolled back, also forgets what it added to ``changes``."""
     touched, feed = set(changes.households), len(changes.feed)
     try:
         with s.begin_nested():
             yield
-    except (SamenloopError, DBAPIError) as exc:
-        if isinstance(exc, DBAPIError) and conflict(exc):
-            raise
+    except (SamenloopError, DBAPIError):
         changes.households = touched
         del changes.feed[feed:]
         raise

@@ -8,7 +8,9 @@ import dataclasses
 import uuid
 from typing import Any
 
+import pytest
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 
 from exchange.db import session_factory
 from exchange.errors import SamenloopError
@@ -143,3 +145,26 @@ def test_a_chunk_that_fails_in_the_database_is_stored_one_by_one(hub: Hub) -> No
                  for sid in (first[0][0], good.signal_id, other.signal_id)}
         assert len(s.scalars(select(Alert)).all()) == 1  # p1 is a match of two partners
     assert homes[good.signal_id] == homes[first[0][0]] != homes[other.signal_id]
+
+
+def test_a_conflict_while_storing_a_chunk_retries_the_whole_transaction(
+        hub: Hub, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A deadlock or serialization failure (another replica's transaction) is not a
+    refusal to store one by one: the chunk's transaction runs again."""
+    setup_registry(hub)
+    items: list[Any] = [signal(hub, "org-a", person=f"p{i}") for i in range(3)]
+    real, calls = Hub._store_new, []
+
+    class Deadlock(Exception):
+        sqlstate = "40P01"
+
+    def store_new(self: Hub, *args: Any, **kwargs: Any) -> Any:
+        calls.append(len(args[4]))
+        if len(calls) == 1:
+            raise OperationalError("SELECT", None, Deadlock())
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Hub, "_store_new", store_new)
+    results = hub.submit_many(access("org-a"), items)
+    assert results == [(i.signal_id, False) for i in items]
+    assert calls == [3, 3]  # the chunk again, together; never one by one
