@@ -27,7 +27,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import ColumnElement, Select, and_, delete, func, select, text, update
 from sqlalchemy.orm import Session, selectinload
@@ -318,7 +318,7 @@ class _Shown:
 COORDINATOR_CLOSINGS = ("resolved", "no_action_needed")
 
 
-def _consent_needed(party: list[Signal], permitted: dict[str, consent.Decision],
+def _consent_needed(party: list[_Party], permitted: dict[str, consent.Decision],
                     denied: dict[str, consent.Decision]) -> set[str]:
     """The signals whose partner is asked to seek consent: those consent would release,
     and only when it would make a match, i.e. another organisation's signal has a basis
@@ -339,7 +339,7 @@ def _consent_would_help(decision: consent.Decision) -> bool:
             and consent.Reason.CONSENT_REVOKED not in decision.details)
 
 
-def _coordinator(cov: consent.Covenant, permitted: list[Signal]) -> str:
+def _coordinator(cov: consent.Covenant, permitted: list[_Party]) -> str:
     """The coordinator of a disclosed match, from its permitted signals."""
     latest = max(permitted, key=lambda s: (s.observed_at, s.received_at, s.id))
     first = min(permitted, key=lambda s: (s.received_at, s.id))
@@ -347,7 +347,7 @@ def _coordinator(cov: consent.Covenant, permitted: list[Signal]) -> str:
 
 
 def _decide(
-    covenant: consent.Covenant, grants: list[consent.ConsentGrant], party: list[Signal],
+    covenant: consent.Covenant, grants: list[consent.ConsentGrant], party: list[_Party],
     now: datetime,
 ) -> tuple[dict[str, consent.Decision], dict[str, consent.Decision]]:
     """Decide each party signal: may its organisation's involvement be shown?"""
@@ -370,11 +370,23 @@ def _decide(
     return permitted, denied
 
 
+class _Party(NamedTuple):
+    """What deciding a household reads of an active signal (a row, not an ORM object)."""
+
+    id: str
+    household_id: str
+    organisation_id: str
+    category: str
+    region: str
+    observed_at: datetime
+    received_at: datetime
+
+
 @dataclass
 class _Prefetched:
     """What deciding a set of households reads, fetched for all of them at once."""
 
-    signals: dict[str, list[Signal]] = field(default_factory=lambda: defaultdict(list))
+    signals: dict[str, list[_Party]] = field(default_factory=lambda: defaultdict(list))
     matches: dict[str, dict[str, Match]] = field(default_factory=lambda: defaultdict(dict))
     open_alerts: dict[str, list[Alert]] = field(default_factory=lambda: defaultdict(list))
     closed_alerts: dict[str, list[Alert]] = field(default_factory=lambda: defaultdict(list))
@@ -405,10 +417,13 @@ def _chunked(session: Session, stmt: Select[Any], column: Any, ids: list[str]) -
 
 def _prefetch(session: Session, household_ids: list[str], now: datetime) -> _Prefetched:
     pre = _Prefetched()
-    for sig in _chunked(session, select(Signal).where(_linkage.unindexed(active(now)))
-                        .order_by(Signal.id),
-                        Signal.household_id, household_ids):
-        pre.signals[sig.household_id].append(sig)
+    for i in range(0, len(household_ids), _linkage.CHUNK):
+        for row in session.execute(select(*(getattr(Signal, f) for f in _Party._fields))
+                                   .where(one_of(session, Signal.household_id,
+                                                 household_ids[i:i + _linkage.CHUNK]),
+                                          _linkage.unindexed(active(now)))
+                                   .order_by(Signal.id)):
+            pre.signals[row.household_id].append(_Party(*row))
     for match in _chunked(session, select(Match).order_by(Match.id), Match.household_id,
                           household_ids):
         pre.matches[match.household_id][match.covenant_id] = match
@@ -583,7 +598,7 @@ def _outcome(permitted: dict[str, consent.Decision],
     return "held", causes[0] if causes else consent.Reason.NO_OTHER_PARTY_WITH_BASIS.value, None
 
 
-def _show(target: _Shown, cov: consent.Covenant, party: list[Signal],
+def _show(target: _Shown, cov: consent.Covenant, party: list[_Party],
           permitted: dict[str, consent.Decision]) -> None:
     """Add a disclosed match's signals, and the notices they give, to what is shown."""
     for sig in party:
@@ -599,7 +614,7 @@ def _show(target: _Shown, cov: consent.Covenant, party: list[Signal],
 
 
 def _sync_tasks(
-    session: Session, household_id: str, signals: list[Signal],
+    session: Session, household_id: str, signals: list[_Party],
     consent_needed: dict[str, set[str]], notices: dict[tuple[str, str], tuple[str, list[str]]],
     disclosed: set[str], now: datetime, system: _audit.Access, pre: _Prefetched,
 ) -> None:
@@ -655,10 +670,10 @@ def close_task(session: Session, task: Task, reason: str, now: datetime,
 
 
 def _log_withheld(session: Session, system: _audit.Access, household_id: str,
-                  cov: consent.Covenant, party: list[Signal],
+                  cov: consent.Covenant, party: list[_Party],
                   denied: dict[str, consent.Decision], now: datetime) -> None:
     """One 'held' event per organisation whose involvement is withheld."""
-    by_org: dict[str, list[Signal]] = defaultdict(list)
+    by_org: dict[str, list[_Party]] = defaultdict(list)
     for sig in party:
         if sig.id in denied:
             by_org[sig.organisation_id].append(sig)
