@@ -91,6 +91,16 @@ def among(session: Session, stmt: Select[*_Ts], ids: list[str],
     return rows
 
 
+def rows_in(session: Session, stmt: Select[*_Ts], column: Any, values: Sequence[Any]
+            ) -> list[Row[*_Ts]]:
+    """The rows of ``stmt`` whose ``column`` is one of ``values``, CHUNK values a query."""
+    rows: list[Row[*_Ts]] = []
+    for i in range(0, len(values), CHUNK):
+        rows.extend(session.execute(stmt.where(one_of(session, column,
+                                                      values[i:i + CHUNK]))).all())
+    return rows
+
+
 def by_id(session: Session, stmt: Select[*_Ts], ids: list[str],
           *conditions: ColumnElement[bool]) -> Select[*_Ts]:
     """``stmt`` for the signals with these ids that meet ``conditions``, which no index
@@ -173,11 +183,9 @@ def neighbours(session: Session, signals: Sequence[tuple[frozenset[Key], str | N
               if ref and (profile := profiles(ref)) is not None]
     blocks = sorted({value for i, _, _ in wanted for kind, value in mine[i] if kind == BLOCK})
     sharing: dict[bytes, set[str]] = defaultdict(set)
-    for i in range(0, len(blocks), CHUNK):
-        for sid, value in session.execute(select(SignalKey.signal_id, SignalKey.value).where(
-                SignalKey.kind == BLOCK, one_of(session, SignalKey.value,
-                                                blocks[i:i + CHUNK]))):
-            sharing[value].add(sid)
+    for sid, value in rows_in(session, select(SignalKey.signal_id, SignalKey.value).where(
+            SignalKey.kind == BLOCK), SignalKey.value, blocks):
+        sharing[value].add(sid)
     candidates = {i: {sid for kind, value in mine[i] if kind == BLOCK
                       for sid in sharing[value]} - set(exact[i]) for i, _, _ in wanted}
     made_with = dict(among(session, select(Signal.id, Signal.profile),
@@ -203,21 +211,21 @@ def households_of(session: Session, signal_ids: Iterable[str], now: datetime
 def _keys_of(session: Session, signal_ids: list[str],
              skip: set[Key]) -> dict[str, dict[int, frozenset[bytes]]]:
     by_signal: dict[str, list[Key]] = defaultdict(list)
-    for i in range(0, len(signal_ids), CHUNK):
-        for sid, kind, value in session.execute(select(
-                SignalKey.signal_id, SignalKey.kind, SignalKey.value).where(
-                one_of(session, SignalKey.signal_id, signal_ids[i:i + CHUNK]),
-                SignalKey.kind.in_(sorted(_DECIDED_BY)))):
-            if (kind, value) not in skip:
-                by_signal[sid].append((kind, value))
+    for sid, kind, value in rows_in(session, select(
+            SignalKey.signal_id, SignalKey.kind, SignalKey.value).where(
+            SignalKey.kind.in_(sorted(_DECIDED_BY))), SignalKey.signal_id, signal_ids):
+        if (kind, value) not in skip:
+            by_signal[sid].append((kind, value))
     return {sid: grouped(keys) for sid, keys in by_signal.items()}
 
 
 def components(signals: list[tuple[str, str | None, list[Key]]], skip: set[Key],
-               profiles: Profiles, *, households: bool = True) -> list[list[int]]:
+               profiles: Profiles, *, households: bool = True,
+               shared: Sequence[Iterable[str]] = ()) -> list[list[int]]:
     """Connected components (indexes into ``signals``, each (id, profile ref, keys))
     under exact links and the profiles' fuzzy decisions; with ``households`` False, person
-    links only (no address or member links)."""
+    links only (no address or member links). ``shared``, by index, names other things a
+    signal is linked to (the stored households of new signals): sharing one links too."""
     parent = list(range(len(signals)))
 
     def find(i: int) -> int:
@@ -242,6 +250,9 @@ def components(signals: list[tuple[str, str | None, list[Key]]], skip: set[Key],
                 parent[find(i)] = find(owner[token])
             else:
                 owner[token] = i
+    for i, names in enumerate(shared):
+        for name in names:
+            parent[find(i)] = find(owner.setdefault(("shared", name.encode()), i))
     grouped_keys = [grouped(k for k in keys if k not in skip) for _, _, keys in signals]
     compared: set[tuple[int, int]] = set()
     for (ref, _), members in blocks.items():

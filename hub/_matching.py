@@ -157,43 +157,30 @@ def households_for(
         home = again
     # Group the new signals: by their links to each other and by a household they share.
     skip = set().union(*(n.skip for n in near))
+    homes = [{home[sid] for sid in (*n.exact, *n.fuzzy) if sid in home} for n in near]
     parts = _linkage.components([(str(i), ref, list(keys))
-                                 for i, (keys, ref) in enumerate(signals)], skip, profiles)
-    part_of = {i: p for p, part in enumerate(parts) for i in part}
-    parent = list(range(len(parts)))
-
-    def find(p: int) -> int:
-        while parent[p] != p:
-            parent[p] = parent[parent[p]]
-            p = parent[p]
-        return p
-
-    first_part: dict[str, int] = {}
-    for i, n in enumerate(near):
-        for sid in (*n.exact, *n.fuzzy):
-            if sid in home:
-                p = first_part.setdefault(home[sid], part_of[i])
-                parent[find(part_of[i])] = find(p)
-    joined = {h: find(p) for h, p in first_part.items()}
+                                 for i, (keys, ref) in enumerate(signals)], skip, profiles,
+                                shared=homes)
     found = {h.id: h for h in _chunked(session, select(Household), Household.id,
-                                       sorted(joined))}
-    chosen: dict[int, str] = {}
+                                       sorted(set(home.values())))}
+    chosen: dict[int, str] = {}  # signal index -> its household
     new: list[dict[str, Any]] = []
-    for root in sorted({find(p) for p in range(len(parts))}):
-        existing = sorted((found[h] for h, r in joined.items() if r == root),
+    for part in parts:
+        existing = sorted({found[h] for i in part for h in homes[i]},
                           key=lambda h: (h.created_at, h.id))
-        if not existing:
-            chosen[root] = uuid.uuid4().hex
-            new.append({"id": chosen[root], "created_at": now, "merged_into": None,
+        if existing:
+            survivor, *others = existing
+            for other in others:
+                _merge(session, other, survivor, now, access, changes)
+            household = survivor.id
+        else:
+            household = uuid.uuid4().hex
+            new.append({"id": household, "created_at": now, "merged_into": None,
                         "split_from": None})
-            continue
-        survivor, *others = existing
-        for other in others:
-            _merge(session, other, survivor, now, access, changes)
-        chosen[root] = survivor.id
+        chosen.update(dict.fromkeys(part, household))
     insert_rows(session.connection(), Base.metadata.tables["households"], new)
     changes.households.update(chosen.values())
-    return [(chosen[find(part_of[i])], n) for i, n in enumerate(near)]
+    return [(chosen[i], n) for i, n in enumerate(near)]
 
 
 def _merge(
@@ -408,22 +395,15 @@ class _Prefetched:
 
 def _chunked(session: Session, stmt: Select[Any], column: Any, ids: list[str]) -> list[Any]:
     """The entities of ``stmt`` whose ``column`` is one of ``ids``, a chunk per query."""
-    out: list[Any] = []
-    for i in range(0, len(ids), _linkage.CHUNK):
-        out.extend(session.scalars(stmt.where(one_of(session, column,
-                                                     ids[i:i + _linkage.CHUNK]))))
-    return out
+    return [entity for (entity,) in _linkage.rows_in(session, stmt, column, ids)]
 
 
 def _prefetch(session: Session, household_ids: list[str], now: datetime) -> _Prefetched:
     pre = _Prefetched()
-    for i in range(0, len(household_ids), _linkage.CHUNK):
-        for row in session.execute(select(*(getattr(Signal, f) for f in _Party._fields))
-                                   .where(one_of(session, Signal.household_id,
-                                                 household_ids[i:i + _linkage.CHUNK]),
-                                          _linkage.unindexed(active(now)))
-                                   .order_by(Signal.id)):
-            pre.signals[row.household_id].append(_Party(*row))
+    for row in _linkage.rows_in(session, select(*(getattr(Signal, f) for f in _Party._fields))
+                                .where(_linkage.unindexed(active(now))).order_by(Signal.id),
+                                Signal.household_id, household_ids):
+        pre.signals[row.household_id].append(_Party(*row))
     for match in _chunked(session, select(Match).order_by(Match.id), Match.household_id,
                           household_ids):
         pre.matches[match.household_id][match.covenant_id] = match
@@ -432,11 +412,10 @@ def _prefetch(session: Session, household_ids: list[str], now: datetime) -> _Pre
         (pre.closed_alerts if alert.state == "closed" else pre.open_alerts)[
             alert.household_id].append(alert)
     open_ids = [a.id for alerts in pre.open_alerts.values() for a in alerts]
-    for i in range(0, len(open_ids), _linkage.CHUNK):
-        for alert_id, signal_id, basis in session.execute(select(
-                AlertSignal.alert_id, AlertSignal.signal_id, AlertSignal.basis).where(
-                one_of(session, AlertSignal.alert_id, open_ids[i:i + _linkage.CHUNK]))):
-            pre.links[alert_id][signal_id] = basis
+    for alert_id, signal_id, basis in _linkage.rows_in(session, select(
+            AlertSignal.alert_id, AlertSignal.signal_id, AlertSignal.basis),
+            AlertSignal.alert_id, open_ids):
+        pre.links[alert_id][signal_id] = basis
     signal_ids = [s.id for sigs in pre.signals.values() for s in sigs]
     for task in _chunked(session, select(Task).where(
             (Task.state == "open") | (Task.closed_reason == "dismissed")).order_by(Task.id),
@@ -446,15 +425,13 @@ def _prefetch(session: Session, household_ids: list[str], now: datetime) -> _Pre
         elif task.kind == "match_notice":
             pre.dismissed.add((task.signal_id, task.covenant_id, task.alert_id))
     household_of = {s.id: s.household_id for sigs in pre.signals.values() for s in sigs}
-    for i in range(0, len(signal_ids), _linkage.CHUNK):
-        for signal_id, value in session.execute(select(SignalKey.signal_id, SignalKey.value)
-                                                .where(SignalKey.kind.in_((_linkage.PERSON,
-                                                                           _linkage.MEMBER)),
-                                                       one_of(session, SignalKey.signal_id,
-                                                              signal_ids[i:i + _linkage.CHUNK]))):
-            # consent is recorded for person keys: a household's own person keys, and the
-            # members its signals name (a parent's consent covers the child's signal)
-            pre.persons[household_of[signal_id]].add((_linkage.PERSON, value))
+    for signal_id, value in _linkage.rows_in(session, select(
+            SignalKey.signal_id, SignalKey.value).where(
+            SignalKey.kind.in_((_linkage.PERSON, _linkage.MEMBER))),
+            SignalKey.signal_id, signal_ids):
+        # consent is recorded for person keys: a household's own person keys, and the
+        # members its signals name (a parent's consent covers the child's signal)
+        pre.persons[household_of[signal_id]].add((_linkage.PERSON, value))
     wanted = sorted(set().union(*pre.persons.values())) if pre.persons else []
     by_consent: dict[str, set[Key]] = defaultdict(set)
     for i in range(0, len(wanted), _linkage.CHUNK):
