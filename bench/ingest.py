@@ -27,9 +27,10 @@ import threading
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import create_engine, insert, select, text
 from sqlalchemy.engine import make_url
@@ -103,18 +104,36 @@ def signals(n: int, coord_key: bytes, *, shuffled: bool = False
     return out
 
 
-def run_threads(work: dict[str, list[signal_pb2.SubmitSignalRequest]], job: object,
-                writers: int) -> float:
-    """Split each organisation's signals over the writers; returns the wall time."""
-    parts = [(org, reqs[i::max(1, writers // len(work))])
-             for org, reqs in work.items() for i in range(max(1, writers // len(work)))]
-    threads = [threading.Thread(target=job, args=part) for part in parts]  # type: ignore[arg-type]
+def timed(jobs: list[tuple[Callable[..., None], tuple[Any, ...]]]) -> float:
+    """Run each (function, args) in its own thread; the wall time until all are done.
+    A job that failed fails the run."""
+    failed: list[BaseException] = []
+
+    def run(job: Callable[..., None], args: tuple[Any, ...]) -> None:
+        try:
+            job(*args)
+        except BaseException as exc:  # noqa: BLE001 - raised again by the caller's thread
+            failed.append(exc)
+
+    threads = [threading.Thread(target=run, args=job) for job in jobs]
     start = time.perf_counter()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    return time.perf_counter() - start
+    took = time.perf_counter() - start
+    if failed:
+        raise failed[0]
+    return took
+
+
+def run_threads(work: dict[str, list[signal_pb2.SubmitSignalRequest]],
+                job: Callable[[str, list[signal_pb2.SubmitSignalRequest]], None],
+                writers: int) -> float:
+    """Split each organisation's signals over the writers; returns the wall time."""
+    per_org = max(1, writers // len(work))
+    return timed([(job, (org, reqs[i::per_org]))
+                  for org, reqs in work.items() for i in range(per_org)])
 
 
 def start_hub(url: str, root: Path, index: int) -> tuple[subprocess.Popen[str], str]:
@@ -243,14 +262,6 @@ def raw(url: str, rows: dict[str, list[dict[str, object]]], transactions: int,
             part = order[str(home[owner])] if owner is not None else i % transactions
             parts[part][table.name].append(row)
 
-    failed: list[BaseException] = []
-
-    def write_parts(mine: list[dict[str, list[dict[str, object]]]]) -> None:
-        try:
-            write(mine)
-        except BaseException as exc:  # noqa: BLE001 - reported by the caller's thread
-            failed.append(exc)
-
     def write(mine: list[dict[str, list[dict[str, object]]]]) -> None:
         for part in mine:
             with engine.begin() as conn:
@@ -262,18 +273,8 @@ def raw(url: str, rows: dict[str, list[dict[str, object]]], transactions: int,
                     else:
                         conn.execute(insert(table), part[table.name])
 
-    threads = [threading.Thread(target=write_parts, args=(parts[w::writers],))
-               for w in range(writers)]
     try:
-        start = time.perf_counter()
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        took = time.perf_counter() - start
-        if failed:
-            raise failed[0]
-        return took
+        return timed([(write, (parts[w::writers],)) for w in range(writers)])
     finally:
         engine.dispose()
 
