@@ -13,10 +13,11 @@ themselves), the purpose, the subject (a pseudonymous household reference), from
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
+
+import orjson
 
 from exchange import merkle
 from exchange.v1 import audit_pb2
@@ -38,12 +39,23 @@ def canonical(event: Mapping[str, Any]) -> bytes:
     """The bytes an event's leaf hash covers."""
     body = {k: event[k] for k in FIELDS}
     body["occurred_at"] = iso(event["occurred_at"])
-    body["v"] = FORMAT_VERSION
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return _encode(body)
+
+
+def _encode(body: dict[str, Any]) -> bytes:
+    # orjson writes exactly what json.dumps(sort_keys=True, separators=(",", ":"),
+    # ensure_ascii=False) writes, UTF-8 encoded, ten times faster (a test checks it).
+    return orjson.dumps({**body, "v": FORMAT_VERSION}, option=orjson.OPT_SORT_KEYS)
 
 
 def leaf_hash(event: Mapping[str, Any]) -> bytes:
     return merkle.leaf_hash(canonical(event))
+
+
+def encoded_leaf_hash(body: dict[str, Any]) -> bytes:
+    """The leaf hash of an event already in canonical form: exactly the FIELDS, the
+    time as :func:`iso` gives it (as the hub queues events); saves a copy per event."""
+    return merkle.leaf_hash(_encode(body))
 
 
 def from_message(event: audit_pb2.AuditEvent) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
+import orjson
 from sqlalchemy import String, bindparam, delete, event, func, select, update
 from sqlalchemy.orm import Session, SessionTransaction
 
@@ -160,11 +161,15 @@ _UPDATE_HEAD = update(AuditHead).where(AuditHead.id == 1).values(
 # Column lengths of the event's text fields, checked as an event is appended.
 _LIMITS: dict[str, int] = {c.name: c.type.length for c in AuditEvent.__table__.columns
                            if isinstance(c.type, String) and c.type.length is not None}
-# Encoders made once (json.dumps with options makes one per call): an event's detail,
-# and the queued payload.
-_DETAIL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode
-_PAYLOAD_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"),
-                                 ensure_ascii=False).encode
+# An event's detail, sorted; the queued payload (read back only by integrate). orjson:
+# ten times json's speed, and appending runs for every access.
+_SORTED = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
+
+
+def _detail_json(detail: Mapping[str, Any]) -> str:
+    return orjson.dumps(dict(detail), option=_SORTED).decode()
+
+
 # Queued events moved into the tree per statement batch (and per lock, see integrate).
 INTEGRATE_BATCH = 2000
 
@@ -241,7 +246,7 @@ def append(session: Session, access: Access, event: Event, at: datetime) -> None
         on_behalf_of = ""
     row: dict[str, Any] = {
         "event_id": str(uuid.uuid4()),
-        "occurred_at": at.isoformat(),
+        "occurred_at": auditlog.iso(at),  # canonical form: integrate hashes as is
         "event_type": event.event_type,
         "action": event.action,
         "outcome": event.outcome,
@@ -261,7 +266,7 @@ def append(session: Session, access: Access, event: Event, at: datetime) -> None
         "source_system": SOURCE_SYSTEM,
         "network_address": access.network_address[:128],
         "request_id": access.request_id,
-        "detail": _DETAIL_JSON(dict(event.detail)),
+        "detail": _detail_json(event.detail),
     }
     for name, value in row.items():
         limit = _LIMITS.get(name)
@@ -269,7 +274,7 @@ def append(session: Session, access: Access, event: Event, at: datetime) -> None
             # Refuse here, with the request, not later in integrate, where one bad row
             # would hold up the whole log.
             raise ValueError(f"audit field {name} is longer than {limit}")
-    payload = _PAYLOAD_JSON(row)
+    payload = orjson.dumps(row).decode()
     session.info.setdefault(_PENDING, []).append({"payload": payload})
 
 
@@ -303,10 +308,13 @@ def integrate(session: Session) -> int:
         events: list[dict[str, Any]] = []
         nodes: list[dict[str, Any]] = []
         for _, payload in queued:
-            fields = json.loads(payload)
-            fields["occurred_at"] = datetime.fromisoformat(fields["occurred_at"])
+            fields = orjson.loads(payload)
             fields["seq"] = size
-            leaf = auditlog.leaf_hash(fields)
+            moment = datetime.fromisoformat(fields["occurred_at"])
+            if not fields["occurred_at"].endswith("Z"):  # queued by an older hub
+                fields["occurred_at"] = auditlog.iso(moment)
+            leaf = auditlog.encoded_leaf_hash(fields)
+            fields["occurred_at"] = moment
             chain_hash = chain(chain_hash, leaf)
             fields["leaf_hash"], fields["chain_hash"] = leaf, chain_hash
             events.append(fields)

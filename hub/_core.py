@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 import consent
 from exchange import checkpoint, crypto, linkage, log, vocab
-from exchange.db import conflict, insert_rows, retried, session_factory
+from exchange.db import conflict, insert_rows, pairs_in, retried, session_factory
 from exchange.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -58,6 +58,9 @@ _SWEEP_LOCK = 0x53776565703A6875  # "Sweep:hu": one replica sweeps at a time
 _log = log.get("hub")
 _Times = tuple[datetime, datetime]  # a new signal's observed_at and expires_at
 _TABLES = Base.metadata.tables
+# (id, version) of each covenant's latest version
+_LATEST_COVENANTS = (select(CovenantVersion.id, func.max(CovenantVersion.version))
+                     .group_by(CovenantVersion.id).order_by(CovenantVersion.id))
 
 
 @dataclass(frozen=True)
@@ -233,15 +236,15 @@ class Hub(LogOperations):
             _audit.append(s, access, event, self.now())
 
     def _covenants(self, s: Session) -> list[consent.Covenant]:
-        """The latest version of every covenant."""
-        latest = (
-            select(CovenantVersion.id, func.max(CovenantVersion.version).label("v"))
-            .group_by(CovenantVersion.id).subquery()
-        )
-        rows = s.scalars(select(CovenantVersion).join(
-            latest, (CovenantVersion.id == latest.c.id) & (CovenantVersion.version == latest.c.v)
-        ).order_by(CovenantVersion.id)).all()
-        return [self._parse(r) for r in rows]
+        """The latest version of every covenant (a version's text is read and parsed once
+        per process: versions never change)."""
+        latest = s.execute(_LATEST_COVENANTS).all()
+        unparsed = [(cid, v) for cid, v in latest if (cid, v) not in self._parsed]
+        if unparsed:
+            for row in s.scalars(select(CovenantVersion).where(
+                    pairs_in(CovenantVersion.id, CovenantVersion.version, unparsed, s))):
+                self._parse(row)
+        return [self._parsed[(cid, v)] for cid, v in latest]
 
     def _parse(self, row: CovenantVersion) -> consent.Covenant:
         key = (row.id, row.version)

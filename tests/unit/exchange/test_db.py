@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Integer, func, select, text
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from exchange import db
 
@@ -56,8 +56,10 @@ def _table() -> Any:
         Column,
         LargeBinary,
         MetaData,
+        SmallInteger,
         String,
         Table,
+        Text,
         UniqueConstraint,
     )
 
@@ -67,7 +69,8 @@ def _table() -> Any:
                  Column("name", String(20)), Column("at", db.UTCDateTime()),
                  Column("flag", Boolean), Column("blob", LargeBinary),
                  Column("note", String(20), nullable=True),
-                 Column("comma", String(40)),
+                 Column("comma", String(40)), Column("count", Integer),
+                 Column("small", SmallInteger), Column("body", Text),
                  UniqueConstraint("name", name="uq_copied_name"))
 
 
@@ -81,7 +84,8 @@ def test_insert_rows_stores_what_executemany_would(database_url: str) -> None:
     at = datetime(2026, 12, 6, 3, 0, 1, 250, tzinfo=UTC)
     rows = [{"name": f"n{i}", "at": at + timedelta(seconds=i), "flag": i % 2 == 0,
              "blob": bytes([i, 0, 92, 10, 9]), "note": None if i % 2 else "x\\y",
-             "comma": 'a,b\t"c"\nd'} for i in range(5)]
+             "comma": 'a,b\t"c"\nd', "count": -2**31 + i, "small": 2**15 - 1 - i,
+             "body": "Ærø ünïcødé 😀 " * i} for i in range(5)]
     with engine.begin() as conn:
         db.insert_rows(conn, table, rows)
     with engine.connect() as conn:
@@ -92,6 +96,30 @@ def test_insert_rows_stores_what_executemany_would(database_url: str) -> None:
         db.insert_rows(conn, table, [{**rows[0], "name": "new"}, rows[1]])
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(table)).scalar_one() == 5
+    if engine.dialect.name == "postgresql":  # (SQLite has no length limits)
+        # a string longer than its VARCHAR is refused: binary COPY keeps the limit
+        with pytest.raises(DBAPIError), engine.begin() as conn:
+            db.insert_rows(conn, table, [{**rows[0], "name": "x" * 21}])
+    engine.dispose()
+
+
+@pytest.mark.postgres
+def test_insert_rows_copies_a_json_column_as_text(postgres_url: str) -> None:
+    """A column with no binary COPY format here (JSON) sends the rows as text COPY."""
+    from sqlalchemy import JSON, Column, Integer, MetaData, Table
+
+    table = Table("copied_json", MetaData(), Column("id", Integer, primary_key=True),
+                  Column("doc", JSON))
+    engine = db.make_engine(postgres_url)
+    table.metadata.drop_all(engine)
+    table.metadata.create_all(engine)
+    with engine.begin() as conn:
+        db.insert_rows(conn, table, [{"id": 1, "doc": '{"a": [1, "b\\t"]}'},
+                                     {"id": 2, "doc": None}])
+    with engine.connect() as conn:
+        back = conn.execute(select(table.c.doc).order_by(table.c.id)).scalars().all()
+    assert back == [{"a": [1, "b\t"]}, None]
+    table.metadata.drop_all(engine)
     engine.dispose()
 
 

@@ -6,6 +6,7 @@ import json
 import shutil
 import tempfile
 import threading
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -434,6 +435,26 @@ def test_a_server_hub_queues_events_and_signs_them_within_its_interval(hub: Hub)
     server.register_organisation(ADMIN, "gemeente", "Gemeente")
     page = server.query_events(ADMIN, _logops.AuditFilter(), 100, "")
     assert [e.seq for e in page.events] == [0, 1, 2, 3]
+
+
+def test_events_queued_by_an_older_hub_integrate_with_the_right_leaf(hub: Hub) -> None:
+    """Hubs before this format queued the time as isoformat (+00:00); an upgraded hub
+    integrating them hashes the canonical time all the same."""
+    from hub._models import AuditQueued
+
+    server = _deferred(hub)
+    _fill(server, 3)
+    with session_factory(hub._engine).begin() as s:
+        for queued in s.scalars(select(AuditQueued)):
+            fields = json.loads(queued.payload)
+            assert fields["occurred_at"].endswith("Z")
+            moment = datetime.fromisoformat(fields["occurred_at"])
+            fields["occurred_at"] = moment.isoformat()
+            queued.payload = json.dumps(fields)
+    assert server.sign_if_due() is not None
+    rows = [_row(hub._engine, i) for i in range(3)]
+    assert all(r["leaf_hash"] == auditlog.leaf_hash(r) for r in rows)
+    assert _verify(hub._engine, hub).ok
 
 
 def test_concurrent_writers_and_the_integrator_lose_and_reorder_nothing(hub: Hub) -> None:
