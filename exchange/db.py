@@ -171,9 +171,19 @@ def make_engine(url: str, *, must_exist: bool = False, **kwargs: Any) -> Engine:
             filter(None, ("-c plan_cache_mode=force_custom_plan", connect_args.get("options"))))
         engine = create_engine(parsed, hide_parameters=True, connect_args=connect_args,
                                **kwargs)
+        event.listen(engine, "connect", _binary_arrays)
         _ping_when_idle(engine)
         return engine
     raise ConfigError(f"unsupported database backend '{backend}' (use sqlite or postgresql)")
+
+
+def _binary_arrays(dbapi_connection: Any, _record: Any) -> None:
+    """Send lists (one_of's arrays, the only list parameters) in binary: psycopg's text
+    array dumper escapes each element in Python, a quarter of a lookup's cost by 200 ids
+    (530 against 150 µs a query)."""
+    from psycopg.types.array import ListBinaryDumper
+
+    dbapi_connection.adapters.register_dumper(list, ListBinaryDumper)
 
 
 # A pooled connection unused for longer than this is checked before it is handed out (the

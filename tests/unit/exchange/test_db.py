@@ -136,3 +136,32 @@ def test_postgresql_plans_each_execution_with_its_values(postgres_url: str) -> N
     with engine.connect() as conn:
         assert conn.execute(text("SHOW plan_cache_mode")).scalar_one() == "auto"
     engine.dispose()
+
+
+def test_one_of_finds_exactly_the_rows_with_those_values(database_url: str) -> None:
+    """Lookups by a list (an array parameter on PostgreSQL, sent in binary) find the rows
+    whose text, integer or bytes value is in it, whatever characters the text holds."""
+    table = _table()
+    engine = db.make_engine(database_url)
+    table.metadata.create_all(engine)
+    names = ["plain", "a,b", 'q"uote', "back\\slash", "{brace}", "NULL", "", "Ærø 😀",
+             " padded ", "tab\there"]
+    rows = [{"name": name, "at": datetime(2026, 12, 6, tzinfo=UTC), "flag": True,
+             "blob": bytes([i, 0, 255]), "note": None, "comma": "", "count": 2**31 - 1 - i,
+             "small": i, "body": ""} for i, name in enumerate(names)]
+    with engine.begin() as conn:
+        db.insert_rows(conn, table, rows)
+
+    with engine.connect() as conn:
+        def found(column: Any, values: list[Any]) -> list[str]:
+            stmt = select(table.c.name).where(db.one_of(conn, column, values))
+            return sorted(conn.execute(stmt).scalars())
+
+        for wanted in (names, names[1::2], names[:1], []):
+            assert found(table.c.name, [*wanted, "absent"]) == sorted(wanted)
+        for column, values in (("count", [2**31 - 1, 2**31 - 4, 7]), ("small", [0, 2, 9999]),
+                               ("blob", [bytes([1, 0, 255]), b"\x01"])):
+            assert found(table.c[column], values) == sorted(
+                r["name"] for r in rows if r[column] in values)
+        assert found(table.c.id, []) == []
+    engine.dispose()
