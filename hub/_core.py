@@ -124,6 +124,18 @@ class Recipient:
     regions: tuple[str, ...]
 
 
+def _free_first(s: Session, together: list[tuple[int, _inputs.SignalInput, _Times]]
+                ) -> tuple[list[tuple[int, _inputs.SignalInput, _Times]], set[int]]:
+    """The new signals whose keys no other transaction holds (now locked here), and the
+    positions of the others, to store once that transaction has committed. When none is
+    free, all of them: waiting now is as good as waiting later."""
+    free = _matching.lock_free_keys(s, [item.keys for _, item, _ in together])
+    if not any(free):
+        return together, set()
+    return ([t for t, ok in zip(together, free, strict=True) if ok],
+            {t[0] for t, ok in zip(together, free, strict=True) if not ok})
+
+
 class Hub(LogOperations):
     """The matching hub: registry, signals, households, gate, alerts and access log."""
 
@@ -446,12 +458,11 @@ class Hub(LogOperations):
             self._evaluate(s, changes.households, access, changes, now)
             return s.get_one(Signal, signal_id), duplicate
 
-    @retried
     def submit_many(
         self, access: _audit.Access, items: list[_inputs.SignalInput | SamenloopError]
     ) -> list[tuple[str, bool] | SamenloopError]:
-        """Store a chunk of signals in one transaction, each accepted or refused on its own:
-        (its id, whether it was a duplicate of a stored one) or the refusal.
+        """Store a chunk of signals, each accepted or refused on its own: (its id, whether
+        it was a duplicate of a stored one) or the refusal.
 
         New signals are checked one by one, then stored together: their households are
         decided at once and their rows written in a few statements. A signal sent before
@@ -460,8 +471,31 @@ class Hub(LogOperations):
         the chunk when storing them together fails in the database. A refused item (or
         one that arrives as the error its validation raised) changes nothing and its
         refusal is logged. Households touched by the chunk are decided once, at the end.
+
+        New signals whose keys a concurrent transaction holds (it is storing signals of
+        the same households) are stored in a second transaction, once it has committed,
+        instead of holding up the whole chunk: in a chunk of partners' signals in their
+        own order, a few households are typically shared with each concurrent chunk.
         """
+        results = self._submit_chunk(access, items, list(range(len(items))), wait=False)
+        later = [i for i, r in enumerate(results) if r is None]
+        if later:
+            for index, result in zip(later, self._submit_chunk(
+                    access, [items[i] for i in later], later, wait=True), strict=True):
+                results[index] = result
+        done = [r for r in results if r is not None]
+        assert len(done) == len(items), "every item is stored or refused"
+        return done
+
+    @retried
+    def _submit_chunk(
+        self, access: _audit.Access, items: list[_inputs.SignalInput | SamenloopError],
+        positions: list[int], *, wait: bool,
+    ) -> list[tuple[str, bool] | SamenloopError | None]:
+        """One transaction of submit_many over ``items`` (at these positions in the
+        request); without ``wait``, new signals whose keys are busy are left (None)."""
         results: list[tuple[str, bool] | SamenloopError | None] = [None] * len(items)
+        deferred: set[int] = set()
         with self._tx() as (s, changes):
             self._require_org(s, access)
             now = self.now()
@@ -470,7 +504,7 @@ class Hub(LogOperations):
             def refuse(index: int, error: SamenloopError) -> None:
                 results[index] = error
                 _audit.append(s, access, _audit.refusal(
-                    "signal.submit", "create", error, {"index": index}), now)
+                    "signal.submit", "create", error, {"index": positions[index]}), now)
 
             # Which ids are stored already, in one query.
             maybe_stored = {sid for (sid,) in _linkage.among(s, select(Signal.id), sorted(
@@ -489,6 +523,8 @@ class Hub(LogOperations):
                         continue
                     maybe_stored.add(item.signal_id)  # sent again: stored on its own
                     together.append((index, item, times))
+            if together and not wait:
+                together, deferred = _free_first(s, together)
             if together:
                 try:
                     with _undoable(s, changes):
@@ -502,7 +538,8 @@ class Hub(LogOperations):
                     _log.warning("storing a chunk together failed; storing one by one",
                                  error=type(exc.orig).__name__)
             for index, item in enumerate(items):
-                if results[index] is not None or isinstance(item, SamenloopError):
+                if (results[index] is not None or isinstance(item, SamenloopError)
+                        or index in deferred):
                     continue
                 try:
                     with _undoable(s, changes):
@@ -513,13 +550,12 @@ class Hub(LogOperations):
                 except DBAPIError as exc:  # a constraint the checks missed: this item only
                     if conflict(exc):
                         raise
-                    _log.error("signal refused by the database", index=index,
+                    _log.error("signal refused by the database", index=positions[index],
                                error=type(exc.orig).__name__)
-                    refuse(index, SamenloopError(f"item {index} could not be stored"))
+                    refuse(index, SamenloopError(
+                        f"item {positions[index]} could not be stored"))
             self._evaluate(s, changes.households, access, changes, now)
-        done = [r for r in results if r is not None]
-        assert len(done) == len(items), "every item is stored or refused"
-        return done
+        return results
 
     def _check(self, s: Session, item: _inputs.SignalInput, now: datetime,
                recipients: dict[str, Recipient],

@@ -98,15 +98,37 @@ def _postgres(session: Session) -> bool:
     return session.get_bind().dialect.name == "postgresql"
 
 
+def _lock_ids(keys: Iterable[Key]) -> set[int]:
+    return {(int.from_bytes(value[:4], "big") ^ kind) & 0x7FFFFFFF for kind, value in keys}
+
+
 def lock_keys(session: Session, keys: Iterable[Key]) -> None:
     """Serialise transactions that link signals by any of these keys (PostgreSQL)."""
     if not _postgres(session):
         return
-    ids = sorted({(int.from_bytes(value[:4], "big") ^ kind) & 0x7FFFFFFF for kind, value in keys})
+    ids = sorted(_lock_ids(keys))
     if ids:  # one round trip; unnest yields the ids, and so takes the locks, in this order
         session.execute(text("SELECT pg_advisory_xact_lock(:space, id) FROM "
                              "unnest(CAST(:ids AS integer[])) AS id"),
                         {"space": _KEY_LOCK_SPACE, "ids": ids})
+
+
+def lock_free_keys(session: Session, signals: Sequence[Iterable[Key]]) -> list[bool]:
+    """Lock, without waiting, the keys of these signals (each its keys) that no other
+    transaction holds; for each signal, whether all its keys are now locked here.
+
+    A signal whose keys another transaction holds can be stored after it commits while
+    the others go on now (PostgreSQL; elsewhere every signal is free: SQLite's one
+    writer holds the whole database)."""
+    wanted = [_lock_ids(_linkage.lock_values(keys)) for keys in signals]
+    if not _postgres(session):
+        return [True] * len(wanted)
+    ids = sorted(set().union(*wanted))
+    busy = {lock_id for lock_id, got in session.execute(
+        text("SELECT id, pg_try_advisory_xact_lock(:space, id) FROM "
+             "unnest(CAST(:ids AS integer[])) AS id"),
+        {"space": _KEY_LOCK_SPACE, "ids": ids}) if not got} if ids else set()
+    return [not (mine & busy) for mine in wanted]
 
 
 def lock_households(session: Session, ids: Iterable[str]) -> None:

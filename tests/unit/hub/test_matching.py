@@ -5,19 +5,26 @@ deciding them one signal at a time gives."""
 from __future__ import annotations
 
 import dataclasses
+import threading
+import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
-from exchange.db import session_factory
+from exchange import checkpoint
+from exchange.db import make_engine, migrate, session_factory
 from exchange.errors import SamenloopError
+from hub import _linkage, _matching
 from hub._core import Hub
 from hub._models import Alert, AlertSignal, Match, Signal, Task
+from hub._server import MIGRATIONS
 from tests.support import (
     COVENANT,
+    Clock,
     access,
     consent_input,
     row_counts,
@@ -168,3 +175,42 @@ def test_a_conflict_while_storing_a_chunk_retries_the_whole_transaction(
     results = hub.submit_many(access("org-a"), items)
     assert results == [(i.signal_id, False) for i in items]
     assert calls == [3, 3]  # the chunk again, together; never one by one
+
+
+@pytest.mark.postgres
+def test_signals_whose_keys_another_transaction_holds_do_not_hold_up_the_rest(
+        postgres_url: str, tmp_path: Path, clock: Clock) -> None:
+    """A chunk's signals about a household another transaction is storing wait for it to
+    commit; the chunk's other signals are stored (and committed) meanwhile. The
+    response still answers every item in its place."""
+    engine = make_engine(postgres_url)
+    migrate(engine, MIGRATIONS)
+    hub = Hub(engine, signer=checkpoint.CheckpointSigner.load_or_create(
+        tmp_path / "cp.key", "test.example/hub"), clock=clock)
+    setup_registry(hub)
+    busy, free = (signal(hub, "org-a", person=p) for p in ("busy", "free"))
+
+    def stored(signal_id: str) -> bool:
+        with session_factory(engine)() as s:
+            return s.get(Signal, signal_id) is not None
+
+    holder = session_factory(engine)()  # another replica's transaction, storing "busy"
+    _matching.lock_keys(holder, _linkage.lock_values(busy.keys))
+    results: list[Any] = []
+    worker = threading.Thread(target=lambda: results.extend(
+        hub.submit_many(access("org-a"), [busy, free])))
+    worker.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not stored(free.signal_id):
+            assert time.monotonic() < deadline, "the free signal waited for the busy one"
+            time.sleep(0.02)
+        assert worker.is_alive() and not stored(busy.signal_id)
+    finally:
+        holder.rollback()
+        holder.close()
+        worker.join(30)
+    assert results == [(busy.signal_id, False), (free.signal_id, False)]
+    assert stored(busy.signal_id)
+    hub.close()
+    engine.dispose()
