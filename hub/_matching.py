@@ -709,12 +709,10 @@ def _sync_alert(
             session, pre.closed_alerts[household_id], coordinator_id, set(shown.signals)):
         return None
     if alert is None:
+        # (the columns not given read as None: the row written is complete)
         alert = Alert(id=str(uuid.uuid4()), household_id=household_id,
                       covenant_id=shown.covenant_id, coordinator_id=coordinator_id,
-                      state="new", created_at=now, updated_at=now, seen_at=None, seen_by=None,
-                      contact_made_at=None, contact_made_by=None, closed_at=None,
-                      closed_by=None, closed_reason=None, reminded_at=None, escalated_at=None,
-                      escalated_to=None)
+                      state="new", created_at=now, updated_at=now)
         pre.new_alerts.append(alert)  # not in the session: written as a row
         change = "created"
     else:

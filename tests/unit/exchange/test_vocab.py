@@ -1,6 +1,10 @@
 from __future__ import annotations
 
+import uuid
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from exchange import vocab
 from exchange.errors import InvalidInput
@@ -33,3 +37,20 @@ def test_uuids_must_be_canonical() -> None:
     for bad in (value.upper(), value + "\n", "{" + value + "}", value.replace("-", "")):
         with pytest.raises(InvalidInput):
             vocab.uuid_str(bad, "id")
+
+
+@given(st.one_of(st.uuids().map(str), st.uuids().map(lambda u: str(u).upper()),
+                 st.uuids().map(lambda u: u.hex), st.text(max_size=40),
+                 st.uuids().map(lambda u: str(u)[:-1] + "\n")))
+def test_a_uuid_is_accepted_exactly_when_it_is_its_canonical_form(value: str) -> None:
+    def canonical(v: str) -> bool:
+        try:
+            return str(uuid.UUID(v)) == v
+        except ValueError:
+            return False
+
+    if canonical(value):
+        assert vocab.uuid_str(value, "id") == value
+    else:
+        with pytest.raises(InvalidInput):
+            vocab.uuid_str(value, "id")
