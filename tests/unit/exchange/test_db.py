@@ -66,7 +66,7 @@ def _table() -> Any:
     return Table("copied", MetaData(),
                  Column("id", BigInteger().with_variant(Integer(), "sqlite"),
                         primary_key=True, autoincrement=True),
-                 Column("name", String(20)), Column("at", db.UTCDateTime()),
+                 Column("name", String(40)), Column("at", db.UTCDateTime()),
                  Column("flag", Boolean), Column("blob", LargeBinary),
                  Column("note", String(20), nullable=True),
                  Column("comma", String(40)), Column("count", Integer),
@@ -99,7 +99,7 @@ def test_insert_rows_stores_what_executemany_would(database_url: str) -> None:
     if engine.dialect.name == "postgresql":  # (SQLite has no length limits)
         # a string longer than its VARCHAR is refused: binary COPY keeps the limit
         with pytest.raises(DBAPIError), engine.begin() as conn:
-            db.insert_rows(conn, table, [{**rows[0], "name": "x" * 21}])
+            db.insert_rows(conn, table, [{**rows[0], "name": "x" * 41}])
     engine.dispose()
 
 
@@ -145,7 +145,8 @@ def test_one_of_finds_exactly_the_rows_with_those_values(database_url: str) -> N
     engine = db.make_engine(database_url)
     table.metadata.create_all(engine)
     names = ["plain", "a,b", 'q"uote', "back\\slash", "{brace}", "NULL", "", "Ærø 😀",
-             " padded ", "tab\there"]
+             " padded ", "tab\there", "0b1c5a52-5d4e-4f0a-9a0b-6b2b9d4c1e11", "org_a.b:c@d",
+             "annulled", "x+y=z/w"]
     rows = [{"name": name, "at": datetime(2026, 12, 6, tzinfo=UTC), "flag": True,
              "blob": bytes([i, 0, 255]), "note": None, "comma": "", "count": 2**31 - 1 - i,
              "small": i, "body": ""} for i, name in enumerate(names)]
@@ -157,7 +158,8 @@ def test_one_of_finds_exactly_the_rows_with_those_values(database_url: str) -> N
             stmt = select(table.c.name).where(db.one_of(conn, column, values))
             return sorted(conn.execute(stmt).scalars())
 
-        for wanted in (names, names[1::2], names[:1], []):
+        # (plain ids go as one array literal; the others element by element)
+        for wanted in (names, names[1::2], names[:1], names[10:], names[10:12], []):
             assert found(table.c.name, [*wanted, "absent"]) == sorted(wanted)
         for column, values in (("count", [2**31 - 1, 2**31 - 4, 7]), ("small", [0, 2, 9999]),
                                ("blob", [bytes([1, 0, 255]), b"\x01"])):
