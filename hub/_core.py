@@ -32,7 +32,7 @@ from exchange.errors import (
     PermissionDenied,
     SamenloopError,
 )
-from hub import _audit, _inputs, _linkage, _matching
+from hub import _audit, _inputs, _linkage, _matching, _ops
 from hub._audit import MIN_LOG_RETENTION
 from hub._logops import LogOperations
 from hub._models import (
@@ -480,6 +480,7 @@ class Hub(LogOperations):
         results = self._submit_chunk(access, items, list(range(len(items))), wait=False)
         later = [i for i, r in enumerate(results) if r is None]
         if later:
+            _ops.DEFERRED.inc(len(later))
             for index, result in zip(later, self._submit_chunk(
                     access, [items[i] for i in later], later, wait=True), strict=True):
                 results[index] = result

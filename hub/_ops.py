@@ -43,6 +43,9 @@ LATENCY = Histogram("samenloop_request_seconds", "Time to answer an RPC that suc
 EVALUATIONS = Counter("samenloop_oprf_elements_total",
                       "Blinded elements the key service evaluated, per organisation",
                       ["organisation"])
+DEFERRED = Counter("samenloop_signals_deferred_total",
+                   "New signals stored in a second transaction because a concurrent one "
+                   "held their households' keys")
 RATE_LIMITED = Counter("samenloop_oprf_rate_limited_total",
                        "Key service requests refused by the per-organisation rate limit",
                        ["organisation"])

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
@@ -196,6 +197,7 @@ def test_signals_whose_keys_another_transaction_holds_do_not_hold_up_the_rest(
 
     holder = session_factory(engine)()  # another replica's transaction, storing "busy"
     _matching.lock_keys(holder, _linkage.lock_values(busy.keys))
+    deferred = REGISTRY.get_sample_value("samenloop_signals_deferred_total") or 0.0
     results: list[Any] = []
     worker = threading.Thread(target=lambda: results.extend(
         hub.submit_many(access("org-a"), [busy, free])))
@@ -212,5 +214,7 @@ def test_signals_whose_keys_another_transaction_holds_do_not_hold_up_the_rest(
         worker.join(30)
     assert results == [(busy.signal_id, False), (free.signal_id, False)]
     assert stored(busy.signal_id)
+    # operators see how often it happens (/metrics)
+    assert REGISTRY.get_sample_value("samenloop_signals_deferred_total") == deferred + 1
     hub.close()
     engine.dispose()
