@@ -10,7 +10,8 @@ tree nodes and checkpoints) is inserted raw into the same tables of a fresh data
 executemany: as many transactions, each holding whole households, the same writers.
 
     python bench/ingest.py --database-url postgresql+psycopg://postgres@127.0.0.1:5432/test \
-        [--signals 12000] [--writers 3] [--order lockstep|shuffled] [--replicas 1]
+        [--signals 12000] [--writers 3] [--order lockstep|shuffled] [--replicas 1] \
+        [--rounds 1]
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import hashlib
 import itertools
 import random
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -29,6 +31,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -279,6 +282,38 @@ def raw(url: str, rows: dict[str, list[dict[str, object]]], transactions: int,
         engine.dispose()
 
 
+@dataclass
+class Round:
+    """One timed run of each side: the hub, then the rows it wrote, raw (best of three
+    with executemany and with COPY, the most favourable to raw, each in a fresh
+    database after a checkpoint)."""
+
+    took_grpc: float
+    rows: dict[str, list[dict[str, object]]]
+    rolled_back: int
+    deadlocks: int
+    took_raw: list[float]
+    took_copy: list[float]
+
+
+def one_round(args: argparse.Namespace, work: dict[str, list[signal_pb2.SubmitSignalRequest]],
+              coord_key: bytes, transactions: int) -> Round:
+    with tempfile.TemporaryDirectory() as tmp, \
+            fresh_database(args.database_url, "grpc") as grpc_url:
+        settle(grpc_url)
+        took_grpc = through_grpc(grpc_url, work, coord_key, args.writers, args.replicas,
+                                 Path(tmp))
+        rows = written(grpc_url)
+        rolled_back, deadlocks = rollbacks(grpc_url)
+    took: dict[bool, list[float]] = {False: [], True: []}
+    for _ in range(3):
+        for copy in (False, True):
+            with fresh_database(args.database_url, "raw") as raw_url:
+                settle(raw_url)
+                took[copy].append(raw(raw_url, rows, transactions, args.writers, copy=copy))
+    return Round(took_grpc, rows, rolled_back, deadlocks, took[False], took[True])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--database-url", required=True,
@@ -292,43 +327,43 @@ def main() -> None:
                         "turn (a load balancer in front of hub replicas)")
     parser.add_argument("--writers", type=int, default=3,
                         help="concurrent writers (a multiple of 3: one per partner or more)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="run both sides this many times, one after the other, and "
+                        "report each round's ratio and their median (a shared machine's "
+                        "speed drifts: a ratio compares sides timed minutes apart)")
     args = parser.parse_args()
     coord = crypto.EnvelopeKey.generate()
     work = signals(args.signals, coord.public_key, shuffled=args.order == "shuffled")
     n = sum(len(v) for v in work.values())
     transactions = sum(-(-len(reqs) // CHUNK) for reqs in work.values())
-    with tempfile.TemporaryDirectory() as tmp, \
-            fresh_database(args.database_url, "grpc") as grpc_url:
-        settle(grpc_url)
-        took_grpc = through_grpc(grpc_url, work, coord.public_key, args.writers,
-                                 args.replicas, Path(tmp))
-        rows = written(grpc_url)
-        rolled_back, deadlocks = rollbacks(grpc_url)
-    # The raw sides, best of three each (the most favourable to raw, so the ratio is not
-    # flattered by a slow run), each in a fresh database after a checkpoint.
-    took: dict[bool, list[float]] = {False: [], True: []}
-    for _ in range(3):
-        for copy in (False, True):
-            with fresh_database(args.database_url, "raw") as raw_url:
-                settle(raw_url)
-                took[copy].append(raw(raw_url, rows, transactions, args.writers, copy=copy))
-    took_raw, took_copy = min(took[False]), min(took[True])
-    grpc_rate, raw_rate, copy_rate = n / took_grpc, n / took_raw, n / took_copy
-    counts = {name: len(r) for name, r in rows.items() if r and name not in REGISTRY}
     print(f"{n} signals, {n // 3} families (every one a match and an alert), "
           f"{args.writers} writers, {CHUNK} signals per transaction, {args.order} order, "
           f"{args.replicas} hub process{'es' if args.replicas > 1 else ''}")
-    print(f"rows the hub wrote: {sum(counts.values()):,} in {len(counts)} tables ("
-          + ", ".join(f"{name} {count:,}" for name, count in counts.items()) + ")")
-    print(f"through the hub over gRPC: {took_grpc:7.2f} s = {grpc_rate:8,.0f} signals/s "
-          f"({rolled_back} transactions rolled back, {deadlocks} deadlocks)")
-    print(f"the same rows raw:         {took_raw:7.2f} s = {raw_rate:8,.0f} signals/s "
-          f"({transactions} transactions; best of "
-          f"{', '.join(f'{t:.2f}' for t in took[False])} s)")
-    print(f"the same rows with COPY:   {took_copy:7.2f} s = {copy_rate:8,.0f} signals/s "
-          f"(best of {', '.join(f'{t:.2f}' for t in took[True])} s)")
-    print(f"ratio hub / raw: {grpc_rate / raw_rate:.2f} (target >= 0.5); "
-          f"hub / COPY: {grpc_rate / copy_rate:.2f}")
+    ratios: list[float] = []
+    for number in range(1, max(1, args.rounds) + 1):
+        r = one_round(args, work, coord.public_key, transactions)
+        took_raw, took_copy = min(r.took_raw), min(r.took_copy)
+        grpc_rate, raw_rate, copy_rate = n / r.took_grpc, n / took_raw, n / took_copy
+        ratios.append(grpc_rate / raw_rate)
+        if number == 1:
+            counts = {name: len(rows) for name, rows in r.rows.items()
+                      if rows and name not in REGISTRY}
+            print(f"rows the hub wrote: {sum(counts.values()):,} in {len(counts)} tables ("
+                  + ", ".join(f"{name} {count:,}" for name, count in counts.items()) + ")")
+        if args.rounds > 1:
+            print(f"round {number}:")
+        print(f"through the hub over gRPC: {r.took_grpc:7.2f} s = {grpc_rate:8,.0f} signals/s "
+              f"({r.rolled_back} transactions rolled back, {r.deadlocks} deadlocks)")
+        print(f"the same rows raw:         {took_raw:7.2f} s = {raw_rate:8,.0f} signals/s "
+              f"({transactions} transactions; best of "
+              f"{', '.join(f'{t:.2f}' for t in r.took_raw)} s)")
+        print(f"the same rows with COPY:   {took_copy:7.2f} s = {copy_rate:8,.0f} signals/s "
+              f"(best of {', '.join(f'{t:.2f}' for t in r.took_copy)} s)")
+        print(f"ratio hub / raw: {grpc_rate / raw_rate:.2f} (target >= 0.5); "
+              f"hub / COPY: {grpc_rate / copy_rate:.2f}")
+    if len(ratios) > 1:
+        print(f"ratio hub / raw over {len(ratios)} rounds: median "
+              f"{statistics.median(ratios):.2f}, from {min(ratios):.2f} to {max(ratios):.2f}")
 
 
 if __name__ == "__main__":
