@@ -21,7 +21,6 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import (
-    JSON,
     BigInteger,
     Boolean,
     Connection,
@@ -307,7 +306,7 @@ def _binary_types(table: Table, names: tuple[str, ...]) -> tuple[str, ...] | Non
             found.append("timestamptz" if kind.timezone else "timestamp")
             continue
         match = next((pg for base, pg in _BINARY if isinstance(kind, base)), None)
-        if match is None or isinstance(kind, JSON):
+        if match is None:
             return None
         found.append(match)
     return tuple(found)
@@ -334,13 +333,15 @@ def insert_rows(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> N
     assert raw is not None
     import psycopg
 
-    values = operator.itemgetter(*names)
+    # (itemgetter of one name gives the value, not a tuple of it)
+    values = (operator.itemgetter(*names) if len(names) > 1
+              else lambda row: (row[names[0]],))
     try:
         with raw.cursor() as cursor, cursor.copy(statement) as copy:
             if types:
                 copy.set_types(types)
             for row in rows:
-                copy.write_row(values(row) if len(names) > 1 else (values(row),))
+                copy.write_row(values(row))
     except psycopg.Error as exc:  # as SQLAlchemy raises it for any other statement
         raise DBAPIError.instance(statement, None, exc, psycopg.Error) from exc
 

@@ -84,11 +84,7 @@ def among(session: Session, stmt: Select[*_Ts], ids: list[str],
           *conditions: ColumnElement[bool]) -> list[Row[*_Ts]]:
     """The rows of ``stmt`` (a select over Signal) for the signals with these ids that
     meet ``conditions``, found by id."""
-    rows: list[Row[*_Ts]] = []
-    for i in range(0, len(ids), CHUNK):
-        rows.extend(session.execute(by_id(session, stmt, ids[i:i + CHUNK],
-                                          *conditions)).all())
-    return rows
+    return rows_in(session, _by_id_only(stmt, conditions), Signal.id, ids)
 
 
 def rows_in(session: Session, stmt: Select[*_Ts], column: Any, values: Sequence[Any]
@@ -103,11 +99,16 @@ def rows_in(session: Session, stmt: Select[*_Ts], column: Any, values: Sequence[
 
 def by_id(session: Session, stmt: Select[*_Ts], ids: list[str],
           *conditions: ColumnElement[bool]) -> Select[*_Ts]:
-    """``stmt`` for the signals with these ids that meet ``conditions``, which no index
-    may serve: the rows are found by primary key."""
-    if conditions:
-        stmt = stmt.where(unindexed(*conditions))
-    return stmt.where(one_of(session, Signal.id, ids))
+    """``stmt`` for the signals with these ids that meet ``conditions`` (one query of
+    :func:`among`)."""
+    return _by_id_only(stmt, conditions).where(one_of(session, Signal.id, ids))
+
+
+def _by_id_only(stmt: Select[*_Ts], conditions: Sequence[ColumnElement[bool]]
+                ) -> Select[*_Ts]:
+    """``stmt`` with ``conditions`` that no index may serve: the rows are found by primary
+    key."""
+    return stmt.where(unindexed(*conditions)) if conditions else stmt
 
 
 def unindexed(*conditions: ColumnElement[bool]) -> ColumnElement[bool]:
