@@ -70,6 +70,15 @@ _SORTED_PARTICLES = sorted(PARTICLES, key=len, reverse=True)
 _WORD = re.compile(r"[a-z0-9]+")
 
 
+# How tokens() makes tokens from a profile. Raise it with every change that makes one
+# record's tokens differ (normalisation, bands, near dates, blocks): the hub compares
+# fuzzy tokens only between signals of one profile version and one scheme, and
+# 'samenloop agent rekey' re-submits the cases whose tokens another scheme made.
+# 0 is an agent from before schemes were counted.
+TOKEN_SCHEME = 2
+# 1: bands, dates, initial + surname, building, blocks; 2: also initial + building.
+
+
 class ProfileError(InvalidInput):
     """A linkage profile is invalid; the message names the key and the reason."""
 
@@ -168,14 +177,6 @@ def parse_profile(source: str) -> Profile:
 
 
 DEFAULT_PROFILE = parse_profile('id = "nl-household"\nname = "Dutch households"\n')
-
-# How tokens() makes tokens from a profile. Raise it with every change that makes one
-# record's tokens differ (normalisation, bands, near dates, blocks): the hub compares
-# fuzzy tokens only between signals of one profile version and one scheme, and
-# 'samenloop agent rekey' re-submits the cases whose tokens another scheme made.
-# 0 is an agent from before schemes were counted.
-TOKEN_SCHEME = 1
-
 
 def signal_ref(profile_ref: str, scheme: int) -> str:
     """What a signal's tokens were made with, as the hub stores and compares it:
@@ -367,14 +368,22 @@ def tokens(profile: Profile, name: Name, birth: str, *, address: str = "",
                 (KeyKind.BIRTH_NEAR, f"mt:{year // 100}|{min(tens, units)}{max(tens, units)}|"
                  f"{month:02d}-{day:02d}".encode())]
     surname = " ".join(name.surname)
-    if name.initials and surname:
-        out.append((KeyKind.INITIAL_SURNAME, f"{name.initials[0]}|{surname}".encode()))
-        if sex in ("M", "F"):
-            out.append((KeyKind.SEX, f"{sex}|{name.initials[0]}|{surname}".encode()))
+    initial = name.initials[:1]
+    if initial and surname:
+        out.append((KeyKind.INITIAL_SURNAME, f"{initial}|{surname}".encode()))
+    if initial and surname and sex in ("M", "F"):
+        out.append((KeyKind.SEX, f"{sex}|{initial}|{surname}".encode()))
     if parts is not None and sex in ("M", "F"):
         out.append((KeyKind.SEX, "{}|{:04d}-{:02d}-{:02d}".format(sex, *parts).encode()))
     if address:
         out.append((KeyKind.BUILDING, address.encode()))
+    # The first initial with the building (token scheme 2), beside the building: two
+    # signals at one building share one token of the kind, two when their initials agree
+    # too, so the initial agrees at home despite a typo in the surname (decide()).
+    if initial and address:
+        out.append((KeyKind.BUILDING, f"ia:{initial}|{address}".encode()))
+        if sex in ("M", "F"):
+            out.append((KeyKind.SEX, f"{sex}|ia:{initial}|{address}".encode()))
     out += [(KeyKind.BLOCK, block.encode()) for block in _blocks(name, parts, address)]
     return out
 
@@ -464,8 +473,14 @@ def decide(profile: Profile, a: Keys, b: Keys) -> Decision:
                             _share(surname_a, given_b, bands))))
     swapped = sum(crossed) > sum(straight)
     given_share, surname_share = crossed if swapped else straight
-    initial_agrees = bool(_bands(a, KeyKind.INITIAL_SURNAME)
-                          & _bands(b, KeyKind.INITIAL_SURNAME))
+    same_initial_surname = bool(_bands(a, KeyKind.INITIAL_SURNAME)
+                                & _bands(b, KeyKind.INITIAL_SURNAME))
+    birth_a, birth_b = _bands(a, KeyKind.BIRTH_DATE), _bands(b, KeyKind.BIRTH_DATE)
+    building_a, building_b = _bands(a, KeyKind.BUILDING), _bands(b, KeyKind.BUILDING)
+    # the first initial agrees: with the surname, or at the same building (then they
+    # share two building tokens: the building, and it with the initial)
+    initial_agrees = same_initial_surname or len(building_a & building_b) == 2
+    same_building = bool(building_a & building_b)
     if given_a and given_b:
         given_parts = _tier("given", given_share, w)
         # swapped, one side has more given names than the other: no penalty for them
@@ -476,11 +491,10 @@ def decide(profile: Profile, a: Keys, b: Keys) -> Decision:
         parts.append(("given_initial", w("given_initial")))
     if surname_a and surname_b:
         parts += _tier("surname", surname_share, w)
-    birth_a, birth_b = _bands(a, KeyKind.BIRTH_DATE), _bands(b, KeyKind.BIRTH_DATE)
     sex_a, sex_b = _bands(a, KeyKind.SEX), _bands(b, KeyKind.SEX)
     if (initial_agrees or birth_a & birth_b) and sex_a and sex_b and not sex_a & sex_b:
-        # the same initial and surname, or the same date of birth, and another sex:
-        # father and daughter, or twins, not one person
+        # the same initial and surname or building, or the same date of birth, and
+        # another sex: father and daughter, or twins, not one person
         parts.append(("sex_differs", w("sex_differs")))
     if birth_a and birth_b:
         if birth_a & birth_b:
@@ -494,11 +508,11 @@ def decide(profile: Profile, a: Keys, b: Keys) -> Decision:
         names = {name for name, _ in parts}
         if "given_initial" in names:
             parts.append(("initial_address", w("initial_address")))
-        if "given_high" in names:
+        if "given_high" in names or ("given_some" in names and initial_agrees):
             parts.append(("given_address", w("given_address")))
         if "birth_exact" in names and surname_a and surname_b:  # a name, if garbled
             parts.append(("birth_address", w("birth_address")))
-    elif _bands(a, KeyKind.BUILDING) & _bands(b, KeyKind.BUILDING):
+    elif same_building:
         parts.append(("building", w("building")))
     score = sum(weight for _, weight in parts)
     return Decision(score >= profile.threshold, score, tuple(parts))

@@ -148,14 +148,52 @@ def test_a_first_name_or_birth_date_shared_at_one_address_says_more() -> None:
         "1011AB|5", "", given_names="Sterre", surname="Smidts")).link  # not elsewhere
     # the same date of birth at the same address, the names too garbled to say
     janneke = _living("5616TX|186", "1982-04-01", full_name="Gils, Janneke Margaretha van")
-    garbled = _living("5616TX|186", "1982-04-01", given_names="JM", surname_prefix="van",
-                      surname="Igla")
+    garbled = _living("5616TX|186", "1982-04-01", surname_prefix="van", surname="Igla")
     decision = decide(DEFAULT_PROFILE, janneke, garbled)
     assert decision.link and ("birth_address", 1.0) in decision.parts
     assert decision.score == DEFAULT_PROFILE.threshold
     # no name at all says nothing: twins share the date and the address
     nameless = _living("5616TX|186", "1982-04-01")
     assert not decide(DEFAULT_PROFILE, janneke, nameless).link
+
+
+def test_an_initial_agrees_at_the_same_building_despite_a_surname_typo() -> None:
+    """Token scheme 2: the initial with the building says "the same initial at home"
+    when the surname has a typo, so initial and address weigh as they do for an exact
+    surname; another initial there is another member of the household."""
+    full = _living("9732BW|2", "1989-02-16", full_name="Hoekstra, Danielle")
+    typo = _living("9732BW|2", given_names="D.", surname="Hoekstar")
+    decision = decide(DEFAULT_PROFILE, full, typo)
+    assert decision.link and ("initial_address", 2.0) in decision.parts
+    sister = _living("9732BW|2", given_names="M.", surname="Hoekstar")
+    assert not decide(DEFAULT_PROFILE, full, sister).link
+    # what makes the difference is the one token: tokens of scheme 1 do not link
+    scheme_1 = _pseudonyms([
+        item for item in tokens(DEFAULT_PROFILE, name_parts(given_names="D.", surname="Hoekstar"),
+                                "", address="9732BW|2", sex="F")
+        if not item[1].startswith((b"ia:", b"F|ia:"))] + [(KeyKind.ADDRESS, b"9732BW|2")])
+    assert not decide(DEFAULT_PROFILE, full, scheme_1).link
+
+
+def test_the_same_initial_at_one_building_and_another_sex_is_another_person() -> None:
+    # a brother and sister of one initial at home, one surname with a typo
+    sister = _sexed("F", "", address="1059HH|58", given_names="Shanti", surname="Ramkisoen")
+    brother = _sexed("M", "", address="1059HH|58", given_names="S.", surname="Ramkiusoen")
+    decision = decide(DEFAULT_PROFILE, sister, brother)
+    assert ("sex_differs", -8.0) in decision.parts and not decision.link
+    herself = _sexed("F", "", address="1059HH|58", given_names="S.", surname="Ramkiusoen")
+    assert ("sex_differs", -8.0) not in decide(DEFAULT_PROFILE, sister, herself).parts
+
+
+def test_a_given_name_half_alike_at_home_counts_when_the_initial_agrees() -> None:
+    karim = _living("1089JN|41", "2026-02-03", given_names="Karim", surname="El Idrissi")
+    kari = _living("1089JN|41", given_names="Kari", surname="El Idrissi")
+    decision = decide(DEFAULT_PROFILE, karim, kari)
+    assert decision.link and ("given_some", 2.0) in decision.parts
+    assert ("given_address", 1.0) in decision.parts
+    # half alike with another initial: another member of the household
+    arim = _living("1089JN|41", given_names="Arim", surname="El Idrissi")
+    assert ("given_address", 1.0) not in decide(DEFAULT_PROFILE, karim, arim).parts
 
 
 def _blocks(items: list[tuple[KeyKind, bytes]]) -> set[bytes]:
@@ -224,6 +262,9 @@ def test_tokens_are_the_same_on_every_machine() -> None:
     assert kinds.count(KeyKind.GIVEN_BAND) == DEFAULT_PROFILE.given_bands
     assert kinds.count(KeyKind.SURNAME_BAND) == DEFAULT_PROFILE.surname_bands
     assert kinds.count(KeyKind.BIRTH_DATE) == 1 and kinds.count(KeyKind.BIRTH_NEAR) == 6
+    assert KeyKind.BUILDING not in kinds  # no address, no building tokens
+    housed = [k for k, _ in tokens(DEFAULT_PROFILE, name_parts(**JAN), "", address="1011AB|5")]
+    assert housed.count(KeyKind.BUILDING) == 2  # the building, and it with the initial
     other_seed = parse_profile('id = "x"\nname = "X"\n[fuzzy]\nseed = "another"\n')
     assert tokens(other_seed, name_parts(**JAN), "") != tokens(
         DEFAULT_PROFILE, name_parts(**JAN), "")
