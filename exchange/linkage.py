@@ -276,10 +276,11 @@ def name_parts(given_names: str = "", surname_prefix: str = "", surname: str = "
         elif _initials(raw, word, mixed_case=mixed_case):
             letters.extend(word)
         else:
-            words = word.split()
+            # particles in the given-name field: a swapped "van der Berg" (no initials
+            # either, since token scheme 2)
+            words = [w for w in word.split() if w not in _SINGLE_PARTICLES]
             letters.extend(w[0] for w in words)
-            # particles in the given-name field: a swapped "van der Berg"
-            given_words.extend(w for w in words if w not in _SINGLE_PARTICLES)
+            given_words.extend(words)
     letters += list(fold(initials).replace(" ", ""))
     # "Berg, van der" keeps the particles after a comma; they are particles all the same
     surname_words = _split_particles((fold(surname_prefix) + " " + fold(surname)).split())

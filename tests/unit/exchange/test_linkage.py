@@ -39,6 +39,8 @@ from exchange.linkage import (
     ({"full_name": "Berg, Jo"}, Name(("jo",), "j", ("berg",))),
     ({"given_names": "Th. Jan", "surname": "Berg"}, Name(("jan",), "tj", ("berg",))),
     ({"given_names": "Chr.", "surname": "Berg"}, Name((), "c", ("berg",))),
+    # given name and surname swapped: the particles are no given name, nor an initial
+    ({"full_name": "Ilona Julia, de Raad"}, Name(("raad",), "r", ("ilona", "julia"))),
 ])
 def test_names_normalise_to_what_systems_agree_on(fields: dict[str, str],
                                                   expected: Name) -> None:
