@@ -71,14 +71,16 @@ class KeyKind(enum.IntEnum):
     SURNAME_BAND = 5
     BIRTH_DATE = 6
     BIRTH_NEAR = 7
-    # The first initial with the surname: agrees when one side knows only initials.
+    # The first initial with the surname, and with the building: agrees when one side
+    # knows only initials.
     INITIAL_SURNAME = 8
     # Blocking tokens: exact combinations of parts of name and birth date; two signals
     # sharing one are compared, nothing more (a token alone links nothing).
     BLOCK = 9
     # The building (postcode and house number, without the addition).
     BUILDING = 10
-    # Sex with the first initial and surname: tells father and daughter apart.
+    # Sex with the first initial and surname or building, or with the date of birth:
+    # tells father and daughter, and twins, apart.
     SEX = 11
 
 

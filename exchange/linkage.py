@@ -128,7 +128,7 @@ _WEIGHTS = {
     "birth_differs": -8.0,   # both have a date of birth and no part of it agrees
     "address": 2.0,          # the same address key
     "building": 1.5,         # the same postcode and house number, another addition
-    "sex_differs": -8.0,     # same initial and surname, both sexes known and different
+    "sex_differs": -8.0,     # same initial (and surname or building) or birth date, another sex
 }
 _SCORE_KEYS = {"threshold", *_WEIGHTS}
 _FUZZY_KEYS = {"seed", "given_bands", "surname_bands", "rows"}
@@ -276,10 +276,12 @@ def name_parts(given_names: str = "", surname_prefix: str = "", surname: str = "
         elif _initials(raw, word, mixed_case=mixed_case):
             letters.extend(word)
         else:
-            # particles in the given-name field: a swapped "van der Berg" (no initials
-            # either, since token scheme 2)
-            words = [w for w in word.split() if w not in _SINGLE_PARTICLES]
-            letters.extend(w[0] for w in words)
+            # particles in the given-name field: a swapped "van der Berg" gives no given
+            # name, and in lower case, as particles are written, no initial either (token
+            # scheme 2); "Van Thanh" keeps its V
+            spelt = word.split()
+            words = [w for w in spelt if w not in _SINGLE_PARTICLES]
+            letters.extend(w[0] for w in (words if raw.islower() else spelt))
             given_words.extend(words)
     letters += list(fold(initials).replace(" ", ""))
     # "Berg, van der" keeps the particles after a comma; they are particles all the same
@@ -342,10 +344,11 @@ def tokens(profile: Profile, name: Name, birth: str, *, address: str = "",
     """The fuzzy tokens of one person, before pseudonymisation (never sent as such).
 
     Given names known only by their initials give no given-name bands (a missing value
-    must not disagree); the first initial with the surname gives an INITIAL_SURNAME token.
-    ``address`` is postcode and house number without the addition (the building: flats'
-    additions are written in many ways, or left out); ``sex`` is M or F (else unknown),
-    only ever combined with the surname and initial.
+    must not disagree); the first initial with the surname, and with the building, give
+    INITIAL_SURNAME tokens. ``address`` is postcode and house number without the addition
+    (the building: flats' additions are written in many ways, or left out); ``sex`` is M
+    or F (else unknown), only ever combined with the initial and surname or building, or
+    with the date of birth.
     """
     out: list[tuple[KeyKind, bytes]] = []
     # The first given name only: systems often leave out the others.
@@ -372,19 +375,18 @@ def tokens(profile: Profile, name: Name, birth: str, *, address: str = "",
     initial = name.initials[:1]
     if initial and surname:
         out.append((KeyKind.INITIAL_SURNAME, f"{initial}|{surname}".encode()))
+    # The first initial with the building (token scheme 2): the initial agrees at home
+    # although the surname has a typo (decide()).
+    if initial and address:
+        out.append((KeyKind.INITIAL_SURNAME, f"ia:{initial}|{address}".encode()))
     if initial and surname and sex in ("M", "F"):
         out.append((KeyKind.SEX, f"{sex}|{initial}|{surname}".encode()))
     if parts is not None and sex in ("M", "F"):
         out.append((KeyKind.SEX, "{}|{:04d}-{:02d}-{:02d}".format(sex, *parts).encode()))
+    if initial and address and sex in ("M", "F"):
+        out.append((KeyKind.SEX, f"{sex}|ia:{initial}|{address}".encode()))
     if address:
         out.append((KeyKind.BUILDING, address.encode()))
-    # The first initial with the building (token scheme 2), beside the building: two
-    # signals at one building share one token of the kind, two when their initials agree
-    # too, so the initial agrees at home despite a typo in the surname (decide()).
-    if initial and address:
-        out.append((KeyKind.BUILDING, f"ia:{initial}|{address}".encode()))
-        if sex in ("M", "F"):
-            out.append((KeyKind.SEX, f"{sex}|ia:{initial}|{address}".encode()))
     out += [(KeyKind.BLOCK, block.encode()) for block in _blocks(name, parts, address)]
     return out
 
@@ -474,14 +476,10 @@ def decide(profile: Profile, a: Keys, b: Keys) -> Decision:
                             _share(surname_a, given_b, bands))))
     swapped = sum(crossed) > sum(straight)
     given_share, surname_share = crossed if swapped else straight
-    same_initial_surname = bool(_bands(a, KeyKind.INITIAL_SURNAME)
-                                & _bands(b, KeyKind.INITIAL_SURNAME))
+    # the first initial agrees with the surname, or at the same building (scheme 2)
+    initial_agrees = bool(_bands(a, KeyKind.INITIAL_SURNAME)
+                          & _bands(b, KeyKind.INITIAL_SURNAME))
     birth_a, birth_b = _bands(a, KeyKind.BIRTH_DATE), _bands(b, KeyKind.BIRTH_DATE)
-    building_a, building_b = _bands(a, KeyKind.BUILDING), _bands(b, KeyKind.BUILDING)
-    # the first initial agrees: with the surname, or at the same building (then they
-    # share two building tokens: the building, and it with the initial)
-    initial_agrees = same_initial_surname or len(building_a & building_b) == 2
-    same_building = bool(building_a & building_b)
     if given_a and given_b:
         given_parts = _tier("given", given_share, w)
         # swapped, one side has more given names than the other: no penalty for them
@@ -513,7 +511,7 @@ def decide(profile: Profile, a: Keys, b: Keys) -> Decision:
             parts.append(("given_address", w("given_address")))
         if "birth_exact" in names and surname_a and surname_b:  # a name, if garbled
             parts.append(("birth_address", w("birth_address")))
-    elif same_building:
+    elif _bands(a, KeyKind.BUILDING) & _bands(b, KeyKind.BUILDING):
         parts.append(("building", w("building")))
     score = sum(weight for _, weight in parts)
     return Decision(score >= profile.threshold, score, tuple(parts))

@@ -47,7 +47,9 @@ class _KeyKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_KeyKind.Value
     KEY_KIND_BIRTH_DATE: _KeyKind.ValueType  # 6
     KEY_KIND_BIRTH_NEAR: _KeyKind.ValueType  # 7
     KEY_KIND_INITIAL_SURNAME: _KeyKind.ValueType  # 8
-    """The first initial with the surname, for a partner that knows only initials."""
+    """The first initial with the surname, and (token scheme 2) with the building, for a
+    partner that knows only initials.
+    """
     KEY_KIND_BLOCK: _KeyKind.ValueType  # 9
     """Blocking tokens: exact combinations of name and birth-date parts; signals that
     share one are compared by the profile's rules.
@@ -55,7 +57,9 @@ class _KeyKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_KeyKind.Value
     KEY_KIND_BUILDING: _KeyKind.ValueType  # 10
     """The building: postcode and house number without the addition (a fuzzy feature)."""
     KEY_KIND_SEX: _KeyKind.ValueType  # 11
-    """Sex combined with the first initial and surname (a fuzzy feature)."""
+    """Sex combined with the first initial and surname or building, or with the date of
+    birth (a fuzzy feature).
+    """
 
 class KeyKind(_KeyKind, metaclass=_KeyKindEnumTypeWrapper):
     """The kind of a pseudonymous key. Kinds are domain-separated inside the OPRF
@@ -82,7 +86,9 @@ KEY_KIND_SURNAME_BAND: KeyKind.ValueType  # 5
 KEY_KIND_BIRTH_DATE: KeyKind.ValueType  # 6
 KEY_KIND_BIRTH_NEAR: KeyKind.ValueType  # 7
 KEY_KIND_INITIAL_SURNAME: KeyKind.ValueType  # 8
-"""The first initial with the surname, for a partner that knows only initials."""
+"""The first initial with the surname, and (token scheme 2) with the building, for a
+partner that knows only initials.
+"""
 KEY_KIND_BLOCK: KeyKind.ValueType  # 9
 """Blocking tokens: exact combinations of name and birth-date parts; signals that
 share one are compared by the profile's rules.
@@ -90,7 +96,9 @@ share one are compared by the profile's rules.
 KEY_KIND_BUILDING: KeyKind.ValueType  # 10
 """The building: postcode and house number without the addition (a fuzzy feature)."""
 KEY_KIND_SEX: KeyKind.ValueType  # 11
-"""Sex combined with the first initial and surname (a fuzzy feature)."""
+"""Sex combined with the first initial and surname or building, or with the date of
+birth (a fuzzy feature).
+"""
 Global___KeyKind: _TypeAlias = KeyKind  # noqa: Y015
 
 @_typing.final
