@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from google.protobuf.json_format import MessageToDict
 
-from exchange import config, tls
+from exchange import config, tls, vocab
 from exchange.errors import InvalidInput
 from exchange.v1 import coordinator_pb2
 
@@ -711,6 +711,16 @@ def _json(message: Any, **extra: Any) -> str:
     return json.dumps(data, ensure_ascii=False)
 
 
+def _named(desk: Any, prefix: str) -> list[Any]:
+    """Your alerts, in any state, whose id starts with ``prefix`` (the hub reads and logs
+    only those); a prefix that is no alert id's names none."""
+    try:
+        vocab.uuid_prefix(prefix, "alert")
+    except InvalidInput:
+        return []
+    return list(desk.alerts(list(_STATE_NAMES), id_prefix=prefix))
+
+
 def _resolve_alert(desk: Any, alert_id: str, next_state: str) -> str:
     """A full alert id, the 8-character prefix the inbox shows, or 'next': the oldest
     alert in ``next_state`` (new ones to open, seen ones to record contact for)."""
@@ -721,8 +731,7 @@ def _resolve_alert(desk: Any, alert_id: str, next_state: str) -> str:
         return str(waiting[0].alert_id)
     if len(alert_id) == 36:
         return alert_id
-    matches = [a.alert_id for a in desk.alerts(list(_STATE_NAMES))
-               if a.alert_id.startswith(alert_id)]
+    matches = [a.alert_id for a in _named(desk, alert_id)]
     if len(matches) != 1:
         raise InvalidInput(f"'{alert_id}' does not name exactly one of your alerts")
     return str(matches[0])
@@ -792,7 +801,7 @@ def _print_alert_state(alert: coordinator_pb2.Alert, as_json: bool) -> int:
 def _coord_show(args: argparse.Namespace) -> int:
     with _desk(args) as desk:
         alert_id = _resolve_alert(desk, args.alert_id, "new")
-        found = [a for a in desk.alerts(list(_STATE_NAMES)) if a.alert_id == alert_id]
+        found = [a for a in _named(desk, alert_id) if a.alert_id == alert_id]
     if not found:
         raise InvalidInput(f"'{args.alert_id}' does not name one of your alerts")
     alert = found[0]

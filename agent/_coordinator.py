@@ -48,16 +48,19 @@ class CoordinatorDesk(HubUser):
 
     def alerts(
         self, states: list[coordinator_pb2.AlertState.ValueType] | None = None,
-        *, escalated: bool = False,
+        *, escalated: bool = False, id_prefix: str = "",
     ) -> list[coordinator_pb2.Alert]:
         """Your alerts (default: every open one); with ``escalated``, the alerts escalated
-        to you as a covenant's escalation contact."""
+        to you as a covenant's escalation contact; with ``id_prefix``, only those whose id
+        starts with it (the hub reads, and logs, only those)."""
         out: list[coordinator_pb2.Alert] = []
         token = ""
         while True:
             page = self.hub.call(self.hub.coordinator.ListAlerts, coordinator_pb2.ListAlertsRequest(
-                states=states or [], page_size=200, page_token=token, escalated=escalated))
-            out.extend(page.alerts)
+                states=states or [], page_size=200, page_token=token, escalated=escalated,
+                alert_id_prefix=id_prefix))
+            # (a hub from before alert_id_prefix lists every alert)
+            out.extend(a for a in page.alerts if a.alert_id.startswith(id_prefix))
             token = page.next_page_token
             if not token:
                 return out

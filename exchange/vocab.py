@@ -85,6 +85,16 @@ def uuid_str(value: str, field: str) -> str:
     return value
 
 
+def uuid_prefix(value: str, field: str) -> str:
+    """The first 8 to 36 characters of a UUID in canonical lowercase form."""
+    if not 8 <= len(value) <= 36 or any(
+            c != "-" if i in (8, 13, 18, 23) else c not in "0123456789abcdef"
+            for i, c in enumerate(value)):
+        raise InvalidInput(f"{field} must be 8 to 36 characters of a UUID in canonical "
+                           "lowercase form")
+    return value
+
+
 def text(value: str, field: str, *, max_len: int, required: bool = True) -> str:
     """Printable single-line text of bounded length."""
     if not isinstance(value, str):

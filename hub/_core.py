@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Engine, delete, func, or_, select, tuple_, update
+from sqlalchemy import Engine, and_, delete, func, or_, select, tuple_, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
@@ -1096,14 +1096,18 @@ class Hub(LogOperations):
 
     @retried
     def list_alerts(self, access: _audit.Access, states: tuple[str, ...], page_size: int,
-                    page_token: str, *, escalated: bool = False) -> tuple[list[AlertView], str]:
+                    page_token: str, *, escalated: bool = False, id_prefix: str = "",
+                    ) -> tuple[list[AlertView], str]:
         """The caller's alerts; or, with ``escalated``, the alerts escalated to the caller
-        as a covenant's escalation contact (without involvement)."""
+        as a covenant's escalation contact (without involvement); with ``id_prefix``, only
+        those whose id starts with it."""
         with self._tx() as (s, changes):
             coord = self._require_coordinator(s, access)
             now = self.now()
             mine = (Alert.escalated_to == coord.id) if escalated else (
                 Alert.coordinator_id == coord.id)
+            if id_prefix:
+                mine = and_(mine, Alert.id.startswith(id_prefix, autoescape=True))
             self._refresh(s, changes, access, now, set(s.scalars(select(Alert.household_id).where(
                 mine, Alert.state != "closed"))))
             stmt = (select(Alert).where(mine, Alert.state.in_(states))

@@ -450,8 +450,10 @@ class CoordinatorService(coordinator_pb2_grpc.CoordinatorServiceServicer):
                    context: Any) -> coordinator_pb2.ListAlertsResponse:
         states = _inputs.alert_states(list(request.states))
         size = _inputs.page_size(request.page_size, default=100, maximum=500)
+        prefix = (vocab.uuid_prefix(request.alert_id_prefix, "alert_id_prefix")
+                  if request.alert_id_prefix else "")
         views, token = self._hub.list_alerts(access, states, size, request.page_token,
-                                             escalated=request.escalated)
+                                             escalated=request.escalated, id_prefix=prefix)
         return coordinator_pb2.ListAlertsResponse(alerts=[alert_pb(v) for v in views],
                                                   next_page_token=token)
 

@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from exchange.v1 import common_pb2 as samenloop_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1esamenloop/v1/coordinator.proto\x12\x0csamenloop.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19samenloop/v1/common.proto\"\xb3\x01\n\x0bInvolvement\x12\x11\n\tsignal_id\x18\x01 \x01(\t\x12\x17\n\x0forganisation_id\x18\x02 \x01(\t\x12\x19\n\x11organisation_name\x18\x03 \x01(\t\x12+\n\x0cprofessional\x18\x04 \x01(\x0b\x32\x15.samenloop.v1.Contact\x12\x30\n\x0csignalled_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xf1\x04\n\x05\x41lert\x12\x10\n\x08\x61lert_id\x18\x01 \x01(\t\x12\x15\n\rhousehold_ref\x18\x02 \x01(\t\x12\'\n\x05state\x18\x03 \x01(\x0e\x32\x18.samenloop.v1.AlertState\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x08involved\x18\x06 \x03(\x0b\x32\x19.samenloop.v1.Involvement\x12\x13\n\x0b\x63ovenant_id\x18\x07 \x01(\t\x12\x15\n\rclosed_reason\x18\x08 \x01(\t\x12\x16\n\x0e\x63oordinator_id\x18\t \x01(\t\x12+\n\x07seen_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07seen_by\x18\x0b \x01(\t\x12\x33\n\x0f\x63ontact_made_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0f\x63ontact_made_by\x18\r \x01(\t\x12-\n\tclosed_at\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tclosed_by\x18\x0f \x01(\t\x12/\n\x0breminded_at\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0c\x65scalated_at\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0c\x65scalated_to\x18\x12 \x01(\t\"w\n\x11ListAlertsRequest\x12(\n\x06states\x18\x01 \x03(\x0e\x32\x18.samenloop.v1.AlertState\x12\x11\n\tpage_size\x18\x02 \x01(\r\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x11\n\tescalated\x18\x04 \x01(\x08\"R\n\x12ListAlertsResponse\x12#\n\x06\x61lerts\x18\x01 \x03(\x0b\x32\x13.samenloop.v1.Alert\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"<\n\x12WatchAlertsRequest\x12\x14\n\x0c\x61\x66ter_cursor\x18\x01 \x01(\x04\x12\x10\n\x08\x66rom_now\x18\x02 \x01(\x08\"k\n\nAlertEvent\x12\x0e\n\x06\x63ursor\x18\x01 \x01(\x04\x12)\n\x06\x63hange\x18\x02 \x01(\x0e\x32\x19.samenloop.v1.AlertChange\x12\"\n\x05\x61lert\x18\x03 \x01(\x0b\x32\x13.samenloop.v1.Alert\"$\n\x10OpenAlertRequest\x12\x10\n\x08\x61lert_id\x18\x01 \x01(\t\"l\n\x0eOpenedEnvelope\x12\x11\n\tsignal_id\x18\x01 \x01(\t\x12\x17\n\x0forganisation_id\x18\x02 \x01(\t\x12.\n\x08\x65nvelope\x18\x03 \x01(\x0b\x32\x1c.samenloop.v1.SealedEnvelope\"h\n\x11OpenAlertResponse\x12\"\n\x05\x61lert\x18\x01 \x01(\x0b\x32\x13.samenloop.v1.Alert\x12/\n\tenvelopes\x18\x02 \x03(\x0b\x32\x1c.samenloop.v1.OpenedEnvelope\"+\n\x17\x41\x63knowledgeAlertRequest\x12\x10\n\x08\x61lert_id\x18\x01 \x01(\t\"(\n\x14RecordContactRequest\x12\x10\n\x08\x61lert_id\x18\x01 \x01(\t\"U\n\x11\x43loseAlertRequest\x12\x10\n\x08\x61lert_id\x18\x01 \x01(\t\x12.\n\x06reason\x18\x02 \x01(\x0e\x32\x1e.samenloop.v1.AlertCloseReason*\xac\x01\n\nAlertState\x12\x1b\n\x17\x41LERT_STATE_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x41LERT_STATE_NEW\x10\x01\x12\x14\n\x10\x41LERT_STATE_SEEN\x10\x02\x12\x1c\n\x18\x41LERT_STATE_CONTACT_MADE\x10\x03\x12\x1c\n\x18\x41LERT_STATE_ACKNOWLEDGED\x10\x03\x12\x16\n\x12\x41LERT_STATE_CLOSED\x10\x04\x1a\x02\x10\x01*\xaf\x01\n\x0b\x41lertChange\x12\x1c\n\x18\x41LERT_CHANGE_UNSPECIFIED\x10\x00\x12\x18\n\x14\x41LERT_CHANGE_CREATED\x10\x01\x12\x18\n\x14\x41LERT_CHANGE_UPDATED\x10\x02\x12\x17\n\x13\x41LERT_CHANGE_CLOSED\x10\x03\x12\x19\n\x15\x41LERT_CHANGE_REMINDER\x10\x04\x12\x1a\n\x16\x41LERT_CHANGE_ESCALATED\x10\x05*\x80\x01\n\x10\x41lertCloseReason\x12\"\n\x1e\x41LERT_CLOSE_REASON_UNSPECIFIED\x10\x00\x12\x1f\n\x1b\x41LERT_CLOSE_REASON_RESOLVED\x10\x01\x12\'\n#ALERT_CLOSE_REASON_NO_ACTION_NEEDED\x10\x02\x32\xde\x03\n\x12\x43oordinatorService\x12O\n\nListAlerts\x12\x1f.samenloop.v1.ListAlertsRequest\x1a .samenloop.v1.ListAlertsResponse\x12K\n\x0bWatchAlerts\x12 .samenloop.v1.WatchAlertsRequest\x1a\x18.samenloop.v1.AlertEvent0\x01\x12L\n\tOpenAlert\x12\x1e.samenloop.v1.OpenAlertRequest\x1a\x1f.samenloop.v1.OpenAlertResponse\x12N\n\x10\x41\x63knowledgeAlert\x12%.samenloop.v1.AcknowledgeAlertRequest\x1a\x13.samenloop.v1.Alert\x12H\n\rRecordContact\x12\".samenloop.v1.RecordContactRequest\x1a\x13.samenloop.v1.Alert\x12\x42\n\nCloseAlert\x12\x1f.samenloop.v1.CloseAlertRequest\x1a\x13.samenloop.v1.Alertb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1esamenloop/v1/coordinator.proto\x12\x0csamenloop.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19samenloop/v1/common.proto\"\xb3\x01\n\x0bInvolvement\x12\x11\n\tsignal_id\x18\x01 \x01(\t\x12\x17\n\x0forganisation_id\x18\x02 \x01(\t\x12\x19\n\x11organisation_name\x18\x03 \x01(\t\x12+\n\x0cprofessional\x18\x04 \x01(\x0b\x32\x15.samenloop.v1.Contact\x12\x30\n\x0csignalled_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xf1\x04\n\x05\x41lert\x12\x10\n\x08\x61lert_id\x18\x01 \x01(\t\x12\x15\n\rhousehold_ref\x18\x02 \x01(\t\x12\'\n\x05state\x18\x03 \x01(\x0e\x32\x18.samenloop.v1.AlertState\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x08involved\x18\x06 \x03(\x0b\x32\x19.samenloop.v1.Involvement\x12\x13\n\x0b\x63ovenant_id\x18\x07 \x01(\t\x12\x15\n\rclosed_reason\x18\x08 \x01(\t\x12\x16\n\x0e\x63oordinator_id\x18\t \x01(\t\x12+\n\x07seen_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07seen_by\x18\x0b \x01(\t\x12\x33\n\x0f\x63ontact_made_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0f\x63ontact_made_by\x18\r \x01(\t\x12-\n\tclosed_at\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tclosed_by\x18\x0f \x01(\t\x12/\n\x0breminded_at\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0c\x65scalated_at\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0c\x65scalated_to\x18\x12 \x01(\t\"\x90\x01\n\x11ListAlertsRequest\x12(\n\x06states\x18\x01 \x03(\x0e\x32\x18.samenloop.v1.AlertState\x12\x11\n\tpage_size\x18\x02 \x01(\r\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x11\n\tescalated\x18\x04 \x01(\x08\x12\x17\n\x0f\x61lert_id_prefix\x18\x05 \x01(\t\"R\n\x12ListAlertsResponse\x12#\n\x06\x61lerts\x18\x01 \x03(\x0b\x32\x13.samenloop.v1.Alert\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"<\n\x12WatchAlertsRequest\x12\x14\n\x0c\x61\x66ter_cursor\x18\x01 \x01(\x04\x12\x10\n\x08\x66rom_now\x18\x02 \x01(\x08\"k\n\nAlertEvent\x12\x0e\n\x06\x63ursor\x18\x01 \x01(\x04\x12)\n\x06\x63hange\x18\x02 \x01(\x0e\x32\x19.samenloop.v1.AlertChange\x12\"\n\x05\x61lert\x18\x03 \x01(\x0b\x32\x13.samenloop.v1.Alert\"$\n\x10OpenAlertRequest\x12\x10\n\x08\x61lert_id\x18\x01 \x01(\t\"l\n\x0eOpenedEnvelope\x12\x11\n\tsignal_id\x18\x01 \x01(\t\x12\x17\n\x0forganisation_id\x18\x02 \x01(\t\x12.\n\x08\x65nvelope\x18\x03 \x01(\x0b\x32\x1c.samenloop.v1.SealedEnvelope\"h\n\x11OpenAlertResponse\x12\"\n\x05\x61lert\x18\x01 \x01(\x0b\x32\x13.samenloop.v1.Alert\x12/\n\tenvelopes\x18\x02 \x03(\x0b\x32\x1c.samenloop.v1.OpenedEnvelope\"+\n\x17\x41\x63knowledgeAlertRequest\x12\x10\n\x08\x61lert_id\x18\x01 \x01(\t\"(\n\x14RecordContactRequest\x12\x10\n\x08\x61lert_id\x18\x01 \x01(\t\"U\n\x11\x43loseAlertRequest\x12\x10\n\x08\x61lert_id\x18\x01 \x01(\t\x12.\n\x06reason\x18\x02 \x01(\x0e\x32\x1e.samenloop.v1.AlertCloseReason*\xac\x01\n\nAlertState\x12\x1b\n\x17\x41LERT_STATE_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x41LERT_STATE_NEW\x10\x01\x12\x14\n\x10\x41LERT_STATE_SEEN\x10\x02\x12\x1c\n\x18\x41LERT_STATE_CONTACT_MADE\x10\x03\x12\x1c\n\x18\x41LERT_STATE_ACKNOWLEDGED\x10\x03\x12\x16\n\x12\x41LERT_STATE_CLOSED\x10\x04\x1a\x02\x10\x01*\xaf\x01\n\x0b\x41lertChange\x12\x1c\n\x18\x41LERT_CHANGE_UNSPECIFIED\x10\x00\x12\x18\n\x14\x41LERT_CHANGE_CREATED\x10\x01\x12\x18\n\x14\x41LERT_CHANGE_UPDATED\x10\x02\x12\x17\n\x13\x41LERT_CHANGE_CLOSED\x10\x03\x12\x19\n\x15\x41LERT_CHANGE_REMINDER\x10\x04\x12\x1a\n\x16\x41LERT_CHANGE_ESCALATED\x10\x05*\x80\x01\n\x10\x41lertCloseReason\x12\"\n\x1e\x41LERT_CLOSE_REASON_UNSPECIFIED\x10\x00\x12\x1f\n\x1b\x41LERT_CLOSE_REASON_RESOLVED\x10\x01\x12\'\n#ALERT_CLOSE_REASON_NO_ACTION_NEEDED\x10\x02\x32\xde\x03\n\x12\x43oordinatorService\x12O\n\nListAlerts\x12\x1f.samenloop.v1.ListAlertsRequest\x1a .samenloop.v1.ListAlertsResponse\x12K\n\x0bWatchAlerts\x12 .samenloop.v1.WatchAlertsRequest\x1a\x18.samenloop.v1.AlertEvent0\x01\x12L\n\tOpenAlert\x12\x1e.samenloop.v1.OpenAlertRequest\x1a\x1f.samenloop.v1.OpenAlertResponse\x12N\n\x10\x41\x63knowledgeAlert\x12%.samenloop.v1.AcknowledgeAlertRequest\x1a\x13.samenloop.v1.Alert\x12H\n\rRecordContact\x12\".samenloop.v1.RecordContactRequest\x1a\x13.samenloop.v1.Alert\x12\x42\n\nCloseAlert\x12\x1f.samenloop.v1.CloseAlertRequest\x1a\x13.samenloop.v1.Alertb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,36 +35,36 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_ALERTSTATE']._loaded_options = None
   _globals['_ALERTSTATE']._serialized_options = b'\020\001'
-  _globals['_ALERTSTATE']._serialized_start=1723
-  _globals['_ALERTSTATE']._serialized_end=1895
-  _globals['_ALERTCHANGE']._serialized_start=1898
-  _globals['_ALERTCHANGE']._serialized_end=2073
-  _globals['_ALERTCLOSEREASON']._serialized_start=2076
-  _globals['_ALERTCLOSEREASON']._serialized_end=2204
+  _globals['_ALERTSTATE']._serialized_start=1749
+  _globals['_ALERTSTATE']._serialized_end=1921
+  _globals['_ALERTCHANGE']._serialized_start=1924
+  _globals['_ALERTCHANGE']._serialized_end=2099
+  _globals['_ALERTCLOSEREASON']._serialized_start=2102
+  _globals['_ALERTCLOSEREASON']._serialized_end=2230
   _globals['_INVOLVEMENT']._serialized_start=109
   _globals['_INVOLVEMENT']._serialized_end=288
   _globals['_ALERT']._serialized_start=291
   _globals['_ALERT']._serialized_end=916
-  _globals['_LISTALERTSREQUEST']._serialized_start=918
-  _globals['_LISTALERTSREQUEST']._serialized_end=1037
-  _globals['_LISTALERTSRESPONSE']._serialized_start=1039
-  _globals['_LISTALERTSRESPONSE']._serialized_end=1121
-  _globals['_WATCHALERTSREQUEST']._serialized_start=1123
-  _globals['_WATCHALERTSREQUEST']._serialized_end=1183
-  _globals['_ALERTEVENT']._serialized_start=1185
-  _globals['_ALERTEVENT']._serialized_end=1292
-  _globals['_OPENALERTREQUEST']._serialized_start=1294
-  _globals['_OPENALERTREQUEST']._serialized_end=1330
-  _globals['_OPENEDENVELOPE']._serialized_start=1332
-  _globals['_OPENEDENVELOPE']._serialized_end=1440
-  _globals['_OPENALERTRESPONSE']._serialized_start=1442
-  _globals['_OPENALERTRESPONSE']._serialized_end=1546
-  _globals['_ACKNOWLEDGEALERTREQUEST']._serialized_start=1548
-  _globals['_ACKNOWLEDGEALERTREQUEST']._serialized_end=1591
-  _globals['_RECORDCONTACTREQUEST']._serialized_start=1593
-  _globals['_RECORDCONTACTREQUEST']._serialized_end=1633
-  _globals['_CLOSEALERTREQUEST']._serialized_start=1635
-  _globals['_CLOSEALERTREQUEST']._serialized_end=1720
-  _globals['_COORDINATORSERVICE']._serialized_start=2207
-  _globals['_COORDINATORSERVICE']._serialized_end=2685
+  _globals['_LISTALERTSREQUEST']._serialized_start=919
+  _globals['_LISTALERTSREQUEST']._serialized_end=1063
+  _globals['_LISTALERTSRESPONSE']._serialized_start=1065
+  _globals['_LISTALERTSRESPONSE']._serialized_end=1147
+  _globals['_WATCHALERTSREQUEST']._serialized_start=1149
+  _globals['_WATCHALERTSREQUEST']._serialized_end=1209
+  _globals['_ALERTEVENT']._serialized_start=1211
+  _globals['_ALERTEVENT']._serialized_end=1318
+  _globals['_OPENALERTREQUEST']._serialized_start=1320
+  _globals['_OPENALERTREQUEST']._serialized_end=1356
+  _globals['_OPENEDENVELOPE']._serialized_start=1358
+  _globals['_OPENEDENVELOPE']._serialized_end=1466
+  _globals['_OPENALERTRESPONSE']._serialized_start=1468
+  _globals['_OPENALERTRESPONSE']._serialized_end=1572
+  _globals['_ACKNOWLEDGEALERTREQUEST']._serialized_start=1574
+  _globals['_ACKNOWLEDGEALERTREQUEST']._serialized_end=1617
+  _globals['_RECORDCONTACTREQUEST']._serialized_start=1619
+  _globals['_RECORDCONTACTREQUEST']._serialized_end=1659
+  _globals['_CLOSEALERTREQUEST']._serialized_start=1661
+  _globals['_CLOSEALERTREQUEST']._serialized_end=1746
+  _globals['_COORDINATORSERVICE']._serialized_start=2233
+  _globals['_COORDINATORSERVICE']._serialized_end=2711
 # @@protoc_insertion_point(module_scope)

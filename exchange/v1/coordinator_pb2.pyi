@@ -228,12 +228,19 @@ class ListAlertsRequest(_message.Message):
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     ESCALATED_FIELD_NUMBER: _builtins.int
+    ALERT_ID_PREFIX_FIELD_NUMBER: _builtins.int
     page_size: _builtins.int
     """1 to 500; 0 means 100."""
     page_token: _builtins.str
     escalated: _builtins.bool
     """List the alerts escalated to you as a covenant's escalation contact, instead of
     your own. They show state and history, not who is involved.
+    """
+    alert_id_prefix: _builtins.str
+    """Only the alerts whose id starts with this: 8 to 36 characters of an alert id as
+    the hub writes it (lower-case hex and hyphens), e.g. the 8 an inbox shows, or the
+    whole id. Empty lists them all. Only the alerts listed are logged as read. A hub
+    from before this field lists them all; clients filter what they get.
     """
     @_builtins.property
     def states(self) -> _containers.RepeatedScalarFieldContainer[Global___AlertState.ValueType]:
@@ -246,10 +253,11 @@ class ListAlertsRequest(_message.Message):
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
         escalated: _builtins.bool = ...,
+        alert_id_prefix: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["escalated", b"escalated", "page_size", b"page_size", "page_token", b"page_token", "states", b"states"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alert_id_prefix", b"alert_id_prefix", "escalated", b"escalated", "page_size", b"page_size", "page_token", b"page_token", "states", b"states"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -611,12 +611,17 @@ def _list_alerts(w: World) -> st.SearchStrategy[Mutation]:
                                 bad_enum(states - {0}))),
         put("page_size", st.integers(501, 2**32 - 1)),
         put("page_token", page_tokens()),
+        put("alert_id_prefix", st.one_of(
+            bad_uuid(w.alert_id), st.integers(1, 7).map(lambda n: w.alert_id[:n]),
+        ).filter(lambda v: v != "" and _refused(lambda x: vocab.uuid_prefix(x, "f"), v))),
     )
 
 
 def _list_alerts_valid(w: World) -> st.SearchStrategy[Mutation]:
     return st.one_of(put("escalated", st.booleans()), put("page_size", st.integers(0, 500)),
-                     put("states", st.lists(st.sampled_from([1, 2, 3, 4]))))
+                     put("states", st.lists(st.sampled_from([1, 2, 3, 4]))),
+                     put("alert_id_prefix", st.builds(lambda n: w.alert_id[:n],
+                                                      st.integers(8, 36))))
 
 
 def _query_events(w: World) -> st.SearchStrategy[Mutation]:

@@ -39,6 +39,26 @@ def test_uuids_must_be_canonical() -> None:
             vocab.uuid_str(bad, "id")
 
 
+@given(st.uuids().map(str), st.integers(0, 40))
+def test_every_prefix_of_8_to_36_characters_of_a_uuid_is_a_uuid_prefix(whole: str,
+                                                                      n: int) -> None:
+    prefix = whole[:n]
+    if n >= 8:
+        assert vocab.uuid_prefix(prefix, "id") == prefix
+    else:
+        with pytest.raises(InvalidInput, match="8 to 36 characters"):
+            vocab.uuid_prefix(prefix, "id")
+
+
+@pytest.mark.parametrize("bad", [
+    "ABCDEF01", "0123456g", "0123456789", "01234567-01234", "01234567 ", "01234567-%",
+    "01234567-0123-0123-0123-0123456789abc", "01234567-0123-0123-0123-0123456789ab\n",
+])
+def test_what_is_no_uuid_prefix_is_refused(bad: str) -> None:
+    with pytest.raises(InvalidInput):
+        vocab.uuid_prefix(bad, "id")
+
+
 @given(st.one_of(st.uuids().map(str), st.uuids().map(lambda u: str(u).upper()),
                  st.uuids().map(lambda u: u.hex), st.text(max_size=40),
                  st.uuids().map(lambda u: str(u)[:-1] + "\n")))

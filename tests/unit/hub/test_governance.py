@@ -4,6 +4,7 @@ reminders and escalation, partners' tasks and notices, and the signal lifecycle.
 from __future__ import annotations
 
 import dataclasses
+import json
 from datetime import timedelta
 from pathlib import Path
 
@@ -194,6 +195,27 @@ def test_a_closed_alert_stays_closed_until_someone_new_is_involved(hub: Hub) -> 
     (again,), _ = hub.list_alerts(COORD, OPEN, 10, "")
     assert again.alert_id != view.alert_id and again.state == "new"
     assert _orgs(again) == {"org-a", "org-b", "org-c"}
+
+
+def test_listing_by_id_prefix_reads_and_logs_only_those_alerts(hub: Hub) -> None:
+    setup_registry(hub).coordinator("coord-b")
+    for person in ("p", "q", "r"):
+        hub.submit(access("org-a"), signal(hub, "org-a", person=person))
+        hub.submit(access("org-b"), signal(hub, "org-b", person=person, category="housing"))
+    views, _ = hub.list_alerts(COORD, OPEN, 10, "")
+    assert len(views) == 3
+    before = len(_events(hub, "alert.list"))
+    wanted = views[1]
+    for prefix in (wanted.alert_id[:8], wanted.alert_id):
+        (found,), _ = hub.list_alerts(COORD, OPEN, 10, "", id_prefix=prefix)
+        assert found.alert_id == wanted.alert_id
+    listed = _events(hub, "alert.list")[before:]
+    assert [json.loads(e.detail)["alert"] for e in listed] == [wanted.alert_id] * 2
+    # another coordinator's alert, or a prefix of none of them, lists nothing
+    assert hub.list_alerts(COORD_B, OPEN, 10, "", id_prefix=wanted.alert_id)[0] == []
+    nothing = next(p for p in (f"{n:08x}" for n in range(16))
+                   if not any(v.alert_id.startswith(p) for v in views))
+    assert hub.list_alerts(COORD, OPEN, 10, "", id_prefix=nothing)[0] == []
 
 
 def test_another_coordinator_cannot_advance_an_alert(hub: Hub) -> None:
