@@ -70,15 +70,6 @@ _SORTED_PARTICLES = sorted(PARTICLES, key=len, reverse=True)
 _WORD = re.compile(r"[a-z0-9]+")
 
 
-# How tokens() makes tokens from a profile. Raise it with every change that makes one
-# record's tokens differ (normalisation, bands, near dates, blocks): the hub compares
-# fuzzy tokens only between signals of one profile version and one scheme, and
-# 'samenloop agent rekey' re-submits the cases whose tokens another scheme made.
-# 0 is an agent from before schemes were counted.
-TOKEN_SCHEME = 2
-# 1: bands, dates, initial + surname, building, blocks; 2: also initial + building.
-
-
 class ProfileError(InvalidInput):
     """A linkage profile is invalid; the message names the key and the reason."""
 
@@ -177,6 +168,16 @@ def parse_profile(source: str) -> Profile:
 
 
 DEFAULT_PROFILE = parse_profile('id = "nl-household"\nname = "Dutch households"\n')
+
+# How tokens() makes tokens from a profile. Raise it with every change that makes one
+# record's tokens differ (normalisation, bands, near dates, blocks): the hub compares
+# fuzzy tokens only between signals of one profile version and one scheme, and
+# 'samenloop agent rekey' re-submits the cases whose tokens another scheme made.
+# 0 is an agent from before schemes were counted.
+TOKEN_SCHEME = 2
+# 1: bands, dates, initial + surname, building, blocks; 2: also initial + building (and
+# with sex), no initials from particles in lower case in the given-name field.
+
 
 def signal_ref(profile_ref: str, scheme: int) -> str:
     """What a signal's tokens were made with, as the hub stores and compares it:
