@@ -721,20 +721,26 @@ def _named(desk: Any, prefix: str) -> list[Any]:
     return list(desk.alerts(list(_STATE_NAMES), id_prefix=prefix))
 
 
-def _resolve_alert(desk: Any, alert_id: str, next_state: str) -> str:
-    """A full alert id, the 8-character prefix the inbox shows, or 'next': the oldest
-    alert in ``next_state`` (new ones to open, seen ones to record contact for)."""
+def _find_alert(desk: Any, alert_id: str, next_state: str) -> Any:
+    """The alert a full id, the 8-character prefix the inbox shows, or 'next' names:
+    'next' is the oldest alert in ``next_state`` (new ones to open, seen ones to record
+    contact for)."""
     if alert_id == "next":
         waiting = [a for a in desk.alerts() if _STATE_NAMES[a.state] == next_state]
         if not waiting:
             raise InvalidInput(f"there is no {next_state} alert")
-        return str(waiting[0].alert_id)
-    if len(alert_id) == 36:
-        return alert_id
-    matches = [a.alert_id for a in _named(desk, alert_id)]
+        return waiting[0]
+    matches = _named(desk, alert_id)
     if len(matches) != 1:
         raise InvalidInput(f"'{alert_id}' does not name exactly one of your alerts")
-    return str(matches[0])
+    return matches[0]
+
+
+def _resolve_alert(desk: Any, alert_id: str, next_state: str) -> str:
+    """The id of the alert :func:`_find_alert` finds; a full id as it is (the hub
+    checks it when it acts on it)."""
+    return alert_id if len(alert_id) == 36 else str(
+        _find_alert(desk, alert_id, next_state).alert_id)
 
 
 def _coord_open(args: argparse.Namespace) -> int:
@@ -799,12 +805,8 @@ def _print_alert_state(alert: coordinator_pb2.Alert, as_json: bool) -> int:
 
 
 def _coord_show(args: argparse.Namespace) -> int:
-    with _desk(args) as desk:
-        alert_id = _resolve_alert(desk, args.alert_id, "new")
-        found = [a for a in _named(desk, alert_id) if a.alert_id == alert_id]
-    if not found:
-        raise InvalidInput(f"'{args.alert_id}' does not name one of your alerts")
-    alert = found[0]
+    with _desk(args) as desk:  # one listing: of the alerts the id (or prefix) names
+        alert = _find_alert(desk, args.alert_id, "new")
     if args.json:
         print(_json(alert))
         return 0
