@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from agent import _mapping, _source
@@ -22,10 +23,20 @@ from exchange import linkage
 from hub import _bench, _linkage
 
 
-def scores(directory: Path, source: str = linkage.DEFAULT_PROFILE.source
-           ) -> dict[str, _bench.Scores]:
-    """Person and household links of the exports in ``directory`` under the profile
-    ``source`` (TOML), scored against its truth.csv."""
+@dataclass(frozen=True)
+class Exports:
+    """The records of a directory's exports as the hub would hold them (clear tokens)."""
+
+    refs: list[tuple[str, str]]  # (partner, case_ref) per signal
+    signals: list[tuple[str, str | None, list[tuple[int, bytes]]]]  # as components() takes
+    skip: set[tuple[int, bytes]]  # the excluded (institutional) address keys
+    profile: linkage.Profile
+    truth: Path
+
+
+def exports(directory: Path, source: str = linkage.DEFAULT_PROFILE.source) -> Exports:
+    """The exports in ``directory`` (with their *.mapping.toml and truth.csv) made into
+    tokens under the profile ``source`` (TOML), as the agents make them."""
     profile = linkage.Profile(**{**linkage.parse_profile(source).__dict__, "version": 1})
     ref = linkage.signal_ref(profile.ref, linkage.TOKEN_SCHEME)
     truth = directory / "truth.csv"
@@ -39,20 +50,29 @@ def scores(directory: Path, source: str = linkage.DEFAULT_PROFILE.source
             if isinstance(record, _source.RowError):
                 continue
             refs.append((partner.label, record.case_ref))
-            signals.append((str(len(signals)), ref,
-                            [(int(kind), value) for kind, value in record.keys]))
+            signals.append((str(len(signals)), ref, _linkage.with_region(
+                ((int(kind), value) for kind, value in record.keys), record.region)))
     institutions = directory / "institutions.csv"
     skip = ({(_linkage.ADDRESS, key.encode())
              for key in _bench.excluded_addresses(institutions)}
             if institutions.exists() else set())
-    profiles = {ref: profile}.get
-    persons_truth, households_truth = _bench._truth(truth)
+    return Exports(refs, signals, skip, profile, truth)
+
+
+def scores(directory: Path, source: str = linkage.DEFAULT_PROFILE.source
+           ) -> dict[str, _bench.Scores]:
+    """Person and household links of the exports in ``directory`` under the profile
+    ``source`` (TOML), scored against its truth.csv."""
+    found = exports(directory, source)
+    profiles = {found.signals[0][1]: found.profile}.get if found.signals else {}.get
+    persons_truth, households_truth = _bench._truth(found.truth)
     out = {}
     for what, households, wanted in (("persons", False, persons_truth),
                                      ("households", True, households_truth)):
-        parts = _linkage.components(signals, skip, profiles, households=households)
+        parts = _linkage.components(found.signals, found.skip, profiles,
+                                    households=households)
         predicted: dict[tuple[str, str], object] = {
-            refs[i]: f"c{n}" for n, part in enumerate(parts) for i in part}
+            found.refs[i]: f"c{n}" for n, part in enumerate(parts) for i in part}
         out[what] = _bench.Scores.of(predicted, wanted)
     return out
 

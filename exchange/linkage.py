@@ -33,7 +33,7 @@ import math
 import re
 import tomllib
 import unicodedata
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -96,30 +96,46 @@ class Profile:
         return float(self.weights.get(name, _WEIGHTS[name]))
 
 
-# Agreement (positive) and disagreement (negative) weights, from the measurements in
-# docs/linkage.md; a profile may override any of them under [score].
+# Agreement (positive) and disagreement (negative) weights: log-odds (natural log) times
+# three, fitted by logistic regression on the pairs the hub compares in synthetic data
+# (bench/fit_weights.py on seeds 4-9 of 'samenloop synth --level hardest'; seeds 1-3 are
+# for measuring, docs/linkage.md). A pair links when its weights add up to the threshold,
+# 9: odds of 4 to 1 among compared pairs. A profile may override any of them under [score].
 _WEIGHTS = {
-    "given_high": 4.0,       # given-name bands: share >= 0.6
-    "given_some": 2.0,       # share from 0.3
-    "given_low": -6.0,       # both have full given names, share < 0.15
-    "given_initial": 1.0,    # the initials agree (one side has only initials)
-    # ... and they live at the same address: one of the household's members with that
-    # initial, most often the one with that name (a father and son of one initial aside)
-    "initial_address": 2.0,
-    # the same first name, or the same date of birth, at the same address: members of a
-    # household rarely share either (a junior named after his father has another birth
-    # date; twins have other names)
-    "given_address": 1.0,
-    "birth_address": 1.0,
-    "surname_high": 4.0,     # surname bands: share >= 0.6
-    "surname_some": 2.0,     # share from 0.3
-    "surname_low": -3.0,     # share < 0.15
-    "birth_exact": 6.0,
-    "birth_near": 2.0,       # one part off, or day and month swapped
-    "birth_differs": -8.0,   # both have a date of birth and no part of it agrees
-    "address": 2.0,          # the same address key
-    "building": 1.5,         # the same postcode and house number, another addition
-    "sex_differs": -8.0,     # same initial (and surname or building) or birth date, another sex
+    # the first given name's bands (or the other's surname's, when one system swapped
+    # them): the share of bands in common, an estimate of the names' bigram similarity
+    "given_exact": 6.7,      # every band
+    "given_high": 5.8,       # from 0.65: one typo
+    "given_some": 4.3,       # from 0.4
+    "given_weak": -0.8,      # from 0.25
+    "given_low": -8.2,       # below: another name
+    "given_initial": 7.9,    # one side knows only initials, and the first initial agrees
+    "initial_agrees": 4.8,   # both have given names, and the first initial agrees
+    "surname_high": 4.4,     # surname bands, as above
+    "surname_some": 4.3,
+    "surname_weak": -0.8,
+    "surname_low": -7.8,
+    "swapped": 3.3,          # given name and surname agree crosswise
+    "birth_exact": 13.8,
+    "birth_near": 1.4,       # one part off, or day and month swapped
+    "birth_differs": -24.9,  # both have a date of birth and no part of it agrees
+    # one side has no date of birth, or neither has (exactly one of the birth features
+    # applies to a pair: together they hold the fitted intercept)
+    "birth_one": -6.8,
+    "birth_none": -6.4,
+    "address": 2.5,          # the same address key
+    "building": 2.9,         # the same postcode and house number, another addition
+    "address_differs": -2.8,  # both have an address, in other buildings
+    # ... the same address, and the same first name (a member of one household rarely
+    # shares another's), the same date of birth, or an initial that agrees
+    "given_address": 3.7,
+    "birth_address": 1.3,
+    "initial_address": 3.3,
+    "sex_agrees": 4.4,       # sex with the initial and surname or building, or the date
+    "sex_differs": -8.7,     # same initial (and surname or building) or birth date, another sex
+    # the signals' regions (municipalities, which the hub holds anyway) differ: namesakes
+    # live anywhere, a person who moved mostly stays (the synthetic data: 75 %)
+    "region_differs": -11.3,
 }
 _SCORE_KEYS = {"threshold", *_WEIGHTS}
 _FUZZY_KEYS = {"seed", "given_bands", "surname_bands", "rows"}
@@ -174,9 +190,11 @@ DEFAULT_PROFILE = parse_profile('id = "nl-household"\nname = "Dutch households"\
 # fuzzy tokens only between signals of one profile version and one scheme, and
 # 'samenloop agent rekey' re-submits the cases whose tokens another scheme made.
 # 0 is an agent from before schemes were counted.
-TOKEN_SCHEME = 2
+TOKEN_SCHEME = 3
 # 1: bands, dates, initial + surname, building, blocks; 2: also initial + building (and
-# with sex), no initials from particles in lower case in the given-name field.
+# with sex), no initials from particles in lower case in the given-name field; 3: letters
+# without a decomposition folded (a dotless i to i, "ø" to o), and given names written in
+# capitals ("MATS JESSE") no longer read as initials.
 
 
 def signal_ref(profile_ref: str, scheme: int) -> str:
@@ -193,10 +211,18 @@ def profile_ref_of(ref: str) -> str:
 # -- normalisation ---------------------------------------------------------------------
 
 
+# Letters that Unicode does not decompose into a base letter and a diacritic (token
+# scheme 3: before it, Yilmaz written with a dotless i folded to "y lmaz").
+_LETTERS = str.maketrans({"ı": "i", "ł": "l", "Ł": "L", "ø": "o", "Ø": "O", "đ": "d",  # noqa: RUF001 - the letters folded
+                          "Đ": "D", "ð": "d", "Ð": "D", "ħ": "h", "Ħ": "H", "ŧ": "t",
+                          "Ŧ": "T", "æ": "ae", "Æ": "AE", "œ": "oe", "Œ": "OE",
+                          "ß": "ss", "þ": "th", "Þ": "TH"})
+
+
 def fold(value: str) -> str:
     """Lowercase ASCII letters and digits, single spaces: diacritics, case, punctuation
     and spacing differ between systems and must not matter ("'t Hart" -> "t hart")."""
-    decomposed = unicodedata.normalize("NFKD", value)
+    decomposed = unicodedata.normalize("NFKD", value.translate(_LETTERS))
     ascii_only = "".join(c for c in decomposed if not unicodedata.combining(c)).lower()
     return " ".join(_WORD.findall(ascii_only.replace("'", " ")))
 
@@ -268,13 +294,16 @@ def name_parts(given_names: str = "", surname_prefix: str = "", surname: str = "
     # Some systems write the surname in capitals and lower case and the initials as
     # capitals without dots ("De Lange, NP"): there, a short word in capitals is initials.
     mixed_case = any(c.islower() for c in surname_prefix + surname + given_names)
+    # ... unless the given names themselves are written in capitals: a word in capitals
+    # longer than initials are ("MATS JESSE PETRUS") makes the others names too (scheme 3)
+    capitals = any(w.isalpha() and w.isupper() and len(w) > 4 for w in given_names.split())
     for raw in re.findall(r"[^\s.]+\.?", given_names):
         word = fold(raw)
         if not word:
             continue
         if len(word) == 1 or (raw.endswith(".") and word.isalpha() and len(word) <= 4):
             letters.append(word[0])  # "J", "J.P." (two), "Th." (Theodorus), "Chr."
-        elif _initials(raw, word, mixed_case=mixed_case):
+        elif _initials(raw, word, mixed_case=mixed_case and not capitals):
             letters.extend(word)
         else:
             # particles in the given-name field: a swapped "van der Berg" gives no given
@@ -442,6 +471,9 @@ class Decision:
 
 
 Keys = Mapping[int, frozenset[bytes]]  # kind -> the signal's pseudonyms of that kind
+# Under this kind, which no token has, decide() finds a signal's region (its CBS
+# municipality code, which the hub holds in the clear), when the caller adds it.
+REGION = 0
 
 
 def _bands(keys: Keys, kind: KeyKind) -> frozenset[bytes]:
@@ -453,7 +485,8 @@ def _share(a: frozenset[bytes], b: frozenset[bytes], count: int) -> float:
 
 
 def decide(profile: Profile, a: Keys, b: Keys) -> Decision:
-    """Whether two signals concern one person, from their pseudonymous keys alone.
+    """Whether two signals concern one person, from their pseudonymous keys alone (and
+    their regions, under :data:`REGION`).
 
     Both carry a BSN-derived person key: they link exactly when it is the same (two
     different BSNs are two people, whatever the names say). Otherwise the weights of
@@ -464,8 +497,43 @@ def decide(profile: Profile, a: Keys, b: Keys) -> Decision:
     if person_a and person_b:
         same = bool(person_a & person_b)
         return Decision(same, float("inf") if same else float("-inf"), (("bsn", 0.0),))
-    parts: list[tuple[str, float]] = []
-    w = profile.weight
+    names: list[str] = []
+    given, initial_agrees = _name_features(profile, a, b, names)
+    birth_a, birth_b = _bands(a, KeyKind.BIRTH_DATE), _bands(b, KeyKind.BIRTH_DATE)
+    if birth_a and birth_b:
+        names.append("birth_exact" if birth_a & birth_b else "birth_near"
+                     if _bands(a, KeyKind.BIRTH_NEAR) & _bands(b, KeyKind.BIRTH_NEAR)
+                     else "birth_differs")
+    else:
+        names.append("birth_one" if birth_a or birth_b else "birth_none")
+    if given == "low" and "birth_exact" in names:
+        # the same date of birth and given names unlike each other: twins, rarely a name
+        # garbled beyond recognition. No weight: one wrong link would make two children
+        # one person, and the synthetic data has too few twins to weigh them against the
+        # garbled names (a household is linked by its address all the same)
+        return Decision(False, float("-inf"), (*_weighed(profile, names), ("twins", 0.0)))
+    sex_a, sex_b = _bands(a, KeyKind.SEX), _bands(b, KeyKind.SEX)
+    if sex_a and sex_b:
+        if sex_a & sex_b:
+            names.append("sex_agrees")
+        elif initial_agrees or birth_a & birth_b:
+            # the same initial and surname or building, or the same date of birth, and
+            # another sex: father and daughter, or twins, not one person
+            names.append("sex_differs")
+    _place_features(a, b, names, given)
+    if not _NAMED & set(names):
+        # no name agrees: a date of birth or an address alone is no person (namesakes by
+        # date are many), whatever the weights
+        return Decision(False, float("-inf"), (*_weighed(profile, names), ("no_name", 0.0)))
+    parts = _weighed(profile, names)
+    score = sum(weight for _, weight in parts)
+    return Decision(score >= profile.threshold, score, parts)
+
+
+def _name_features(profile: Profile, a: Keys, b: Keys, names: list[str]
+                   ) -> tuple[str, bool]:
+    """Add the name features of a pair to ``names``; return the given names' tier ("" when
+    they cannot be compared) and whether the first initials agree."""
     given_a, given_b = _bands(a, KeyKind.GIVEN_BAND), _bands(b, KeyKind.GIVEN_BAND)
     surname_a, surname_b = _bands(a, KeyKind.SURNAME_BAND), _bands(b, KeyKind.SURNAME_BAND)
     straight = (_share(given_a, given_b, profile.given_bands),
@@ -474,59 +542,69 @@ def decide(profile: Profile, a: Keys, b: Keys) -> Decision:
     # is the same whichever signal comes first)
     bands = min(profile.given_bands, profile.surname_bands)
     crossed = tuple(sorted((_share(given_a, surname_b, bands),
-                            _share(surname_a, given_b, bands))))
+                            _share(surname_a, given_b, bands)), reverse=True))
     swapped = sum(crossed) > sum(straight)
     given_share, surname_share = crossed if swapped else straight
     # the first initial agrees with the surname, or at the same building (scheme 2)
     initial_agrees = bool(_bands(a, KeyKind.INITIAL_SURNAME)
                           & _bands(b, KeyKind.INITIAL_SURNAME))
-    birth_a, birth_b = _bands(a, KeyKind.BIRTH_DATE), _bands(b, KeyKind.BIRTH_DATE)
+    given = ""
     if given_a and given_b:
-        given_parts = _tier("given", given_share, w)
-        # swapped, one side has more given names than the other: no penalty for them
-        if not (swapped and surname_share >= 0.6 and given_parts[:1] == [
-                ("given_low", w("given_low"))]):
-            parts += given_parts
+        given = _tier(given_share, exact=True)
+        names.append(f"given_{given}")
+        if initial_agrees and given != "low":  # twins Lars and Luuk share an initial
+            names.append("initial_agrees")
     elif initial_agrees:  # one of them knows only the initials
-        parts.append(("given_initial", w("given_initial")))
+        names.append("given_initial")
     if surname_a and surname_b:
-        parts += _tier("surname", surname_share, w)
-    sex_a, sex_b = _bands(a, KeyKind.SEX), _bands(b, KeyKind.SEX)
-    if (initial_agrees or birth_a & birth_b) and sex_a and sex_b and not sex_a & sex_b:
-        # the same initial and surname or building, or the same date of birth, and
-        # another sex: father and daughter, or twins, not one person
-        parts.append(("sex_differs", w("sex_differs")))
-    if birth_a and birth_b:
-        if birth_a & birth_b:
-            parts.append(("birth_exact", w("birth_exact")))
-        elif _bands(a, KeyKind.BIRTH_NEAR) & _bands(b, KeyKind.BIRTH_NEAR):
-            parts.append(("birth_near", w("birth_near")))
-        else:
-            parts.append(("birth_differs", w("birth_differs")))
-    if _bands(a, KeyKind.ADDRESS) & _bands(b, KeyKind.ADDRESS):
-        parts.append(("address", w("address")))
-        names = {name for name, _ in parts}
+        names.append(f"surname_{_tier(surname_share, exact=False)}")
+    if swapped:
+        names.append("swapped")
+    return given, initial_agrees
+
+
+def _place_features(a: Keys, b: Keys, names: list[str], given: str) -> None:
+    """Add where the pair lives to ``names``: the same address (and what agrees there),
+    the same building, other buildings, other municipalities."""
+    address_a, address_b = _bands(a, KeyKind.ADDRESS), _bands(b, KeyKind.ADDRESS)
+    if address_a & address_b:
+        names.append("address")
+        if given in ("exact", "high"):
+            names.append("given_address")
+        if "birth_exact" in names:
+            names.append("birth_address")
         if "given_initial" in names:
-            parts.append(("initial_address", w("initial_address")))
-        if "given_high" in names or ("given_some" in names and initial_agrees):
-            parts.append(("given_address", w("given_address")))
-        if "birth_exact" in names and surname_a and surname_b:  # a name, if garbled
-            parts.append(("birth_address", w("birth_address")))
+            names.append("initial_address")
     elif _bands(a, KeyKind.BUILDING) & _bands(b, KeyKind.BUILDING):
-        parts.append(("building", w("building")))
-    score = sum(weight for _, weight in parts)
-    return Decision(score >= profile.threshold, score, tuple(parts))
+        names.append("building")
+    elif address_a and address_b:
+        names.append("address_differs")
+    region_a, region_b = a.get(REGION), b.get(REGION)
+    if region_a and region_b and not region_a & region_b:
+        names.append("region_differs")
 
 
-def _tier(field: str, share: float, w: Callable[[str], float]) -> list[tuple[str, float]]:
-    """The weight of a name field's band share (an estimate of its bigram Jaccard)."""
-    if share >= 0.6:
-        return [(f"{field}_high", w(f"{field}_high"))]
-    if share >= 0.3:
-        return [(f"{field}_some", w(f"{field}_some"))]
-    if share < 0.15:
-        return [(f"{field}_low", w(f"{field}_low"))]
-    return []
+# The features that say some name agrees.
+_NAMED = frozenset({"given_exact", "given_high", "given_some", "given_initial",
+                    "surname_high", "surname_some", "swapped"})
+
+
+def _weighed(profile: Profile, names: list[str]) -> tuple[tuple[str, float], ...]:
+    return tuple((name, profile.weight(name)) for name in names)
+
+
+def _tier(share: float, *, exact: bool) -> str:
+    """A name field's tier by its share of bands in common (an estimate of its bigram
+    Jaccard similarity)."""
+    if share >= 1.0 and exact:
+        return "exact"
+    if share >= 0.65:
+        return "high"
+    if share >= 0.4:
+        return "some"
+    if share >= 0.25:
+        return "weak"
+    return "low"
 
 
 def profile_summary(profile: Profile) -> dict[str, Any]:

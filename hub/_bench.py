@@ -359,8 +359,8 @@ def _predictions(root: Path, partners: list[Partner], hub_url: str | None = None
             skip = {(int(k), v) for k, v in s.execute(select(ExcludedKey.kind,
                                                              ExcludedKey.value))}
             signals = s.scalars(select(Signal)).all()
-            keyed = [(sig.id, sig.profile, [(k.kind, k.value) for k in sig.keys])
-                     for sig in signals]
+            keyed = [(sig.id, sig.profile, _linkage.with_region(
+                ((k.kind, k.value) for k in sig.keys), sig.region)) for sig in signals]
             households = {case_of[sig.id]: sig.household_id for sig in signals
                           if sig.id in case_of}
     finally:

@@ -617,7 +617,8 @@ class Hub(LogOperations):
         Returns their ids."""
         profiles = self._profile(s)
         decided = _matching.households_for(
-            s, [(item.keys, item.linkage_profile or None) for item, _ in items], now,
+            s, [(frozenset(_linkage.with_region(item.keys, item.region)),
+                 item.linkage_profile or None) for item, _ in items], now,
             access, changes, profiles)
         # Rows in one executemany per table, not an ORM object each: what reads these
         # signals later (deciding their households) loads them.

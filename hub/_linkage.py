@@ -32,11 +32,21 @@ from exchange.db import one_of, pairs_in
 from hub._models import ExcludedKey, Signal, SignalKey
 
 Key = tuple[int, bytes]
-PERSON, ADDRESS, MEMBER, BLOCK = (int(KeyKind.PERSON), int(KeyKind.ADDRESS),
-                                  int(KeyKind.MEMBER), int(KeyKind.BLOCK))
+PERSON, ADDRESS, MEMBER, BLOCK, BUILDING = (
+    int(KeyKind.PERSON), int(KeyKind.ADDRESS), int(KeyKind.MEMBER), int(KeyKind.BLOCK),
+    int(KeyKind.BUILDING))
 FUZZY = frozenset(int(k) for k in KeyKind) - {PERSON, ADDRESS, MEMBER}
 # What decide() reads of a signal: its fuzzy tokens, person and address keys.
 _DECIDED_BY = FUZZY | {PERSON, ADDRESS}
+# Signals sharing one of these are compared: blocking tokens, and (token scheme 3) the
+# building, where typos in both names and a missing birth date leave no block in common.
+COMPARED_BY = frozenset({BLOCK, BUILDING})
+REGION = linkage.REGION
+
+
+def with_region(keys: Iterable[Key], region: str) -> list[Key]:
+    """A signal's keys, with its region as decide() reads it (never stored as a key)."""
+    return [*keys, (REGION, region.encode())]
 Profiles = Callable[[str], linkage.Profile | None]  # a profile ref ("id@vN") -> profile
 
 
@@ -139,9 +149,9 @@ def exact_lookups(keys: Iterable[Key], skip: set[Key]) -> list[Key]:
 
 def lock_values(keys: Iterable[Key]) -> list[Key]:
     """The keys whose advisory locks serialise transactions that could link through
-    them: exact keys (a member as the person it names) and blocking tokens."""
+    them: exact keys (a member as the person it names), blocking tokens and buildings."""
     out = {(PERSON if kind == MEMBER else kind, value) for kind, value in keys
-           if kind in (PERSON, ADDRESS, MEMBER, BLOCK)}
+           if kind in (PERSON, ADDRESS, MEMBER) or kind in COMPARED_BY}
     return sorted(out)
 
 
@@ -179,25 +189,32 @@ def neighbours(session: Session, signals: Sequence[tuple[frozenset[Key], str | N
             holders[(kind, value)].add(sid)
     exact = [sorted({sid for k in exact_lookups(keys, skip) for sid in holders[k]})
              for keys in mine]
-    # Fuzzy: active signals made with the same profile that share a blocking token.
+    # Fuzzy: active signals made with the same profile that share a blocking token or
+    # the building.
     wanted = [(i, ref, profile) for i, (keys, ref) in enumerate(signals)
               if ref and (profile := profiles(ref)) is not None]
-    blocks = sorted({value for i, _, _ in wanted for kind, value in mine[i] if kind == BLOCK})
-    sharing: dict[bytes, set[str]] = defaultdict(set)
-    for sid, value in rows_in(session, select(SignalKey.signal_id, SignalKey.value).where(
-            SignalKey.kind == BLOCK), SignalKey.value, blocks):
-        sharing[value].add(sid)
-    candidates = {i: {sid for kind, value in mine[i] if kind == BLOCK
-                      for sid in sharing[value]} - set(exact[i]) for i, _, _ in wanted}
-    made_with = dict(among(session, select(Signal.id, Signal.profile),
-                           sorted(set().union(*candidates.values())), active(now)))
+    blocks = sorted({(kind, value) for i, _, _ in wanted for kind, value in mine[i]
+                     if kind in COMPARED_BY})
+    sharing: dict[Key, set[str]] = defaultdict(set)
+    for i in range(0, len(blocks), CHUNK):
+        for sid, kind, value in session.execute(select(
+                SignalKey.signal_id, SignalKey.kind, SignalKey.value).where(
+                pairs_in(SignalKey.kind, SignalKey.value, blocks[i:i + CHUNK], session))):
+            sharing[(kind, value)].add(sid)
+    candidates = {i: {sid for key in mine[i] if key[0] in COMPARED_BY
+                      for sid in sharing[key]} - set(exact[i]) for i, _, _ in wanted}
+    stored = {sid: (profile, region) for sid, profile, region in among(
+        session, select(Signal.id, Signal.profile, Signal.region),
+        sorted(set().union(*candidates.values())), active(now))}
     theirs = _keys_of(session, sorted(sid for i, ref, _ in wanted for sid in candidates[i]
-                                      if made_with.get(sid) == ref), skip)
+                                      if stored.get(sid, ("",))[0] == ref), skip)
     fuzzy: dict[int, list[str]] = {}
     for i, ref, profile in wanted:
         own = grouped(k for k in mine[i] if k not in skip)
-        fuzzy[i] = sorted(sid for sid in candidates[i] if made_with.get(sid) == ref
-                          and sid in theirs and linkage.decide(profile, own, theirs[sid]).link)
+        fuzzy[i] = sorted(sid for sid in candidates[i] if sid in theirs
+                          and stored[sid][0] == ref and linkage.decide(
+                              profile, own, {**theirs[sid], REGION: frozenset(
+                                  {stored[sid][1].encode()})}).link)
     return [Neighbours(exact[i], fuzzy.get(i, []), frozenset(skip & keys))
             for i, keys in enumerate(mine)]
 
@@ -244,8 +261,8 @@ def components(signals: list[tuple[str, str | None, list[Key]]], skip: set[Key],
             elif kind == ADDRESS and households and (kind, value) not in skip:
                 token = ("address", value)
             else:
-                if kind == BLOCK and ref:
-                    blocks[(ref, value)].append(i)
+                if kind in COMPARED_BY and ref:
+                    blocks[(ref, bytes([kind]) + value)].append(i)
                 continue
             if token in owner:
                 parent[find(i)] = find(owner[token])

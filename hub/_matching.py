@@ -244,7 +244,8 @@ def split(session: Session, household_id: str, now: datetime, access: _audit.Acc
         .order_by(Signal.received_at, Signal.id)
     ).all()
     changes.households.add(household_id)
-    keyed = [(sig.id, sig.profile, [(k.kind, k.value) for k in sig.keys]) for sig in signals]
+    keyed = [(sig.id, sig.profile, _linkage.with_region(((k.kind, k.value) for k in sig.keys),
+                                                         sig.region)) for sig in signals]
     skip = _linkage.excluded(session, {k for _, _, keys in keyed for k in keys})
     parts = _linkage.components(keyed, skip, profiles)
     if len(parts) <= 1:
