@@ -34,10 +34,12 @@ class Exports:
     truth: Path
 
 
-def exports(directory: Path, source: str = linkage.DEFAULT_PROFILE.source) -> Exports:
+def exports(directory: Path, source: str | linkage.Profile = linkage.DEFAULT_PROFILE.source
+            ) -> Exports:
     """The exports in ``directory`` (with their *.mapping.toml and truth.csv) made into
-    tokens under the profile ``source`` (TOML), as the agents make them."""
-    profile = linkage.Profile(**{**linkage.parse_profile(source).__dict__, "version": 1})
+    tokens under the profile ``source`` (TOML, or a parsed one), as the agents make them."""
+    parsed = source if isinstance(source, linkage.Profile) else linkage.parse_profile(source)
+    profile = linkage.Profile(**{**parsed.__dict__, "version": 1})
     ref = linkage.signal_ref(profile.ref, linkage.TOKEN_SCHEME)
     truth = directory / "truth.csv"
     refs: list[tuple[str, str]] = []
@@ -59,7 +61,7 @@ def exports(directory: Path, source: str = linkage.DEFAULT_PROFILE.source) -> Ex
     return Exports(refs, signals, skip, profile, truth)
 
 
-def scores(directory: Path, source: str = linkage.DEFAULT_PROFILE.source
+def scores(directory: Path, source: str | linkage.Profile = linkage.DEFAULT_PROFILE.source
            ) -> dict[str, _bench.Scores]:
     """Person and household links of the exports in ``directory`` under the profile
     ``source`` (TOML), scored against its truth.csv."""

@@ -25,6 +25,7 @@ clear.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import sys
 import time
@@ -101,12 +102,15 @@ def fit(data: Counter[tuple[Pattern, bool]], fixed: dict[str, float], l2: float 
         beta = [b + s for b, s in zip(beta, step, strict=True)]
         if max(abs(s) for s in step) < 1e-9:
             break
+    else:
+        raise SystemExit("the fit did not converge in 50 steps: more data, or a larger --l2")
     return {n: beta[index[n]] for n in names} | fixed, beta[0]
 
 
 def _solve(matrix: list[list[float]], vector: list[float]) -> list[float]:
-    """Gaussian elimination with partial pivoting (the Hessian is small and positive
-    definite)."""
+    """Gaussian elimination with partial pivoting (the Hessian is small, and positive
+    definite with an L2 term: without one the birth features and the intercept are
+    collinear)."""
     n = len(vector)
     a = [[*row, vector[i]] for i, row in enumerate(matrix)]
     for col in range(n):
@@ -133,6 +137,8 @@ def main() -> None:
                              "e.g. region_differs=-12")
     parser.add_argument("--odds", type=float, default=1.4,
                         help="link from these log-odds (default 1.4: 4 to 1)")
+    parser.add_argument("--l2", type=float, default=1.0,
+                        help="the L2 penalty on the feature weights (default 1)")
     parser.add_argument("--test", type=Path, nargs="*", default=[],
                         help="score the fitted weights on these exports")
     args = parser.parse_args()
@@ -140,12 +146,14 @@ def main() -> None:
     fixed = {}
     for item in args.fixed:
         name, _, value = item.partition("=")
+        if name in BIRTH:
+            parser.error(f"--fixed {name}: the birth features hold the intercept, fit them")
         fixed[name] = float(value) / SCALE
     started = time.perf_counter()
     data: Counter[tuple[Pattern, bool]] = Counter()
     for directory in args.directories:
         data.update(examples(directory, source))
-    weights, intercept = fit(data, fixed)
+    weights, intercept = fit(data, fixed, args.l2)
     # Exactly one birth feature applies to every pair: adding a constant to all of them
     # and to the threshold changes no decision. Shift them so that the threshold is 9.
     shift = (THRESHOLD / SCALE) - (args.odds - intercept)
@@ -155,15 +163,17 @@ def main() -> None:
     ones = sum(n for (_, same), n in data.items() if same)
     print(f"# {pairs:,} compared pairs ({ones:,} one person) in {len(args.directories)} "
           f"directories, {time.perf_counter() - started:.1f} s; intercept {intercept:.3f}")
+    base = linkage.parse_profile(source)
+    unseen = sorted((set(base.weights) | set(linkage.DEFAULT_PROFILE_WEIGHTS)) - set(weights))
+    if unseen:
+        print(f"# not in the data, so left at the profile's weights: {', '.join(unseen)}")
     print("[score]")
     print(f"threshold = {threshold:.1f}")
     for name, value in sorted(weights.items()):
         print(f"{name} = {SCALE * value:.1f}")
     if args.test:
-        table = "".join(f"{n} = {SCALE * v:.3f}\n" for n, v in weights.items())
-        fitted = source.split("[score]")[0].rstrip() + (
-            f"\n[score]\nthreshold = {threshold:.3f}\n{table}")
-        linkage.parse_profile(fitted)  # fails loudly on a feature the profile lacks
+        fitted = dataclasses.replace(base, threshold=threshold, weights={
+            **base.weights, **{n: SCALE * v for n, v in weights.items()}})
         for directory in args.test:
             for what, got in clear_tokens.scores(directory, fitted).items():
                 print(f"# {directory} {what:10} precision {got.precision:.4f}  "

@@ -11,7 +11,7 @@ hub each spent per record, and the person and household links scored against the
 file.
 
     python bench/onboard.py --records 100000 [--level hardest] [--database-url URL]
-        [--dir DIR]
+        [--dir DIR] [--profile PROFILE.toml]
 """
 
 from __future__ import annotations
@@ -119,6 +119,9 @@ def main() -> None:
                         help="a PostgreSQL server; the database bench_onboard is made on it "
                         "(default: SQLite in --dir)")
     parser.add_argument("--dir", type=Path, help="keep everything here (default: temporary)")
+    parser.add_argument("--profile", type=Path, metavar="PROFILE.toml",
+                        help="the linkage profile (default: the built-in nl-household; "
+                             "docs/linkage.md suggests a threshold by caseload)")
     args = parser.parse_args()
     with ExitStack() as stack:
         root = args.dir or Path(stack.enter_context(tempfile.TemporaryDirectory()))
@@ -150,11 +153,13 @@ def main() -> None:
         run("admin", "add-coordinator", "regie", "--of", MUNICIPALITY, "--name", "Regie",
             "--phone", "050 1234567", "--public-key-file", str(root / "coordinator.key.pub"),
             *admin)
-        (root / "profile.toml").write_text(linkage.DEFAULT_PROFILE.source)
+        profile = (args.profile.read_text(encoding="utf-8") if args.profile
+                   else linkage.DEFAULT_PROFILE.source)
+        (root / "profile.toml").write_text(profile)
         run("admin", "add-profile", str(root / "profile.toml"), *admin)
         (root / "covenant.toml").write_text(_bench._covenant(
             [p.label for p in partners], sorted(regions - {""}), sorted(categories - {""}),
-            "nl-household"))
+            linkage.parse_profile(profile).id))
         run("admin", "add-covenant", str(root / "covenant.toml"), *admin)
         agent = ["--hub", hub, "--keyservice", keyservice]
         run("agent", "exclude-addresses", "--input", str(data / "institutions.csv"),

@@ -36,6 +36,7 @@ import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
+from types import MappingProxyType
 from typing import Any
 
 from exchange import vocab
@@ -44,6 +45,7 @@ from exchange.errors import InvalidInput
 
 __all__ = [
     "DEFAULT_PROFILE",
+    "DEFAULT_PROFILE_WEIGHTS",
     "TOKEN_SCHEME",
     "Decision",
     "Name",
@@ -104,40 +106,42 @@ class Profile:
 _WEIGHTS = {
     # the first given name's bands (or the other's surname's, when one system swapped
     # them): the share of bands in common, an estimate of the names' bigram similarity
-    "given_exact": 6.7,      # every band
-    "given_high": 5.8,       # from 0.65: one typo
-    "given_some": 4.3,       # from 0.4
-    "given_weak": -0.8,      # from 0.25
-    "given_low": -8.2,       # below: another name
-    "given_initial": 7.9,    # one side knows only initials, and the first initial agrees
-    "initial_agrees": 4.8,   # both have given names, and the first initial agrees
-    "surname_high": 4.4,     # surname bands, as above
-    "surname_some": 4.3,
-    "surname_weak": -0.8,
-    "surname_low": -7.8,
-    "swapped": 3.3,          # given name and surname agree crosswise
-    "birth_exact": 13.8,
-    "birth_near": 1.4,       # one part off, or day and month swapped
-    "birth_differs": -24.9,  # both have a date of birth and no part of it agrees
+    "given_exact": 7.9,      # every band
+    "given_high": 6.8,       # from 0.65: one typo
+    "given_some": 5.6,       # from 0.4
+    "given_weak": 0.0,       # from 0.25
+    "given_low": -7.6,       # below: another name
+    "given_initial": 8.3,    # one side knows only initials, and the first initial agrees
+    "initial_agrees": 3.9,   # both have given names, and the first initial agrees
+    "surname_high": 4.8,     # surname bands, as above
+    "surname_some": 5.0,
+    "surname_weak": -0.7,
+    "surname_low": -9.1,
+    "swapped": 2.2,          # given name and surname agree crosswise
+    "birth_exact": 12.9,
+    "birth_near": 0.7,       # one part off, or day and month swapped
+    "birth_differs": -26.0,  # both have a date of birth and no part of it agrees
     # one side has no date of birth, or neither has (exactly one of the birth features
     # applies to a pair: together they hold the fitted intercept)
-    "birth_one": -6.8,
-    "birth_none": -6.4,
-    "address": 2.5,          # the same address key
-    "building": 2.9,         # the same postcode and house number, another addition
+    "birth_one": -7.6,
+    "birth_none": -7.1,
+    "address": 2.2,          # the same address key
+    "building": 3.3,         # the same postcode and house number, another addition
     "address_differs": -2.8,  # both have an address, in other buildings
     # ... the same address, and the same first name (a member of one household rarely
     # shares another's), the same date of birth, or an initial that agrees
-    "given_address": 3.7,
-    "birth_address": 1.3,
-    "initial_address": 3.3,
-    "sex_agrees": 4.4,       # sex with the initial and surname or building, or the date
-    "sex_differs": -8.7,     # same initial (and surname or building) or birth date, another sex
+    "given_address": 4.8,
+    "birth_address": 1.7,
+    "initial_address": 3.8,
+    "sex_agrees": 4.3,       # sex with the initial and surname or building, or the date
+    "sex_differs": -7.4,     # same initial (and surname or building) or birth date, another sex
     # the signals' regions (municipalities, which the hub holds anyway) differ: namesakes
     # live anywhere, a person who moved mostly stays (the synthetic data: 75 %)
-    "region_differs": -11.3,
+    "region_differs": -11.2,
 }
 _SCORE_KEYS = {"threshold", *_WEIGHTS}
+# The features decide() weighs, and their built-in weights.
+DEFAULT_PROFILE_WEIGHTS: Mapping[str, float] = MappingProxyType(_WEIGHTS)
 _FUZZY_KEYS = {"seed", "given_bands", "surname_bands", "rows"}
 
 
@@ -296,7 +300,9 @@ def name_parts(given_names: str = "", surname_prefix: str = "", surname: str = "
     mixed_case = any(c.islower() for c in surname_prefix + surname + given_names)
     # ... unless the given names themselves are written in capitals: a word in capitals
     # longer than initials are ("MATS JESSE PETRUS") makes the others names too (scheme 3)
-    capitals = any(w.isalpha() and w.isupper() and len(w) > 4 for w in given_names.split())
+    # ... or two of three letters or more ("NOAH BRAM"; initials with spaces are letters)
+    upper = [w for w in given_names.split() if w.isalpha() and w.isupper()]
+    capitals = any(len(w) > 4 for w in upper) or sum(len(w) >= 3 for w in upper) >= 2
     for raw in re.findall(r"[^\s.]+\.?", given_names):
         word = fold(raw)
         if not word:
@@ -481,7 +487,12 @@ def _bands(keys: Keys, kind: KeyKind) -> frozenset[bytes]:
 
 
 def _share(a: frozenset[bytes], b: frozenset[bytes], count: int) -> float:
-    return len(a & b) / count if count else 0.0
+    """The share of ``count`` bands two names have in common. During a key rotation a
+    signal may carry every band twice (under the old and the new key): out of as many as
+    the smaller side holds, so that two such signals do not count each band twice."""
+    if not (a and b and count):
+        return 0.0
+    return len(a & b) / max(count, min(len(a), len(b)))
 
 
 def decide(profile: Profile, a: Keys, b: Keys) -> Decision:
@@ -506,12 +517,6 @@ def decide(profile: Profile, a: Keys, b: Keys) -> Decision:
                      else "birth_differs")
     else:
         names.append("birth_one" if birth_a or birth_b else "birth_none")
-    if given == "low" and "birth_exact" in names:
-        # the same date of birth and given names unlike each other: twins, rarely a name
-        # garbled beyond recognition. No weight: one wrong link would make two children
-        # one person, and the synthetic data has too few twins to weigh them against the
-        # garbled names (a household is linked by its address all the same)
-        return Decision(False, float("-inf"), (*_weighed(profile, names), ("twins", 0.0)))
     sex_a, sex_b = _bands(a, KeyKind.SEX), _bands(b, KeyKind.SEX)
     if sex_a and sex_b:
         if sex_a & sex_b:
@@ -520,6 +525,13 @@ def decide(profile: Profile, a: Keys, b: Keys) -> Decision:
             # the same initial and surname or building, or the same date of birth, and
             # another sex: father and daughter, or twins, not one person
             names.append("sex_differs")
+    if "birth_exact" in names and (given == "low" or "sex_differs" in names):
+        # the same date of birth and given names unlike each other, or another sex:
+        # twins (rarely a name garbled beyond recognition). No weight: one wrong link
+        # would make two children one person, and the synthetic data has too few twins
+        # to weigh them against garbled names (a household is linked by its address
+        # all the same)
+        return Decision(False, float("-inf"), (*_weighed(profile, names), ("twins", 0.0)))
     _place_features(a, b, names, given)
     if not _NAMED & set(names):
         # no name agrees: a date of birth or an address alone is no person (namesakes by
@@ -543,8 +555,14 @@ def _name_features(profile: Profile, a: Keys, b: Keys, names: list[str]
     bands = min(profile.given_bands, profile.surname_bands)
     crossed = tuple(sorted((_share(given_a, surname_b, bands),
                             _share(surname_a, given_b, bands)), reverse=True))
-    swapped = sum(crossed) > sum(straight)
+    # (and the crossed given name alike at least in part: one band in common by chance
+    # is no swap)
+    swapped = sum(crossed) > sum(straight) and crossed[0] >= _SOME
     given_share, surname_share = crossed if swapped else straight
+    if swapped and not (given_a and given_b):
+        # one side has no given name ("J. Oosting" against "Jasper, Oosting" read the
+        # other way round): the one crossing there is compares the surnames
+        surname_share = crossed[0]
     # the first initial agrees with the surname, or at the same building (scheme 2)
     initial_agrees = bool(_bands(a, KeyKind.INITIAL_SURNAME)
                           & _bands(b, KeyKind.INITIAL_SURNAME))
@@ -586,11 +604,14 @@ def _place_features(a: Keys, b: Keys, names: list[str], given: str) -> None:
 
 # The features that say some name agrees.
 _NAMED = frozenset({"given_exact", "given_high", "given_some", "given_initial",
-                    "surname_high", "surname_some", "swapped"})
+                    "surname_high", "surname_some"})
 
 
 def _weighed(profile: Profile, names: list[str]) -> tuple[tuple[str, float], ...]:
     return tuple((name, profile.weight(name)) for name in names)
+
+
+_SOME = 0.4  # the share from which two names are alike in part
 
 
 def _tier(share: float, *, exact: bool) -> str:
@@ -600,7 +621,7 @@ def _tier(share: float, *, exact: bool) -> str:
         return "exact"
     if share >= 0.65:
         return "high"
-    if share >= 0.4:
+    if share >= _SOME:
         return "some"
     if share >= 0.25:
         return "weak"

@@ -15,7 +15,7 @@ components) do not depend on the order in which signals arrive.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVarTuple
@@ -42,12 +42,22 @@ _DECIDED_BY = FUZZY | {PERSON, ADDRESS}
 # building, where typos in both names and a missing birth date leave no block in common.
 COMPARED_BY = frozenset({BLOCK, BUILDING})
 REGION = linkage.REGION
+Profiles = Callable[[str], linkage.Profile | None]  # a profile ref ("id@vN") -> profile
 
 
 def with_region(keys: Iterable[Key], region: str) -> list[Key]:
     """A signal's keys, with its region as decide() reads it (never stored as a key)."""
     return [*keys, (REGION, region.encode())]
-Profiles = Callable[[str], linkage.Profile | None]  # a profile ref ("id@vN") -> profile
+
+
+def usable(keys: Iterable[Key], skip: Set[Key]) -> list[Key]:
+    """A signal's keys as fuzzy linkage reads them: at an excluded address (``skip``)
+    without that address and without its building — an institution's residents are
+    compared and weighed as if they lived apart."""
+    keys = list(keys)
+    if not any(k in skip for k in keys):
+        return keys
+    return [k for k in keys if k not in skip and k[0] != BUILDING]
 
 
 def active(now: datetime) -> ColumnElement[bool]:
@@ -193,7 +203,8 @@ def neighbours(session: Session, signals: Sequence[tuple[frozenset[Key], str | N
     # the building.
     wanted = [(i, ref, profile) for i, (keys, ref) in enumerate(signals)
               if ref and (profile := profiles(ref)) is not None]
-    blocks = sorted({(kind, value) for i, _, _ in wanted for kind, value in mine[i]
+    read = [usable(keys, skip) for keys in mine]
+    blocks = sorted({(kind, value) for i, _, _ in wanted for kind, value in read[i]
                      if kind in COMPARED_BY})
     sharing: dict[Key, set[str]] = defaultdict(set)
     for i in range(0, len(blocks), CHUNK):
@@ -201,20 +212,21 @@ def neighbours(session: Session, signals: Sequence[tuple[frozenset[Key], str | N
                 SignalKey.signal_id, SignalKey.kind, SignalKey.value).where(
                 pairs_in(SignalKey.kind, SignalKey.value, blocks[i:i + CHUNK], session))):
             sharing[(kind, value)].add(sid)
-    candidates = {i: {sid for key in mine[i] if key[0] in COMPARED_BY
+    candidates = {i: {sid for key in read[i] if key[0] in COMPARED_BY
                       for sid in sharing[key]} - set(exact[i]) for i, _, _ in wanted}
-    stored = {sid: (profile, region) for sid, profile, region in among(
-        session, select(Signal.id, Signal.profile, Signal.region),
-        sorted(set().union(*candidates.values())), active(now))}
+    rows = among(session, select(Signal.id, Signal.profile, Signal.region),
+                 sorted(set().union(*candidates.values())), active(now))
+    made_with = {sid: profile for sid, profile, _ in rows}
+    region_of = {sid: frozenset({region.encode()}) for sid, _, region in rows}
     theirs = _keys_of(session, sorted(sid for i, ref, _ in wanted for sid in candidates[i]
-                                      if stored.get(sid, ("",))[0] == ref), skip)
+                                      if made_with.get(sid) == ref))
     fuzzy: dict[int, list[str]] = {}
     for i, ref, profile in wanted:
-        own = grouped(k for k in mine[i] if k not in skip)
-        fuzzy[i] = sorted(sid for sid in candidates[i] if sid in theirs
-                          and stored[sid][0] == ref and linkage.decide(
-                              profile, own, {**theirs[sid], REGION: frozenset(
-                                  {stored[sid][1].encode()})}).link)
+        own = grouped(read[i])
+        fuzzy[i] = sorted(sid for sid in candidates[i] if made_with.get(sid) == ref
+                          and sid in theirs and _compared(own, theirs[sid])
+                          and linkage.decide(profile, own, {
+                              **theirs[sid], REGION: region_of[sid]}).link)
     return [Neighbours(exact[i], fuzzy.get(i, []), frozenset(skip & keys))
             for i, keys in enumerate(mine)]
 
@@ -226,15 +238,22 @@ def households_of(session: Session, signal_ids: Iterable[str], now: datetime
                       sorted(set(signal_ids)), active(now)))
 
 
-def _keys_of(session: Session, signal_ids: list[str],
-             skip: set[Key]) -> dict[str, dict[int, frozenset[bytes]]]:
+def _keys_of(session: Session, signal_ids: list[str]) -> dict[str, dict[int, frozenset[bytes]]]:
+    """What decide() reads of these stored signals (their excluded addresses, and
+    buildings there, left out: :func:`usable`)."""
     by_signal: dict[str, list[Key]] = defaultdict(list)
     for sid, kind, value in rows_in(session, select(
             SignalKey.signal_id, SignalKey.kind, SignalKey.value).where(
             SignalKey.kind.in_(sorted(_DECIDED_BY))), SignalKey.signal_id, signal_ids):
-        if (kind, value) not in skip:
-            by_signal[sid].append((kind, value))
-    return {sid: grouped(keys) for sid, keys in by_signal.items()}
+        by_signal[sid].append((kind, value))
+    skip = excluded(session, {k for keys in by_signal.values() for k in keys})
+    return {sid: grouped(usable(keys, skip)) for sid, keys in by_signal.items()}
+
+
+def _compared(a: Mapping[int, frozenset[bytes]], b: Mapping[int, frozenset[bytes]]) -> bool:
+    """Whether two signals (their usable keys, grouped) share what makes the hub compare
+    them: a blocking token or the building."""
+    return any(a.get(kind, frozenset()) & b.get(kind, frozenset()) for kind in COMPARED_BY)
 
 
 def components(signals: list[tuple[str, str | None, list[Key]]], skip: set[Key],
@@ -254,6 +273,7 @@ def components(signals: list[tuple[str, str | None, list[Key]]], skip: set[Key],
 
     owner: dict[tuple[str, bytes], int] = {}
     blocks: dict[tuple[str, bytes], list[int]] = defaultdict(list)
+    read = [usable(keys, skip) for _, _, keys in signals]
     for i, (_, ref, keys) in enumerate(signals):
         for kind, value in keys:
             if kind == PERSON or (kind == MEMBER and households):
@@ -261,17 +281,18 @@ def components(signals: list[tuple[str, str | None, list[Key]]], skip: set[Key],
             elif kind == ADDRESS and households and (kind, value) not in skip:
                 token = ("address", value)
             else:
-                if kind in COMPARED_BY and ref:
-                    blocks[(ref, bytes([kind]) + value)].append(i)
                 continue
             if token in owner:
                 parent[find(i)] = find(owner[token])
             else:
                 owner[token] = i
+        for kind, value in read[i]:
+            if kind in COMPARED_BY and ref:
+                blocks[(ref, bytes([kind]) + value)].append(i)
     for i, names in enumerate(shared):
         for name in names:
             parent[find(i)] = find(owner.setdefault(("shared", name.encode()), i))
-    grouped_keys = [grouped(k for k in keys if k not in skip) for _, _, keys in signals]
+    grouped_keys = [grouped(keys) for keys in read]
     compared: set[tuple[int, int]] = set()
     for (ref, _), members in blocks.items():
         profile = profiles(ref)

@@ -55,7 +55,9 @@ class _KeyKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_KeyKind.Value
     share one are compared by the profile's rules.
     """
     KEY_KIND_BUILDING: _KeyKind.ValueType  # 10
-    """The building: postcode and house number without the addition (a fuzzy feature)."""
+    """The building: postcode and house number without the addition (a fuzzy feature;
+    from token scheme 3 signals in one building are also compared, as with a block).
+    """
     KEY_KIND_SEX: _KeyKind.ValueType  # 11
     """Sex combined with the first initial and surname or building, or with the date of
     birth (a fuzzy feature).
@@ -94,7 +96,9 @@ KEY_KIND_BLOCK: KeyKind.ValueType  # 9
 share one are compared by the profile's rules.
 """
 KEY_KIND_BUILDING: KeyKind.ValueType  # 10
-"""The building: postcode and house number without the addition (a fuzzy feature)."""
+"""The building: postcode and house number without the addition (a fuzzy feature;
+from token scheme 3 signals in one building are also compared, as with a block).
+"""
 KEY_KIND_SEX: KeyKind.ValueType  # 11
 """Sex combined with the first initial and surname or building, or with the date of
 birth (a fuzzy feature).

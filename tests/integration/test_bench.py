@@ -4,13 +4,16 @@ gRPC on loopback) and the plaintext baseline on synthetic data."""
 from __future__ import annotations
 
 import json
+import math
 import runpy
+import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from exchange import checkpoint
+from exchange import checkpoint, linkage
 from exchange.cli import main
 from exchange.db import make_engine, migrate
 from hub._core import Hub
@@ -55,6 +58,51 @@ def test_bench_linkage_runs_the_real_path_and_the_baseline(
         assert (got.precision, got.recall, got.predicted_pairs) == (
             private[what]["precision"], private[what]["recall"],
             private[what]["predicted_pairs"]), what
+
+
+BENCH = Path(__file__).parents[2] / "bench"
+
+
+def test_the_weight_fit_recovers_log_odds_and_keeps_fixed_weights() -> None:
+    fit = runpy.run_path(str(BENCH / "fit_weights.py"))["fit"]
+    # one pair in five is one person without feature "a", four in five with it
+    data = Counter({(("a",), True): 80, (("a",), False): 20, ((), True): 20,
+                    ((), False): 80})
+    weights, intercept = fit(data, {}, l2=0.0)
+    assert intercept == pytest.approx(math.log(20 / 80), abs=1e-6)
+    assert weights["a"] == pytest.approx(math.log(80 / 20) - math.log(20 / 80), abs=1e-6)
+    # a fixed feature keeps its log-odds and the others fit around it
+    data[(("a", "b"), True)] += 50
+    data[(("a", "b"), False)] += 50
+    weights, _ = fit(data, {"b": -1.0}, l2=0.0)
+    assert weights["b"] == -1.0 and weights["a"] > 0
+
+
+def test_the_weight_fit_prints_a_profile_that_scores(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """bench/fit_weights.py on synthetic exports: a [score] table the profile parser
+    takes, scored on the same exports."""
+    synthetic = tmp_path / "hard"
+    assert main(["synth", "--households", "150", "--level", "hardest", "--seed", "2",
+                 "--out", str(synthetic)]) == 0
+    script = runpy.run_path(str(BENCH / "fit_weights.py"))
+    found = script["examples"](synthetic, linkage.DEFAULT_PROFILE.source)
+    assert sum(n for (_, same), n in found.items() if same) > 0
+    assert all(not {"twins", "no_name", "bsn"} & set(p) for p, _ in found)  # rules
+    capsys.readouterr()
+    monkeypatch.setattr(sys, "argv", ["fit_weights.py", str(synthetic), "--test",
+                                      str(synthetic)])
+    script["main"]()
+    out = capsys.readouterr().out
+    table = out.split("[score]")[1].split("\n# ")[0]
+    # every feature printed is one the profile knows (the parser refuses others), and the
+    # fit finds what agreement and disagreement say
+    profile = linkage.parse_profile('id = "x"\nname = "X"\n[score]' + table)
+    assert len(profile.weights) > 5
+    assert profile.weight("birth_exact") > 0 > profile.weight("birth_differs")
+    assert profile.weight("given_exact") > 0 > profile.weight("given_low")
+    assert "persons    precision" in out and "households precision" in out
 
 
 def test_bench_linkage_says_what_is_missing(

@@ -135,6 +135,22 @@ def test_signals_in_one_building_are_compared_without_a_block_in_common(
     assert _household(hub, a.id) == _household(hub, b.id)
 
 
+def test_at_an_excluded_address_the_building_is_no_reason_to_compare() -> None:
+    """An institution's residents are compared and weighed as if they lived apart: at an
+    excluded address the building is neither compared by nor weighed."""
+    shelter, building = (_linkage.ADDRESS, b"shelter"), (_linkage.BUILDING, b"1011AB|5")
+    names = [(int(crypto.KeyKind.GIVEN_BAND), bytes([i])) for i in range(12)] + [
+        (int(crypto.KeyKind.SURNAME_BAND), bytes([100 + i])) for i in range(12)] + [
+        (int(crypto.KeyKind.BIRTH_DATE), b"2001-02-03")]
+    keys = [*names, shelter, building]
+    assert _linkage.usable(keys, {shelter}) == names
+    assert _linkage.usable(keys, set()) == keys
+    signals = [("a", REF, keys), ("b", REF, list(keys))]  # no blocking token in common
+    profiles = {REF: linkage.DEFAULT_PROFILE}.get
+    assert len(_linkage.components(signals, set(), profiles, households=False)) == 1
+    assert len(_linkage.components(signals, {shelter}, profiles, households=False)) == 2
+
+
 def test_namesakes_in_other_municipalities_need_more_than_a_name(hub: Hub, reg: Hub) -> None:
     """The same full name, one side without a date of birth: enough in one municipality,
     not across two (the signals' regions, which the hub holds anyway)."""
