@@ -77,8 +77,8 @@ class KeyKind(enum.IntEnum):
     # Blocking tokens: exact combinations of parts of name and birth date; two signals
     # sharing one are compared, nothing more (a token alone links nothing).
     BLOCK = 9
-    # The building (postcode and house number, without the addition); signals in one
-    # building are compared (token scheme 3), as with a blocking token.
+    # The building (postcode and house number, without the addition); a hub of token
+    # scheme 3 compares signals in one building, as with a blocking token.
     BUILDING = 10
     # Sex with the first initial and surname or building, or with the date of birth:
     # tells father and daughter, and twins, apart.

@@ -56,7 +56,7 @@ class _KeyKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_KeyKind.Value
     """
     KEY_KIND_BUILDING: _KeyKind.ValueType  # 10
     """The building: postcode and house number without the addition (a fuzzy feature;
-    from token scheme 3 signals in one building are also compared, as with a block).
+    a hub of token scheme 3 also compares signals in one building, as with a block).
     """
     KEY_KIND_SEX: _KeyKind.ValueType  # 11
     """Sex combined with the first initial and surname or building, or with the date of
@@ -97,7 +97,7 @@ share one are compared by the profile's rules.
 """
 KEY_KIND_BUILDING: KeyKind.ValueType  # 10
 """The building: postcode and house number without the addition (a fuzzy feature;
-from token scheme 3 signals in one building are also compared, as with a block).
+a hub of token scheme 3 also compares signals in one building, as with a block).
 """
 KEY_KIND_SEX: KeyKind.ValueType  # 11
 """Sex combined with the first initial and surname or building, or with the date of
