@@ -168,6 +168,7 @@ def main() -> None:
     if unseen:
         print(f"# not in the data, so left at the profile's weights: {', '.join(unseen)}")
     print("[score]")
+    print(f"scheme = {linkage.DECISION_SCHEME}")
     print(f"threshold = {threshold:.1f}")
     for name, value in sorted(weights.items()):
         print(f"{name} = {SCALE * value:.1f}")

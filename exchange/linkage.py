@@ -14,8 +14,8 @@ so all partners derive identical tokens::
     surname_bands = 12
     rows = 1                # MinHash values per band
 
-    [score]                 # log-odds weights of agreement; a person link at threshold
-    threshold = 9.0
+    [score]                 # a person link at the threshold; weights (log-odds x 3)
+    threshold = 9.0         # may be set too, with "scheme = 3" (the decision they are for)
 
 Every token is an OPRF output (exchange.crypto), so the hub compares tokens it cannot
 compute, and a leaked hub database cannot be searched with a dictionary. A missing value
@@ -44,6 +44,7 @@ from exchange.crypto import KeyKind
 from exchange.errors import InvalidInput
 
 __all__ = [
+    "DECISION_SCHEME",
     "DEFAULT_PROFILE",
     "DEFAULT_PROFILE_WEIGHTS",
     "TOKEN_SCHEME",
@@ -139,7 +140,11 @@ _WEIGHTS = {
     # live anywhere, a person who moved mostly stays (the synthetic data: 75 %)
     "region_differs": -11.2,
 }
-_SCORE_KEYS = {"threshold", *_WEIGHTS}
+# The features and scale of the weights above. A [score] table that sets weights says
+# which it was written for ("scheme = 3"): weights of an earlier decision (hand-set, on
+# another scale, some features gone) are refused, not read as if they were these.
+DECISION_SCHEME = 3
+_SCORE_KEYS = {"threshold", "scheme", *_WEIGHTS}
 # The features decide() weighs, and their built-in weights.
 DEFAULT_PROFILE_WEIGHTS: Mapping[str, float] = MappingProxyType(_WEIGHTS)
 _FUZZY_KEYS = {"seed", "given_bands", "surname_bands", "rows"}
@@ -176,6 +181,15 @@ def parse_profile(source: str) -> Profile:
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
             raise ProfileError(f"invalid linkage profile: {key} must be from {low} to {high}")
         counts[key] = value
+    scheme = score.pop("scheme", None)
+    if scheme is not None and (isinstance(scheme, bool) or scheme != DECISION_SCHEME):
+        raise ProfileError(f"invalid linkage profile: [score] scheme {scheme!r} is not "
+                           f"{DECISION_SCHEME}, the weights this hub decides with")
+    if scheme is None and set(score) - {"threshold"}:
+        raise ProfileError(
+            f"invalid linkage profile: [score] sets weights without 'scheme = "
+            f"{DECISION_SCHEME}': weights written for an earlier decision mean something "
+            "else now (docs/linkage.md); review them and say which they are for")
     weights = {}
     for key, value in score.items():
         if (isinstance(value, bool) or not isinstance(value, int | float)

@@ -166,7 +166,7 @@ class Hub(LogOperations):
         self._feed_cond = threading.Condition()
         self._feed_version = 0
         self._parsed: dict[tuple[str, int], consent.Covenant] = {}
-        self._profiles: dict[str, linkage.Profile] = {}
+        self._profiles: dict[str, linkage.Profile | None] = {}
 
     def close(self) -> None:
         self._engine.dispose()
@@ -269,7 +269,8 @@ class Hub(LogOperations):
 
     def _profile(self, s: Session) -> _linkage.Profiles:
         """Profiles by a signal's reference ("id@vN", "id@vN/tS"), parsed once; None for
-        an unknown one."""
+        an unknown one, or one this hub can no longer read (a [score] table of an earlier
+        decision: no fuzzy links by it until a new version is registered)."""
 
         def lookup(ref: str) -> linkage.Profile | None:
             if ref not in self._profiles:
@@ -277,7 +278,13 @@ class Hub(LogOperations):
                 row = s.get(LinkageProfileVersion, (profile_id, int(version)))
                 if row is None:
                     return None
-                parsed = linkage.parse_profile(row.source)
+                try:
+                    parsed = linkage.parse_profile(row.source)
+                except linkage.ProfileError as exc:
+                    _log.warning("linkage profile unreadable: no fuzzy links by it",
+                                 profile=f"{row.id}@v{row.version}", reason=str(exc))
+                    self._profiles[ref] = None
+                    return None
                 self._profiles[ref] = linkage.Profile(**{**parsed.__dict__,
                                                          "version": row.version})
             return self._profiles[ref]

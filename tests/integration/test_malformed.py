@@ -775,7 +775,7 @@ def _profile_parts() -> tuple[dict[str, str], dict[str, dict[str, str]]]:
     return ({"id": '"second-profile"', "name": '"Second profile"'},
             {"fuzzy": {"seed": '"second-profile"', "given_bands": "8", "surname_bands": "8",
                        "rows": "1"},
-             "score": {"threshold": "9.0", "birth_exact": "6.0"}})
+             "score": {"scheme": "3", "threshold": "9.0", "birth_exact": "6.0"}})
 
 
 def _profile(**tables: dict[str, str]) -> str:

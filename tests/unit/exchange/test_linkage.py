@@ -376,6 +376,11 @@ def test_tokens_are_the_same_on_every_machine() -> None:
     ('id = "x"\nname = "X"\n[fuzzy]\nbands = 3\n', "unknown key 'bands'"),
     ('id = "x"\nname = "X"\n[score]\nthreshold = "high"\n', "threshold must be a number"),
     ('id = "x"\nname = "X"\n[score]\nthreshold = nan\n', "threshold must be a number"),
+    # weights of an earlier decision (hand-set, another scale) are refused, not misread
+    ('id = "x"\nname = "X"\n[score]\nbirth_differs = -8\n', "without 'scheme = 3'"),
+    ('id = "x"\nname = "X"\n[score]\nscheme = 2\naddress = 2\n', "scheme 2 is not 3"),
+    ('id = "x"\nname = "X"\n[score]\nscheme = "3"\n', "scheme '3' is not 3"),
+    ('id = "x"\nname = "X"\n[score]\nscheme = true\n', "scheme True is not 3"),
     ('id = "x"\nname = \n', "invalid linkage profile"),
 ])
 def test_invalid_profiles_are_refused_with_the_reason(text: str, message: str) -> None:
@@ -384,7 +389,8 @@ def test_invalid_profiles_are_refused_with_the_reason(text: str, message: str) -
 
 
 def test_a_profile_can_set_the_threshold_and_weights() -> None:
-    strict = parse_profile('id = "x"\nname = "X"\n[score]\nthreshold = 30\naddress = 5\n')
+    strict = parse_profile('id = "x"\nname = "X"\n[score]\nscheme = 3\nthreshold = 30\n'
+                           'address = 5\n')
     assert (strict.threshold, strict.weight("address"), strict.weight("birth_exact")) == (
         30.0, 5.0, DEFAULT_PROFILE.weight("birth_exact"))
     assert not decide(strict, _keys(**JAN), _keys(**JAN)).link

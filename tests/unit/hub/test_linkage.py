@@ -223,6 +223,30 @@ def test_an_excluded_address_links_no_one(hub: Hub) -> None:
                                                _household(oversight, b.id)}
 
 
+def test_a_stored_profile_with_weights_of_an_earlier_decision_links_nothing_fuzzy(
+        hub: Hub, reg: Hub) -> None:
+    """A profile registered before token scheme 3 with its own weights (hand-set, another
+    scale) is not read as if its numbers were today's: the hub keeps storing signals made
+    with it, links them by exact keys, and makes no fuzzy link by it (fail closed)."""
+    from hub._models import LinkageProfileVersion
+
+    with session_factory(hub._engine)() as s, s.begin():
+        s.get_one(LinkageProfileVersion, ("nl-household", 1)).source = (
+            PROFILE + "[score]\nbirth_differs = -8\ngiven_high = 4\n")
+    hub._profiles.clear()
+    jan = {"given": "Jan Pieter", "surname": "van der Berg", "birth": "2001-02-03"}
+    a, _ = hub.submit(access("org-a"), person(hub, "org-a", **jan))
+    b, _ = hub.submit(access("org-b"), person(hub, "org-b", **jan, category="housing"))
+    assert _household(hub, a.id) != _household(hub, b.id)  # no fuzzy link
+    c, _ = hub.submit(access("org-c"), person(hub, "org-c", **jan, address="home",
+                                              category="debt"))
+    d, _ = hub.submit(access("org-a"), person(hub, "org-a", given="Eva", surname="Smit",
+                                              address="home"))
+    assert _household(hub, c.id) == _household(hub, d.id)  # exact keys still link
+    with pytest.raises(linkage.ProfileError, match="scheme = 3"):
+        linkage.parse_profile(PROFILE + "[score]\nbirth_differs = -8\n")
+
+
 def test_tokens_of_an_outdated_profile_are_refused(hub: Hub, reg: Hub) -> None:
     hub.register_profile(ADMIN, PROFILE + "[score]\nthreshold = 10\n")
     with pytest.raises(FailedPrecondition, match="is at version 2, not 1"):
