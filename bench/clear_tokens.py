@@ -31,6 +31,7 @@ class Exports:
     signals: list[tuple[str, str | None, list[tuple[int, bytes]]]]  # as components() takes
     skip: set[tuple[int, bytes]]  # the excluded (institutional) address keys
     profile: linkage.Profile
+    ref: str  # the signals' profile ref, as the hub stores it
     truth: Path
 
 
@@ -58,7 +59,7 @@ def exports(directory: Path, source: str | linkage.Profile = linkage.DEFAULT_PRO
     skip = ({(_linkage.ADDRESS, key.encode())
              for key in _bench.excluded_addresses(institutions)}
             if institutions.exists() else set())
-    return Exports(refs, signals, skip, profile, truth)
+    return Exports(refs, signals, skip, profile, ref, truth)
 
 
 def scores(directory: Path, source: str | linkage.Profile = linkage.DEFAULT_PROFILE.source
@@ -66,7 +67,7 @@ def scores(directory: Path, source: str | linkage.Profile = linkage.DEFAULT_PROF
     """Person and household links of the exports in ``directory`` under the profile
     ``source`` (TOML), scored against its truth.csv."""
     found = exports(directory, source)
-    profiles = {found.signals[0][1]: found.profile}.get if found.signals else {}.get
+    profiles = {found.ref: found.profile}.get
     persons_truth, households_truth = _bench._truth(found.truth)
     out = {}
     for what, households, wanted in (("persons", False, persons_truth),

@@ -272,9 +272,8 @@ def components(signals: list[tuple[str, str | None, list[Key]]], skip: set[Key],
         return i
 
     owner: dict[tuple[str, bytes], int] = {}
-    blocks: dict[tuple[str, bytes], list[int]] = defaultdict(list)
     read = [usable(keys, skip) for _, _, keys in signals]
-    for i, (_, ref, keys) in enumerate(signals):
+    for i, (_, _, keys) in enumerate(signals):
         for kind, value in keys:
             if kind == PERSON or (kind == MEMBER and households):
                 token = ("person", value)
@@ -286,9 +285,7 @@ def components(signals: list[tuple[str, str | None, list[Key]]], skip: set[Key],
                 parent[find(i)] = find(owner[token])
             else:
                 owner[token] = i
-        for kind, value in read[i]:
-            if kind in COMPARED_BY and ref:
-                blocks[(ref, bytes([kind]) + value)].append(i)
+    blocks = compared_groups([ref for _, ref, _ in signals], read)
     for i, names in enumerate(shared):
         for name in names:
             parent[find(i)] = find(owner.setdefault(("shared", name.encode()), i))
@@ -309,6 +306,20 @@ def components(signals: list[tuple[str, str | None, list[Key]]], skip: set[Key],
     for i in range(len(signals)):
         out[find(i)].append(i)
     return list(out.values())
+
+
+def compared_groups(refs: Sequence[str | None], read: Sequence[Iterable[Key]]
+                    ) -> dict[tuple[str, bytes], list[int]]:
+    """The signals (indexes) the hub compares with each other: by profile ref, those
+    that share a blocking token or the building among their usable keys (``read``, by
+    :func:`usable`)."""
+    groups: dict[tuple[str, bytes], list[int]] = defaultdict(list)
+    for i, (ref, keys) in enumerate(zip(refs, read, strict=True)):
+        if ref:
+            for kind, value in keys:
+                if kind in COMPARED_BY:
+                    groups[(ref, bytes([kind]) + value)].append(i)
+    return groups
 
 
 def as_profiles(by_ref: Mapping[str, linkage.Profile]) -> Profiles:
