@@ -3,9 +3,10 @@
 The OPRF is deterministic, so two records share a pseudonym exactly when they share the
 clear token it was made from. This script makes each record's tokens as the agent does
 (`agent._source.record` with the profile), skips the OPRF, and links them with the hub's
-own code (`hub._linkage.components`): the person and household links it scores are those
-of `samenloop bench linkage` on the same exports, in seconds instead of minutes, and at
-100,000 records without onboarding them. Nothing here is private: use synthetic data.
+own code (`hub._linkage.persons` and `components`): the person and household links it
+scores are those of `samenloop bench linkage` on the same exports, in seconds instead of
+minutes, and at 100,000 records without onboarding them. Nothing here is private: use
+synthetic data.
 
     samenloop synth --households 2000 --level hardest --seed 1 --out /tmp/syn
     python bench/clear_tokens.py /tmp/syn [--profile profile.toml]
@@ -70,10 +71,9 @@ def scores(directory: Path, source: str | linkage.Profile = linkage.DEFAULT_PROF
     profiles = {found.ref: found.profile}.get
     persons_truth, households_truth = _bench._truth(found.truth)
     out = {}
-    for what, households, wanted in (("persons", False, persons_truth),
-                                     ("households", True, households_truth)):
-        parts = _linkage.components(found.signals, found.skip, profiles,
-                                    households=households)
+    for what, wanted in (("persons", persons_truth), ("households", households_truth)):
+        parts = (_linkage.persons if what == "persons" else _linkage.components)(
+            found.signals, found.skip, profiles)
         predicted: dict[tuple[str, str], object] = {
             found.refs[i]: f"c{n}" for n, part in enumerate(parts) for i in part}
         out[what] = _bench.Scores.of(predicted, wanted)

@@ -7,14 +7,16 @@ pair the hub would compare (sharing a blocking token or the building) in exports
 truth file is one example, labelled by whether its two records are one person; an
 L2-regularised logistic regression gives each feature its log-odds. The weights are
 printed as a profile's ``[score]`` table, times three (the scale of the built-in
-weights), for a threshold of 9 at the odds asked for: exactly one of the birth-date
-features applies to every pair, so they absorb the intercept and the odds. Pairs that a
-rule decides whatever the weights (two BSNs, twins, no name in common) are left out.
+weights), placed so that the odds asked for (``--odds``) score 9: exactly one of the
+birth-date features applies to every pair, so they absorb the intercept and the odds.
+The table's threshold is the built-in one (7.5, below 9: persons are formed with
+constraints, hub._linkage.persons) or ``--threshold``. Pairs that a rule decides
+whatever the weights (two BSNs, twins, no name in common) are left out; the household
+feature needs households, which pairs alone do not give, and keeps its weight.
 
 The built-in weights (exchange/linkage.py) are this script's output, as printed, on seeds
-4-9 of the hardest synthetic data, from before it read an institution's residents
-without their building as the hub does (run today, 8 weights move by 0.1); seeds 1-3
-measure them (docs/linkage.md):
+4-9 of the hardest synthetic data with token scheme 4; seeds 1-3 measure them
+(docs/linkage.md):
 
     for s in 4 5 6 7 8 9; do samenloop synth --level hardest --seed $s --out /tmp/syn$s; done
     python bench/fit_weights.py /tmp/syn4 /tmp/syn5 /tmp/syn6 /tmp/syn7 /tmp/syn8 /tmp/syn9 \\
@@ -43,7 +45,7 @@ from exchange import linkage
 from hub import _bench, _linkage
 
 SCALE = 3.0  # the built-in weights are log-odds times three
-THRESHOLD = 9.0  # ... and their threshold
+ANCHOR = 9.0  # ... and the odds asked for score this
 # decide() weighs exactly one of these per pair
 BIRTH = ("birth_exact", "birth_near", "birth_differs", "birth_one", "birth_none")
 Pattern = tuple[str, ...]
@@ -134,9 +136,12 @@ def main() -> None:
                         help="keep a feature's weight (on the profile's scale), "
                              "e.g. region_differs=-12")
     parser.add_argument("--odds", type=float, default=1.4,
-                        help="link from these log-odds (default 1.4: 4 to 1)")
+                        help="these log-odds score 9 (default 1.4: 4 to 1)")
     parser.add_argument("--l2", type=float, default=1.0,
                         help="the L2 penalty on the feature weights (default 1)")
+    parser.add_argument("--threshold", type=float, default=linkage.DEFAULT_THRESHOLD,
+                        help="the printed table's threshold (default: the built-in "
+                        f"{linkage.DEFAULT_THRESHOLD}; the odds asked for score 9)")
     parser.add_argument("--test", type=Path, nargs="*", default=[],
                         help="score the fitted weights on these exports")
     args = parser.parse_args()
@@ -153,10 +158,10 @@ def main() -> None:
         data.update(examples(directory, source))
     weights, intercept = fit(data, fixed, args.l2)
     # Exactly one birth feature applies to every pair: adding a constant to all of them
-    # and to the threshold changes no decision. Shift them so that the threshold is 9.
-    shift = (THRESHOLD / SCALE) - (args.odds - intercept)
+    # and to the threshold changes no decision. Shift them so that the odds score 9.
+    shift = (ANCHOR / SCALE) - (args.odds - intercept)
     weights = {n: v + shift if n in BIRTH else v for n, v in weights.items()}
-    threshold = SCALE * (args.odds - intercept + shift)
+    threshold = args.threshold
     pairs = sum(data.values())
     ones = sum(n for (_, same), n in data.items() if same)
     print(f"# {pairs:,} compared pairs ({ones:,} one person) in {len(args.directories)} "

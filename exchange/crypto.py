@@ -83,6 +83,9 @@ class KeyKind(enum.IntEnum):
     # Sex with the first initial and surname or building, or with the date of birth:
     # tells father and daughter, and twins, apart.
     SEX = 11
+    # The first given name and each way of leaving one of its letters out (token scheme
+    # 4): names one typo apart share one, where MinHash bands may by chance share few.
+    GIVEN_EDIT = 12
 
 
 _KIND_LABELS = {
@@ -92,6 +95,7 @@ _KIND_LABELS = {
     KeyKind.BIRTH_DATE: b"birth/date", KeyKind.BIRTH_NEAR: b"birth/near",
     KeyKind.INITIAL_SURNAME: b"name/initial", KeyKind.BLOCK: b"name/block",
     KeyKind.BUILDING: b"address/building", KeyKind.SEX: b"name/sex",
+    KeyKind.GIVEN_EDIT: b"name/edit",
 }
 
 # Sends blinded elements to the key service; returns (evaluated elements, proof).

@@ -15,7 +15,7 @@ so all partners derive identical tokens::
     rows = 1                # MinHash values per band
 
     [score]                 # a person link at the threshold; weights (log-odds x 3)
-    threshold = 9.0         # may be set too, with "scheme = 3" (the decision they are for)
+    threshold = 7.5         # may be set too, with "scheme = 3" (the decision they are for)
 
 Every token is an OPRF output (exchange.crypto), so the hub compares tokens it cannot
 compute, and a leaked hub database cannot be searched with a dictionary. A missing value
@@ -71,6 +71,8 @@ _ABBREVIATIONS = {"vd": "van der", "v d": "van der", "vdn": "van den", "v": "van
                   "vden": "van den", "vde": "van de"}
 _SORTED_PARTICLES = sorted(PARTICLES, key=len, reverse=True)
 _WORD = re.compile(r"[a-z0-9]+")
+# The score from which two signals are one person (see _WEIGHTS).
+DEFAULT_THRESHOLD = 7.5
 
 
 class ProfileError(InvalidInput):
@@ -85,7 +87,7 @@ class Profile:
     given_bands: int = 12
     surname_bands: int = 12
     rows: int = 1
-    threshold: float = 9.0
+    threshold: float = DEFAULT_THRESHOLD
     # log-odds weights: (agree, disagree) per feature, in decide()
     weights: Mapping[str, float] = field(default_factory=dict)
     source: str = ""
@@ -102,43 +104,51 @@ class Profile:
 # Agreement (positive) and disagreement (negative) weights: log-odds (natural log) times
 # three, fitted by logistic regression on the pairs the hub compares in synthetic data
 # (bench/fit_weights.py on seeds 4-9 of 'samenloop synth --level hardest'; seeds 1-3 are
-# for measuring, docs/linkage.md). A pair links when its weights add up to the threshold,
-# 9: odds of 4 to 1 among compared pairs. A profile may override any of them under [score].
+# for measuring, docs/linkage.md), scaled so that odds of 4 to 1 among compared pairs
+# score 9. A pair links when its weights add up to the threshold, by default 7.5 (odds of
+# about 2.4 to 1): lower than the fit's 9 because persons are formed with constraints
+# that catch most of what it lets through (two BSNs, or a person and a member they named,
+# are never one person: hub._linkage.persons) — measured, docs/linkage.md. A profile may
+# override any weight, and the threshold, under [score].
 _WEIGHTS = {
     # the first given name's bands (or the other's surname's, when one system swapped
     # them): the share of bands in common, an estimate of the names' bigram similarity
-    "given_exact": 7.9,      # every band
-    "given_high": 6.8,       # from 0.65: one typo
-    "given_some": 5.6,       # from 0.4
-    "given_weak": 0.0,       # from 0.25
-    "given_low": -7.6,       # below: another name
-    "given_initial": 8.3,    # one side knows only initials, and the first initial agrees
-    "initial_agrees": 3.9,   # both have given names, and the first initial agrees
-    "surname_high": 4.8,     # surname bands, as above
+    "given_exact": 7.1,      # every band
+    "given_high": 6.3,       # from 0.65, or one typo apart (GIVEN_EDIT, token scheme 4)
+    "given_some": 1.6,       # from 0.4
+    "given_weak": -2.2,      # from 0.25
+    "given_low": -7.8,       # below: another name
+    "given_initial": 7.9,    # one side knows only initials, and the first initial agrees
+    "initial_agrees": 4.1,   # both have given names, and the first initial agrees
+    "surname_high": 4.7,     # surname bands, as above
     "surname_some": 5.0,
-    "surname_weak": -0.7,
-    "surname_low": -9.1,
-    "swapped": 2.2,          # given name and surname agree crosswise
-    "birth_exact": 12.9,
-    "birth_near": 0.7,       # one part off, or day and month swapped
-    "birth_differs": -26.0,  # both have a date of birth and no part of it agrees
+    "surname_weak": -0.9,
+    "surname_low": -8.8,
+    "swapped": 2.8,          # given name and surname agree crosswise
+    "birth_exact": 13.2,
+    "birth_near": 0.8,       # one part off, or day and month swapped
+    "birth_differs": -25.3,  # both have a date of birth and no part of it agrees
     # one side has no date of birth, or neither has (exactly one of the birth features
     # applies to a pair: together they hold the fitted intercept)
-    "birth_one": -7.6,
-    "birth_none": -7.1,
-    "address": 2.2,          # the same address key
-    "building": 3.3,         # the same postcode and house number, another addition
-    "address_differs": -2.8,  # both have an address, in other buildings
+    "birth_one": -7.1,
+    "birth_none": -6.7,
+    "address": 0.8,          # the same address key
+    "building": 3.4,         # the same postcode and house number, another addition
+    "address_differs": -2.5,  # both have an address, in other buildings
     # ... the same address, and the same first name (a member of one household rarely
     # shares another's), the same date of birth, or an initial that agrees
-    "given_address": 4.8,
-    "birth_address": 1.7,
-    "initial_address": 3.8,
-    "sex_agrees": 4.3,       # sex with the initial and surname or building, or the date
-    "sex_differs": -7.4,     # same initial (and surname or building) or birth date, another sex
+    "given_address": 6.3,
+    "birth_address": 1.9,
+    "initial_address": 5.2,
+    "sex_agrees": 4.0,       # sex with the initial and surname or building, or the date
+    "sex_differs": -6.9,     # same initial (and surname or building) or birth date, another sex
     # the signals' regions (municipalities, which the hub holds anyway) differ: namesakes
     # live anywhere, a person who moved mostly stays (the synthetic data: 75 %)
-    "region_differs": -11.2,
+    "region_differs": -10.8,
+    # in one household (which the hub formed from exact keys and links), at two
+    # addresses: a household that moved. Replaces address_differs and region_differs.
+    # Set by a sweep (0, 3, 6, 9 on seeds 1-3, 5, 7, 9; docs/linkage.md), not fitted
+    "household": 6.0,
 }
 # The features and scale of the weights above. A [score] table that sets weights says
 # which it was written for ("scheme = 3"): weights of an earlier decision (hand-set, on
@@ -196,7 +206,7 @@ def parse_profile(source: str) -> Profile:
                 or not math.isfinite(value) or abs(value) > 100):
             raise ProfileError(f"invalid linkage profile: {key} must be a number")
         weights[key] = float(value)
-    threshold = weights.pop("threshold", 9.0)
+    threshold = weights.pop("threshold", DEFAULT_THRESHOLD)
     return Profile(id=profile_id, name=name, seed=seed, threshold=threshold,
                    weights=weights, source=source, **counts)
 
@@ -208,11 +218,12 @@ DEFAULT_PROFILE = parse_profile('id = "nl-household"\nname = "Dutch households"\
 # fuzzy tokens only between signals of one profile version and one scheme, and
 # 'samenloop agent rekey' re-submits the cases whose tokens another scheme made.
 # 0 is an agent from before schemes were counted.
-TOKEN_SCHEME = 3
+TOKEN_SCHEME = 4
 # 1: bands, dates, initial + surname, building, blocks; 2: also initial + building (and
 # with sex), no initials from particles in lower case in the given-name field; 3: letters
 # without a decomposition folded (a dotless i to i, "ø" to o), and given names written in
-# capitals ("MATS JESSE") no longer read as initials.
+# capitals ("MATS JESSE") no longer read as initials; 4: the first given name within one
+# typo (GIVEN_EDIT), and one capital after the comma ("Bos, T.") an initial, not "'t".
 
 
 def signal_ref(profile_ref: str, scheme: int) -> str:
@@ -283,6 +294,14 @@ def _split_particles(words: list[str]) -> list[str]:
 _SINGLE_PARTICLES = frozenset(p for p in PARTICLES if " " not in p) | {"v", "vd"}
 
 
+def _capital_initial(text: str) -> bool:
+    """One letter in capitals, with or without its dot ("T.", "V"): after a surname and
+    a comma an initial, not the particle "'t" or "v(an)", which are written in lower case
+    there (token scheme 4: "Bos, T." lost its initial)."""
+    letters = text.strip().rstrip(".")
+    return len(letters) == 1 and letters.isupper()
+
+
 def _only_particles(text: str) -> bool:
     words = fold(text).split()
     return bool(words) and all(w in _SINGLE_PARTICLES for w in words)
@@ -297,7 +316,7 @@ def name_parts(given_names: str = "", surname_prefix: str = "", surname: str = "
             surname, _, rest = full_name.partition(",")
             if "," in rest:
                 surname_prefix, _, given_names = rest.partition(",")
-            elif _only_particles(rest):
+            elif _only_particles(rest) and not _capital_initial(rest):
                 surname_prefix = rest
             else:
                 given_names = rest
@@ -371,6 +390,22 @@ def _grams(words: Iterable[str]) -> set[str]:
     return grams
 
 
+# Given names shorter than this give no GIVEN_EDIT tokens: one letter left out of "Bo"
+# and "Jo" is the same letter.
+_EDIT_MIN = 3
+_EDIT_MAX = 16  # letters of a name that give tokens: one per letter, and the name
+
+
+def _one_typo(word: str) -> list[str]:
+    """A name and the name with each one of its letters left out (a deletion
+    neighbourhood): two names one typo apart — a letter left out, added, mistyped, or two
+    letters transposed — share one of these, whatever MinHash bands happen to share."""
+    word = word[:_EDIT_MAX]
+    if len(word) < _EDIT_MIN:
+        return []
+    return sorted({word} | {word[:i] + word[i + 1:] for i in range(len(word))})
+
+
 def _minhash_bands(profile: Profile, grams: set[str], bands: int) -> list[bytes]:
     """One value per band: ``rows`` MinHash values over the bigrams, with the band's
     index, so equal bands of two names (given or surname alike) are equal bytes."""
@@ -406,6 +441,8 @@ def tokens(profile: Profile, name: Name, birth: str, *, address: str = "",
         out.append((KeyKind.GIVEN_BAND, band))
     for band in _minhash_bands(profile, _grams(name.surname), profile.surname_bands):
         out.append((KeyKind.SURNAME_BAND, band))
+    out += [(KeyKind.GIVEN_EDIT, variant.encode())
+            for variant in _one_typo(name.given[0] if name.given else "")]
     parts = birth_parts(birth)
     if parts is not None:
         year, month, day = parts
@@ -494,6 +531,9 @@ Keys = Mapping[int, frozenset[bytes]]  # kind -> the signal's pseudonyms of that
 # Under this kind, which no token has, decide() finds a signal's region (its CBS
 # municipality code, which the hub holds in the clear), when the caller adds it.
 REGION = 0
+# ... and under this one the household the hub already placed it in (by exact keys and
+# links), when deciding persons within households (hub._linkage.persons).
+HOUSEHOLD = -1
 
 
 def _bands(keys: Keys, kind: KeyKind) -> frozenset[bytes]:
@@ -583,6 +623,12 @@ def _name_features(profile: Profile, a: Keys, b: Keys, names: list[str]
     given = ""
     if given_a and given_b:
         given = _tier(given_share, exact=True)
+        if given in ("some", "weak", "low") and not swapped and (
+                _bands(a, KeyKind.GIVEN_EDIT) & _bands(b, KeyKind.GIVEN_EDIT)):
+            # one typo apart (token scheme 4): MinHash's 12 bands may by chance keep
+            # only two of a transposed name ("Volkan", "Ovlkan"), which read as another
+            # name beside the same date of birth is the twins rule
+            given = "high"
         names.append(f"given_{given}")
         if initial_agrees and given != "low":  # twins Lars and Luuk share an initial
             names.append("initial_agrees")
@@ -611,6 +657,15 @@ def _place_features(a: Keys, b: Keys, names: list[str], given: str) -> None:
         names.append("building")
     elif address_a and address_b:
         names.append("address_differs")
+    household_a, household_b = a.get(HOUSEHOLD), b.get(HOUSEHOLD)
+    if household_a and household_b and household_a & household_b and not (
+            address_a & address_b or "building" in names):
+        # in one household at two addresses: a household that moved, as exact keys (a
+        # member's BSN at both) tell the hub; neither the other building nor the other
+        # municipality then counts against the pair
+        names[:] = [n for n in names if n != "address_differs"]
+        names.append("household")
+        return
     region_a, region_b = a.get(REGION), b.get(REGION)
     if region_a and region_b and not region_a & region_b:
         names.append("region_differs")

@@ -369,7 +369,7 @@ def _predictions(root: Path, partners: list[Partner], hub_url: str | None = None
     def profile(ref: str) -> linkage.Profile | None:
         return profiles.get(linkage.profile_ref_of(ref))
 
-    for n, part in enumerate(_linkage.components(keyed, skip, profile, households=False)):
+    for n, part in enumerate(_linkage.persons(keyed, skip, profile)):
         for i in part:
             if keyed[i][0] in case_of:
                 persons[case_of[keyed[i][0]]] = f"p{n}"

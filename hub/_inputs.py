@@ -17,7 +17,7 @@ from exchange.errors import FailedPrecondition, InvalidInput
 from exchange.rpc import from_timestamp
 from exchange.v1 import common_pb2, coordinator_pb2, signal_pb2
 
-MAX_KEYS = 160  # during a key rotation every token comes twice
+MAX_KEYS = 200  # during a key rotation every token comes twice
 MAX_ENVELOPES = 16
 MAX_CIPHERTEXT = 16 * 1024
 MIN_CIPHERTEXT = 32 + 16  # HPKE encapsulated key + AEAD tag

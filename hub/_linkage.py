@@ -14,6 +14,7 @@ components) do not depend on the order in which signals arrive.
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass
@@ -306,6 +307,108 @@ def components(signals: list[tuple[str, str | None, list[Key]]], skip: set[Key],
     for i in range(len(signals)):
         out[find(i)].append(i)
     return list(out.values())
+
+
+# Households with more signals than this are not compared pair by pair for persons (their
+# signals still are where they share a block or building): a household is a few people.
+HOUSEHOLD_PAIRS = 64
+HOUSEHOLD = linkage.HOUSEHOLD
+
+
+def persons(signals: list[tuple[str, str | None, list[Key]]], skip: set[Key],
+            profiles: Profiles) -> list[list[int]]:
+    """The persons among ``signals`` (each (id, profile ref, keys)): indexes grouped.
+
+    Persons are found within what the hub knows of households. First the households
+    (:func:`components`); then every pair the hub compares (a shared block or building)
+    and every pair in one household is decided with the household known
+    (:func:`exchange.linkage.decide` weighs a household that moved instead of two
+    addresses). Signals with one person key are one person. The links are then taken
+    strongest first, and one that would make one person of two BSNs, or of a person and
+    a household member they named (a partner lists the *others* in a household), is
+    refused: a wrong link between two signals without a BSN stays a wrong link, but the
+    links that would chain it into a second person are not made.
+
+    The order is by score, then by the signals' keys (never their order of arrival),
+    so the persons depend only on the signals.
+    """
+    read = [usable(keys, skip) for _, _, keys in signals]
+    household = {i: str(n).encode() for n, part in enumerate(
+        components(signals, skip, profiles)) for i in part}
+    keys = [{**grouped(k), HOUSEHOLD: frozenset({household[i]})} for i, k in enumerate(read)]
+    refs = [ref for _, ref, _ in signals]
+    pairs: set[tuple[int, int]] = set()
+    for members in compared_groups(refs, read).values():
+        pairs.update((i, j) for x, i in enumerate(members) for j in members[x + 1:])
+    by_household: dict[bytes, list[int]] = defaultdict(list)
+    for i, name in household.items():
+        by_household[name].append(i)
+    for members in by_household.values():
+        if len(members) <= HOUSEHOLD_PAIRS:
+            members.sort()
+            pairs.update((i, j) for x, i in enumerate(members) for j in members[x + 1:]
+                         if refs[i] and refs[i] == refs[j])
+    links: list[tuple[float, bytes, bytes, int, int]] = []
+    digest: dict[int, bytes] = {}
+
+    def content(i: int) -> bytes:
+        if i not in digest:
+            digest[i] = hashlib.sha256(b"".join(
+                bytes([kind % 256]) + len(value).to_bytes(2, "big") + value
+                for kind, value in sorted(set(read[i])))).digest()
+        return digest[i]
+
+    for i, j in pairs:
+        profile = profiles(refs[i] or "")
+        if profile is None:
+            continue
+        decision = linkage.decide(profile, keys[i], keys[j])
+        if decision.link:
+            first, second = sorted((content(i), content(j)))
+            links.append((-decision.score, first, second, i, j))
+    people = _People([keys[i].get(PERSON, frozenset()) for i in range(len(signals))],
+                     [keys[i].get(MEMBER, frozenset()) for i in range(len(signals))])
+    owner: dict[bytes, int] = {}
+    for i, (_, _, own) in enumerate(signals):
+        for kind, value in own:
+            if kind == PERSON:
+                people.join(i, owner.setdefault(value, i), check=False)
+    for _, _, _, i, j in sorted(links):
+        people.join(i, j)
+    out: dict[int, list[int]] = defaultdict(list)
+    for i in range(len(signals)):
+        out[people.find(i)].append(i)
+    return list(out.values())
+
+
+class _People:
+    """Union-find over signals that keeps, per person, the BSNs (person keys) and the
+    household members named, and refuses a join that would mix two BSNs or make a person
+    their own named member."""
+
+    def __init__(self, bsns: list[frozenset[bytes]], members: list[frozenset[bytes]]
+                 ) -> None:
+        self.parent = list(range(len(bsns)))
+        self.bsns = [set(b) for b in bsns]
+        self.members = [set(m) for m in members]
+
+    def find(self, i: int) -> int:
+        while self.parent[i] != i:
+            self.parent[i] = self.parent[self.parent[i]]
+            i = self.parent[i]
+        return i
+
+    def join(self, i: int, j: int, *, check: bool = True) -> bool:
+        a, b = self.find(i), self.find(j)
+        if a == b:
+            return True
+        if check and ((self.bsns[a] and self.bsns[b] and not self.bsns[a] & self.bsns[b])
+                      or self.bsns[a] & self.members[b] or self.bsns[b] & self.members[a]):
+            return False
+        self.parent[a] = b
+        self.bsns[b] |= self.bsns[a]
+        self.members[b] |= self.members[a]
+        return True
 
 
 def compared_groups(refs: Sequence[str | None], read: Sequence[Iterable[Key]]

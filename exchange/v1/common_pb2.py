@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19samenloop/v1/common.proto\x12\x0csamenloop.v1\"E\n\x0fPseudonymousKey\x12#\n\x04kind\x18\x01 \x01(\x0e\x32\x15.samenloop.v1.KeyKind\x12\r\n\x05value\x18\x02 \x01(\x0c\"5\n\x07\x43ontact\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05phone\x18\x02 \x01(\t\x12\r\n\x05\x65mail\x18\x03 \x01(\t\"c\n\x0eSealedEnvelope\x12\x14\n\x0crecipient_id\x18\x01 \x01(\t\x12\x17\n\x0fkey_fingerprint\x18\x02 \x01(\x0c\x12\x0e\n\x06scheme\x18\x03 \x01(\t\x12\x12\n\nciphertext\x18\x04 \x01(\x0c*\xa4\x02\n\x07KeyKind\x12\x18\n\x14KEY_KIND_UNSPECIFIED\x10\x00\x12\x13\n\x0fKEY_KIND_PERSON\x10\x01\x12\x14\n\x10KEY_KIND_ADDRESS\x10\x02\x12\x13\n\x0fKEY_KIND_MEMBER\x10\x03\x12\x17\n\x13KEY_KIND_GIVEN_BAND\x10\x04\x12\x19\n\x15KEY_KIND_SURNAME_BAND\x10\x05\x12\x17\n\x13KEY_KIND_BIRTH_DATE\x10\x06\x12\x17\n\x13KEY_KIND_BIRTH_NEAR\x10\x07\x12\x1c\n\x18KEY_KIND_INITIAL_SURNAME\x10\x08\x12\x12\n\x0eKEY_KIND_BLOCK\x10\t\x12\x15\n\x11KEY_KIND_BUILDING\x10\n\x12\x10\n\x0cKEY_KIND_SEX\x10\x0b\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19samenloop/v1/common.proto\x12\x0csamenloop.v1\"E\n\x0fPseudonymousKey\x12#\n\x04kind\x18\x01 \x01(\x0e\x32\x15.samenloop.v1.KeyKind\x12\r\n\x05value\x18\x02 \x01(\x0c\"5\n\x07\x43ontact\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05phone\x18\x02 \x01(\t\x12\r\n\x05\x65mail\x18\x03 \x01(\t\"c\n\x0eSealedEnvelope\x12\x14\n\x0crecipient_id\x18\x01 \x01(\t\x12\x17\n\x0fkey_fingerprint\x18\x02 \x01(\x0c\x12\x0e\n\x06scheme\x18\x03 \x01(\t\x12\x12\n\nciphertext\x18\x04 \x01(\x0c*\xbd\x02\n\x07KeyKind\x12\x18\n\x14KEY_KIND_UNSPECIFIED\x10\x00\x12\x13\n\x0fKEY_KIND_PERSON\x10\x01\x12\x14\n\x10KEY_KIND_ADDRESS\x10\x02\x12\x13\n\x0fKEY_KIND_MEMBER\x10\x03\x12\x17\n\x13KEY_KIND_GIVEN_BAND\x10\x04\x12\x19\n\x15KEY_KIND_SURNAME_BAND\x10\x05\x12\x17\n\x13KEY_KIND_BIRTH_DATE\x10\x06\x12\x17\n\x13KEY_KIND_BIRTH_NEAR\x10\x07\x12\x1c\n\x18KEY_KIND_INITIAL_SURNAME\x10\x08\x12\x12\n\x0eKEY_KIND_BLOCK\x10\t\x12\x15\n\x11KEY_KIND_BUILDING\x10\n\x12\x10\n\x0cKEY_KIND_SEX\x10\x0b\x12\x17\n\x13KEY_KIND_GIVEN_EDIT\x10\x0c\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,7 +32,7 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'exchange.v1.common_pb2', _g
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_KEYKIND']._serialized_start=271
-  _globals['_KEYKIND']._serialized_end=563
+  _globals['_KEYKIND']._serialized_end=588
   _globals['_PSEUDONYMOUSKEY']._serialized_start=43
   _globals['_PSEUDONYMOUSKEY']._serialized_end=112
   _globals['_CONTACT']._serialized_start=114

@@ -62,6 +62,10 @@ class _KeyKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_KeyKind.Value
     """Sex combined with the first initial and surname or building, or with the date of
     birth (a fuzzy feature).
     """
+    KEY_KIND_GIVEN_EDIT: _KeyKind.ValueType  # 12
+    """The first given name and every way of leaving one letter out of it (token scheme
+    4): two names within one typo of each other share one (a fuzzy feature).
+    """
 
 class KeyKind(_KeyKind, metaclass=_KeyKindEnumTypeWrapper):
     """The kind of a pseudonymous key. Kinds are domain-separated inside the OPRF
@@ -102,6 +106,10 @@ a hub of token scheme 3 also compares signals in one building, as with a block).
 KEY_KIND_SEX: KeyKind.ValueType  # 11
 """Sex combined with the first initial and surname or building, or with the date of
 birth (a fuzzy feature).
+"""
+KEY_KIND_GIVEN_EDIT: KeyKind.ValueType  # 12
+"""The first given name and every way of leaving one letter out of it (token scheme
+4): two names within one typo of each other share one (a fuzzy feature).
 """
 Global___KeyKind: _TypeAlias = KeyKind  # noqa: Y015
 

@@ -34,6 +34,7 @@ from exchange.v1 import (
     signal_pb2_grpc,
 )
 from hub import HubSettings, KeyServiceSettings, start_hub, start_keyservice
+from hub._inputs import MAX_KEYS
 from hub._keyservice import KeyService
 from hub._models import AuditEvent, Signal
 from hub._service import metadata_identity
@@ -204,7 +205,7 @@ def _mutations() -> list[tuple[str, Any]]:
         ("keys", m(keys=[key(kind=common_pb2.KEY_KIND_PERSON, value=b"short")])),
         ("kind", m(keys=[key(kind=common_pb2.KEY_KIND_UNSPECIFIED, value=bytes(32))])),
         ("kind", m(keys=[key(kind=99, value=bytes(32))])),  # type: ignore[arg-type]
-        ("keys", m(keys=[key(kind=1, value=bytes([i]) * 32) for i in range(161)])),
+        ("keys", m(keys=[key(kind=1, value=bytes([i]) * 32) for i in range(MAX_KEYS + 1)])),
         ("twice", m(keys=[key(kind=1, value=bytes(32))] * 2)),
         ("category", m(category="gossip")),
         ("region", m(region="GM14")),
