@@ -145,9 +145,10 @@ _WEIGHTS = {
     # the signals' regions (municipalities, which the hub holds anyway) differ: namesakes
     # live anywhere, a person who moved mostly stays (the synthetic data: 75 %)
     "region_differs": -10.8,
-    # in one household (which the hub formed from exact keys and links), at two
-    # addresses: a household that moved. Replaces address_differs and region_differs.
-    # Set by a sweep (0, 3, 6, 9 on seeds 1-3, 5, 7, 9; docs/linkage.md), not fitted
+    # in one household (which the hub formed from exact keys and links), and not at one
+    # address or building: a household that moved, or a signal without an address; few
+    # people to be a namesake of. Replaces address_differs and region_differs. Set by a
+    # sweep (0, 3, 6, 9 on seeds 1-3, 5, 7, 9; docs/linkage.md), not fitted
     "household": 6.0,
 }
 # The features and scale of the weights above. A [score] table that sets weights says
@@ -390,20 +391,31 @@ def _grams(words: Iterable[str]) -> set[str]:
     return grams
 
 
-# Given names shorter than this give no GIVEN_EDIT tokens: one letter left out of "Bo"
-# and "Jo" is the same letter.
+# Given names shorter than this give no names with a letter left out (one letter left
+# out of "Bo" and "Jo" is the same letter), only themselves.
 _EDIT_MIN = 3
-_EDIT_MAX = 16  # letters of a name that give tokens: one per letter, and the name
+# Letters of a name that give tokens: a typo after them leaves these letters as they are.
+_EDIT_MAX = 10
+# Every first given name gives this many GIVEN_EDIT tokens, made up with tokens that
+# agree only with the same name: how many a signal carries says nothing of the name's
+# length, nor of doubled letters.
+EDIT_TOKENS = _EDIT_MAX + 1
 
 
 def _one_typo(word: str) -> list[str]:
     """A name and the name with each one of its letters left out (a deletion
     neighbourhood): two names one typo apart — a letter left out, added, mistyped, or two
-    letters transposed — share one of these, whatever MinHash bands happen to share."""
+    letters transposed — share one of these, whatever MinHash bands happen to share.
+    Always EDIT_TOKENS of them for a name (none without one)."""
     word = word[:_EDIT_MAX]
-    if len(word) < _EDIT_MIN:
+    if not word:
         return []
-    return sorted({word} | {word[:i] + word[i + 1:] for i in range(len(word))})
+    out = {word}
+    if len(word) >= _EDIT_MIN:
+        out |= {word[:i] + word[i + 1:] for i in range(len(word))}
+    # made-up tokens to the fixed count: "#" is no letter, so they meet only the same name
+    out |= {f"#{i}|{word}" for i in range(EDIT_TOKENS - len(out))}
+    return sorted(out)
 
 
 def _minhash_bands(profile: Profile, grams: set[str], bands: int) -> list[bytes]:
@@ -660,9 +672,10 @@ def _place_features(a: Keys, b: Keys, names: list[str], given: str) -> None:
     household_a, household_b = a.get(HOUSEHOLD), b.get(HOUSEHOLD)
     if household_a and household_b and household_a & household_b and not (
             address_a & address_b or "building" in names):
-        # in one household at two addresses: a household that moved, as exact keys (a
-        # member's BSN at both) tell the hub; neither the other building nor the other
-        # municipality then counts against the pair
+        # in one household, not at one address: a household that moved, as exact keys
+        # (a member's BSN at both) tell the hub, or one signal without an address; a
+        # name agrees among a few people, and neither another building nor another
+        # municipality counts against the pair
         names[:] = [n for n in names if n != "address_differs"]
         names.append("household")
         return

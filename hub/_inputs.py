@@ -111,6 +111,11 @@ def contact(msg: common_pb2.Contact, field: str) -> Contact:
 
 def signal(req: signal_pb2.SubmitSignalRequest) -> SignalInput:
     signal_id = vocab.uuid_str(req.signal_id, "signal_id")
+    # before the keys: a newer agent's tokens may be of kinds this hub does not know
+    if req.token_scheme > linkage.TOKEN_SCHEME:
+        raise FailedPrecondition(
+            f"the tokens were made with token scheme {req.token_scheme}; this hub compares "
+            f"schemes up to {linkage.TOKEN_SCHEME}: upgrade the hub first")
     keys = _keys(list(req.keys), "keys", MAX_KEYS, {int(k) for k in crypto.KeyKind})
     category = vocab.category(req.category)
     region = vocab.region(req.region)
@@ -146,10 +151,6 @@ def signal(req: signal_pb2.SubmitSignalRequest) -> SignalInput:
         raise InvalidInput("keys holds fuzzy linkage tokens: linkage_profile is required")
     if req.token_scheme and not profile:
         raise InvalidInput("token_scheme is given without linkage_profile")
-    if req.token_scheme > linkage.TOKEN_SCHEME:
-        raise FailedPrecondition(
-            f"the tokens were made with token scheme {req.token_scheme}; this hub compares "
-            f"schemes up to {linkage.TOKEN_SCHEME}: upgrade the hub first")
     return SignalInput(
         signal_id=signal_id, keys=keys, category=category, region=region,
         professional=professional, observed_at=observed_at, expires_at=expires_at,

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from exchange.crypto import KeyKind
 from exchange.linkage import (
     DEFAULT_PROFILE,
+    EDIT_TOKENS,
     HOUSEHOLD,
     REGION,
     Decision,
@@ -295,24 +296,33 @@ def test_one_typo_in_a_given_name_is_no_twin() -> None:
 
 def test_one_typo_tokens_are_the_first_given_name_with_each_letter_left_out() -> None:
     def edits(**name: str) -> set[bytes]:
-        return {value for kind, value in tokens(DEFAULT_PROFILE, name_parts(**name), "")
-                if kind is KeyKind.GIVEN_EDIT}
+        made = [value for kind, value in tokens(DEFAULT_PROFILE, name_parts(**name), "")
+                if kind is KeyKind.GIVEN_EDIT]
+        assert len(made) == len(set(made))
+        return set(made)
 
-    assert edits(given_names="Anna Maria", surname="Smit") == {
-        b"anna", b"nna", b"ana", b"ann"}
-    # not for names too short to leave a letter out of ("Bo" and "Jo" would share "o"),
-    # nor for initials, nor for a missing given name
-    assert edits(given_names="Bo", surname="Smit") == set()
+    anna = edits(given_names="Anna Maria", surname="Smit")
+    assert {b"anna", b"nna", b"ana", b"ann"} <= anna
+    # every name gives as many (made up to the count, agreeing only with the same name):
+    # how many a signal carries says nothing of the name's length or doubled letters
+    for given_names in ("Anna", "Bo", "Volkan", "Bartholomeus", "Jan Pieter"):
+        assert len(edits(given_names=given_names, surname="Smit")) == EDIT_TOKENS
+    assert not anna & edits(given_names="Anne", surname="Smit") - {b"ann"}
+    # names too short to leave a letter out of ("Bo" and "Jo" would share "o") give only
+    # themselves; initials and a missing given name give none
+    assert not edits(given_names="Bo", surname="Smit") & edits(given_names="Jo",
+                                                               surname="Smit")
     assert edits(given_names="A.M.", surname="Smit") == set()
     assert edits(surname="Smit") == set()
-    # a long name gives at most 16 letters' worth
-    assert len(edits(given_names="Bartholomeuskinderen", surname="Smit")) <= 17
+    # a typo after the tenth letter leaves the first ten as they are
+    assert edits(given_names="Bartholomeus") & edits(given_names="Bartholomeos")
+    assert edits(given_names="Bartholomeus") & edits(given_names="Bartolomeus")
 
 
 def test_in_one_household_another_address_is_a_move_not_a_reason_against() -> None:
     """Persons are decided within households (hub._linkage.persons): a pair the hub
-    placed in one household at two buildings weighs "household", not "address_differs"
-    nor "region_differs"."""
+    placed in one household, not at one address, weighs "household", not
+    "address_differs" nor "region_differs"."""
     def at(building: str, region: str, household: str, birth: str = ""
            ) -> dict[int, frozenset[bytes]]:
         keys = _living(building, birth, given_names="Bauke", surname="Akker")
@@ -330,6 +340,12 @@ def test_in_one_household_another_address_is_a_move_not_a_reason_against() -> No
     # at one address the household adds nothing to what the address says
     home = decide(DEFAULT_PROFILE, old, at("5612ST|184", "GM0772", "h1", "2010-01-22"))
     assert "household" not in _named(home)
+    # without an address the household is all the hub knows of where they live
+    unhoused = _pseudonyms(tokens(DEFAULT_PROFILE, name_parts(given_names="Bauke",
+                                                              surname="Akker"), "", sex="F"))
+    decision = decide(DEFAULT_PROFILE, {**unhoused, HOUSEHOLD: frozenset({b"h1"})}, new)
+    assert "household" in _named(decision)
+    assert "household" not in _named(decide(DEFAULT_PROFILE, unhoused, new))
 
 
 def test_a_capital_initial_after_the_comma_is_no_particle() -> None:
@@ -398,12 +414,13 @@ _RECORD = st.fixed_dictionaries({
     "address": st.sampled_from(["", "1011AB|5", "1011AB|7"]),
     "addition": st.sampled_from(["", "A"]),
     "region": st.sampled_from(["", "GM0014", "GM0363"]),
+    "household": st.sampled_from(["", "h1", "h2"]),
     "rotating": st.booleans()})
 
 
 def _any(record: dict[str, Any]) -> dict[int, frozenset[bytes]]:
     """A signal's keys from a drawn record: name, date, sex, building and address key,
-    region, made during a key rotation or not."""
+    region, household, made during a key rotation or not."""
     items = tokens(DEFAULT_PROFILE, name_parts(given_names=record["given_names"],
                                                surname=record["surname"]),
                    record["birth"], address=record["address"], sex=record["sex"])
@@ -412,6 +429,8 @@ def _any(record: dict[str, Any]) -> dict[int, frozenset[bytes]]:
     keys = dict(_rotating(items) if record["rotating"] else _pseudonyms(items))
     if record["region"]:
         keys[REGION] = frozenset({record["region"].encode()})
+    if record["household"]:
+        keys[HOUSEHOLD] = frozenset({record["household"].encode()})
     return keys
 
 

@@ -4,6 +4,7 @@ addresses, and households that do not depend on the order signals arrive in."""
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import hashlib
 import itertools
 import uuid
@@ -198,6 +199,47 @@ def test_persons_do_not_depend_on_the_order_of_the_signals(order: list[int]) -> 
                       sex="F", region="GM0363")]
     expected = _people(signals)
     assert _people([signals[i] for i in order]) == expected
+
+
+def test_persons_during_a_key_rotation_and_without_a_profile() -> None:
+    """A signal made during a rotation carries its BSN under the old and the new key: it
+    joins the signals made under either; a signal without a profile (exact keys only) or
+    with one the hub cannot read is joined by its BSN alone."""
+    def rekeyed(sid: str, key: str, ref: str | None = REF, **record: Any) -> Keyed:
+        _, _, keys = _keyed(sid, **record)
+        person = int(crypto.KeyKind.PERSON)
+        keys = [(k, v) for k, v in keys if k != person]
+        keys += [(person, f"{key}|{record['bsn']}".encode()) for key in key.split("+")]
+        return sid, ref, keys
+
+    eva = {"given": "Eva", "surname": "Smit", "birth": "1990-09-09", "bsn": "bsn-eva"}
+    signals = [rekeyed("old", "old", **eva), rekeyed("both", "old+new", **eva),
+               rekeyed("new", "new", **eva),
+               rekeyed("exact-only", "new", None, bsn="bsn-eva"),
+               rekeyed("unreadable", "old", "gone@v9", **eva),
+               # another person's BSN under the new key, the same name and date
+               rekeyed("namesake", "new", **{**eva, "bsn": "bsn-other"})]
+    assert _people(signals) == [{"both", "exact-only", "new", "old", "unreadable"},
+                                {"namesake"}]
+
+
+def test_a_household_too_large_to_compare_pair_by_pair_still_links_by_blocks() -> None:
+    """Beyond HOUSEHOLD_PAIRS signals a household's pairs are compared only where they
+    share a block or building (an institution-sized chain): one address, no building
+    token, and a second record of one resident still joins it by their blocks."""
+    def word(seed: str) -> str:  # letters unlike any other's
+        return "".join(chr(97 + b % 26) for b in hashlib.sha256(seed.encode()).digest()[:8])
+
+    def resident(sid: str, i: int) -> Keyed:
+        born = datetime.date(1950, 1, 1) + datetime.timedelta(days=97 * i)
+        return _keyed(sid, given=word(f"g{i}"), surname=word(f"s{i}"),
+                      birth=born.isoformat(), address="flat")
+
+    many = [resident(f"s{i}", i) for i in range(_linkage.HOUSEHOLD_PAIRS + 1)]
+    twice = [*many, resident("again", 0)]
+    people = _people(twice)
+    assert {"s0", "again"} in people
+    assert len(people) == len(many)
 
 
 def test_a_household_that_moved_links_its_members_across_addresses() -> None:
