@@ -106,7 +106,7 @@ class Profile:
 # (bench/fit_weights.py on seeds 4-9 of 'samenloop synth --level hardest'; seeds 1-3 are
 # for measuring, docs/linkage.md), scaled so that odds of 4 to 1 among compared pairs
 # score 9. A pair links when its weights add up to the threshold, by default 7.5 (odds of
-# about 2.4 to 1): lower than the fit's 9 because persons are formed with constraints
+# about 2.5 to 1): lower than the fit's 9 because persons are formed with constraints
 # that catch most of what it lets through (two BSNs, or a person and a member they named,
 # are never one person: hub._linkage.persons) — measured, docs/linkage.md. A profile may
 # override any weight, and the threshold, under [score].

@@ -262,7 +262,7 @@ class SubmitSignalRequest(_message.Message):
     """
     @_builtins.property
     def keys(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.PseudonymousKey]:
-        """At least one key; at most 160 (during a key rotation every token comes twice)."""
+        """At least one key; at most 200 (during a key rotation every token comes twice)."""
 
     @_builtins.property
     def professional(self) -> _common_pb2.Contact:
