@@ -264,14 +264,8 @@ def components(signals: list[tuple[str, str | None, list[Key]]], skip: set[Key],
     under exact links and the profiles' fuzzy decisions; with ``households`` False, person
     links only (no address or member links). ``shared``, by index, names other things a
     signal is linked to (the stored households of new signals): sharing one links too."""
-    parent = list(range(len(signals)))
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
+    linked = _People.unconstrained(len(signals))
+    find = linked.find
     owner: dict[tuple[str, bytes], int] = {}
     read = [usable(keys, skip) for _, _, keys in signals]
     for i, (_, _, keys) in enumerate(signals):
@@ -283,13 +277,13 @@ def components(signals: list[tuple[str, str | None, list[Key]]], skip: set[Key],
             else:
                 continue
             if token in owner:
-                parent[find(i)] = find(owner[token])
+                linked.join(i, owner[token])
             else:
                 owner[token] = i
     blocks = compared_groups([ref for _, ref, _ in signals], read)
     for i, names in enumerate(shared):
         for name in names:
-            parent[find(i)] = find(owner.setdefault(("shared", name.encode()), i))
+            linked.join(i, owner.setdefault(("shared", name.encode()), i))
     grouped_keys = [grouped(keys) for keys in read]
     compared: set[tuple[int, int]] = set()
     for (ref, _), members in blocks.items():
@@ -302,7 +296,7 @@ def components(signals: list[tuple[str, str | None, list[Key]]], skip: set[Key],
                     continue
                 compared.add((i, j))
                 if linkage.decide(profile, grouped_keys[i], grouped_keys[j]).link:
-                    parent[find(i)] = find(j)
+                    linked.join(i, j)
     out: dict[int, list[int]] = defaultdict(list)
     for i in range(len(signals)):
         out[find(i)].append(i)
@@ -320,8 +314,9 @@ def persons(signals: list[tuple[str, str | None, list[Key]]], skip: set[Key],
     """The persons among ``signals`` (each (id, profile ref, keys)): indexes grouped.
 
     Persons are found within what the hub knows of households. First the households
-    (:func:`components`); then every pair the hub compares (a shared block or building)
-    and every pair in one household is decided with the household known
+    (:func:`components`); then every pair in one household (in a household too large,
+    those the hub compares: a shared block or building) is decided with the household
+    known
     (:func:`exchange.linkage.decide` weighs a household that moved instead of two
     addresses). Signals with one person key are one person. The links are then taken
     strongest first, and one that would make one person of two BSNs, or of a person and
@@ -337,17 +332,22 @@ def persons(signals: list[tuple[str, str | None, list[Key]]], skip: set[Key],
         components(signals, skip, profiles)) for i in part}
     keys = [{**grouped(k), HOUSEHOLD: frozenset({household[i]})} for i, k in enumerate(read)]
     refs = [ref for _, ref, _ in signals]
-    pairs: set[tuple[int, int]] = set()
-    for members in compared_groups(refs, read).values():
-        pairs.update((i, j) for x, i in enumerate(members) for j in members[x + 1:])
+    # Only a pair in one household can link: one in two was decided by components() on
+    # the same features (the household weighs only within one) and did not link.
     by_household: dict[bytes, list[int]] = defaultdict(list)
     for i, name in household.items():
         by_household[name].append(i)
+    pairs: set[tuple[int, int]] = set()
     for members in by_household.values():
         if len(members) <= HOUSEHOLD_PAIRS:
             members.sort()
             pairs.update((i, j) for x, i in enumerate(members) for j in members[x + 1:]
                          if refs[i] and refs[i] == refs[j])
+        else:
+            for group in compared_groups([refs[i] for i in members],
+                                         [read[i] for i in members]).values():
+                pairs.update((members[x], members[y]) for n, x in enumerate(group)
+                             for y in group[n + 1:])
     links: list[tuple[float, bytes, bytes, int, int]] = []
     digest: dict[int, bytes] = {}
 
@@ -369,10 +369,9 @@ def persons(signals: list[tuple[str, str | None, list[Key]]], skip: set[Key],
     people = _People([keys[i].get(PERSON, frozenset()) for i in range(len(signals))],
                      [keys[i].get(MEMBER, frozenset()) for i in range(len(signals))])
     owner: dict[bytes, int] = {}
-    for i, (_, _, own) in enumerate(signals):
-        for kind, value in own:
-            if kind == PERSON:
-                people.join(i, owner.setdefault(value, i), check=False)
+    for i, own in enumerate(keys):
+        for value in own.get(PERSON, ()):
+            people.join(i, owner.setdefault(value, i), check=False)
     for _, _, _, i, j in sorted(links):
         people.join(i, j)
     out: dict[int, list[int]] = defaultdict(list)
@@ -391,6 +390,11 @@ class _People:
         self.parent = list(range(len(bsns)))
         self.bsns = [set(b) for b in bsns]
         self.members = [set(m) for m in members]
+
+    @classmethod
+    def unconstrained(cls, count: int) -> _People:
+        """Plain connected components: no BSNs or members to keep apart."""
+        return cls([frozenset()] * count, [frozenset()] * count)
 
     def find(self, i: int) -> int:
         while self.parent[i] != i:
